@@ -1,0 +1,59 @@
+"""The conda environment file and pyproject.toml must name the same packages."""
+from __future__ import annotations
+
+import re
+import tomllib
+
+# conda-forge names that differ from their PyPI names
+CONDA_TO_PYPI = {"pytorch": "torch"}
+NOT_PACKAGES = {"python", "pip"}
+
+
+def _name(requirement: str) -> str:
+    name = re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0]
+    return name.lower().replace("_", "-")
+
+
+def _pyproject(repo_root):
+    data = tomllib.loads((repo_root / "pyproject.toml").read_text())
+    project = data["project"]
+    runtime = {_name(r) for r in project["dependencies"]}
+    dev = {_name(r) for r in project["optional-dependencies"]["dev"]}
+    return runtime, dev
+
+
+def _environment(repo_root):
+    names = set()
+    in_deps = False
+    for line in (repo_root / "environment.yml").read_text().splitlines():
+        stripped = line.split("#", 1)[0].rstrip()
+        if stripped.startswith("dependencies:"):
+            in_deps = True
+            continue
+        if not in_deps or not stripped.strip():
+            continue
+        m = re.match(r"^  - ([A-Za-z0-9_.\-]+)", stripped)
+        if m:
+            names.add(CONDA_TO_PYPI.get(m.group(1).lower(), m.group(1).lower()))
+    return names - NOT_PACKAGES
+
+
+def test_environment_lists_the_runtime_packages_of_pyproject(repo_root):
+    runtime, dev = _pyproject(repo_root)
+    env = _environment(repo_root)
+    missing = runtime - env
+    assert not missing, f"environment.yml lacks runtime packages named in pyproject.toml: {sorted(missing)}"
+    extra = env - runtime - dev
+    assert not extra, f"environment.yml names packages pyproject.toml does not: {sorted(extra)}"
+
+
+def test_every_environment_line_says_what_needs_it(repo_root):
+    for line in (repo_root / "environment.yml").read_text().splitlines():
+        if re.match(r"^  - [A-Za-z]", line) and not line.strip().startswith("- pip"):
+            assert "#" in line, f"environment.yml line has no comment on what needs it: {line.strip()!r}"
+
+
+def test_parser_sees_the_packages(repo_root):
+    # guards the test above against a parser that silently finds nothing
+    env = _environment(repo_root)
+    assert {"torch", "numpy", "papermill"} <= env
