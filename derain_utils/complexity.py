@@ -1,0 +1,464 @@
+"""How complex is an image set? Five cheap, documented measures of background complexity.
+
+The study's claim is about *background complexity*: with more, or more complex,
+training backgrounds a deraining network finds it easier to learn the (simple)
+rain than the background, and "slacks off". To test that, complexity needs
+numbers. There is no single right definition, so this module reports five that
+look at different things, each computed on the image quantised to 8 bits (the
+form in which image sets are stored):
+
+``png_bpp``
+    Lossless compressibility: bits per pixel of the PNG-compressed image
+    (Pillow, ``compress_level=9``). A proxy for the information content an
+    algorithm cannot predict away.
+``jpeg_bpp``
+    Perceptual/lossy compressibility: bits per pixel at JPEG quality 75
+    (Pillow/libjpeg, 4:2:0 chroma subsampling, standard Huffman tables). Counts
+    the detail a perceptual codec thinks worth keeping, so fine noise costs less
+    than in PNG.
+``grad_mean``
+    Edge strength: mean Sobel gradient magnitude of the luma
+    (``skimage.filters.sobel``; a ramp rising by s per pixel gives sqrt(2) s).
+``grad_entropy``
+    Edge diversity: Shannon entropy, in bits, of the histogram of the Sobel
+    magnitudes in :data:`GRAD_BINS` fixed bins of width 1/128 over [0, 1/2]
+    (larger magnitudes go in the last bin). Fixed, absolute bins make a flat
+    image 0 bits and a noisy one many.
+``spectral_slope``
+    Scale content: slope of log10 radially averaged power spectrum against
+    log10 spatial frequency of the Hann-windowed luma, fitted over
+    :data:`SLOPE_BAND` (1/16 to 1/2 cycles per pixel, log-spaced bins so every
+    octave counts equally). White noise gives 0; the classic value for natural
+    images is -2, and in this fine-scale band photographs give about -2 to -3
+    (optics, downscaling and JPEG remove the finest detail; the shared background
+    sets average -3.1 for faces to -2.2 for urban); smooth images are steeper. Higher (closer to 0) =
+    relatively more fine detail. An image with no variation at all (a constant)
+    has no spectrum; it gets :data:`SLOPE_FLOOR` (-10), the same way PSNR is
+    capped instead of reported as infinite.
+
+For *every* measure, higher = more complex (:data:`HIGHER_IS_MORE_COMPLEX`).
+
+Byte counts exclude the container: ``png_bpp`` counts only the compressed pixel
+data (the IDAT chunk payloads) and ``jpeg_bpp`` only the entropy-coded scan, so
+the ~60 B of PNG and ~600 B of JPEG headers and tables do not inflate the values
+of small crops (600 B is 1.2 bpp on a 64x64 crop). Both are *per pixel*, not per
+channel: a 24-bit RGB image stores 24 raw bits per pixel, an 8-bit gray one 8, so
+compare gray with gray and RGB with RGB (:func:`derain_utils.backgrounds.load_image`
+always gives RGB).
+
+Use :func:`measure_image` for one image, :func:`measure_set` for a folder, a
+:class:`derain_utils.backgrounds.Source`, or arrays (a tidy table, one row per
+image), :func:`summarize` for per-set mean and std, and the command line
+``python -m derain_utils.complexity PATH [PATH ...]`` to compare folders.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from scipy.signal.windows import hann
+from skimage.color import rgb2gray
+from skimage.filters import sobel
+from tqdm.auto import tqdm
+
+__all__ = [
+    "MEASURES",
+    "HIGHER_IS_MORE_COMPLEX",
+    "PNG_COMPRESS_LEVEL",
+    "JPEG_QUALITY",
+    "GRAD_BINS",
+    "GRAD_MAX",
+    "SLOPE_BAND",
+    "SLOPE_FLOOR",
+    "MIN_SIZE",
+    "measure_image",
+    "measure_set",
+    "summarize",
+    "main",
+]
+
+PNG_COMPRESS_LEVEL: int = 9
+"""zlib level of the PNG encoder (maximum compression; fixed so values are comparable)."""
+JPEG_QUALITY: int = 75
+"""libjpeg quality of ``jpeg_bpp`` (the common default; 4:2:0 subsampling, standard tables)."""
+GRAD_BINS: int = 64
+"""Number of fixed histogram bins of ``grad_entropy`` (so at most 6 bits)."""
+GRAD_MAX: float = 0.5
+"""Upper edge of the last regular ``grad_entropy`` bin (luma units); larger magnitudes go in that bin."""
+SLOPE_BAND: tuple[float, float] = (1 / 16, 1 / 2)
+"""Spatial-frequency band (cycles per pixel) over which ``spectral_slope`` is fitted."""
+SLOPE_BINS: int = 12
+"""Log-spaced radial frequency bins in :data:`SLOPE_BAND` (4 per octave)."""
+SLOPE_FLOOR: float = -10.0
+"""``spectral_slope`` of an image without any variation, and the lowest value ever reported."""
+MIN_SIZE: int = 32
+"""Smallest image side (px) accepted: 2 cycles of the lowest fitted frequency."""
+
+MEASURES: dict[str, str] = {
+    "png_bpp": "Lossless compressed size in bits per pixel (PNG, zlib level 9, headers excluded): "
+    "information a predictor cannot remove.",
+    "jpeg_bpp": "Lossy compressed size in bits per pixel at JPEG quality 75 (headers excluded): "
+    "detail a perceptual codec thinks worth keeping.",
+    "grad_mean": "Mean Sobel gradient magnitude of the luma: how strong and how dense edges and textures are.",
+    "grad_entropy": "Shannon entropy (bits) of the histogram of Sobel gradient magnitudes in fixed bins: "
+    "how varied the edge strengths are (0 for a flat image).",
+    "spectral_slope": "Slope of the log power spectrum vs log frequency over 1/16-1/2 cycles/px "
+    "(white noise 0, photographs about -2 to -3, flat images -10): closer to 0 = more fine detail.",
+}
+"""Measure name -> one sentence on what it means (used by the CLI and notebooks)."""
+
+HIGHER_IS_MORE_COMPLEX: dict[str, bool] = {name: True for name in MEASURES}
+"""Direction of each measure: True = a higher value means a more complex image (all of them)."""
+
+
+# --------------------------------------------------------------------------- one image
+def _to_uint8(img: Any, name: str = "img") -> np.ndarray:
+    """8-bit (H, W) or (H, W, 3) array from a float [0, 1] or uint8 image (numpy or torch)."""
+    if isinstance(img, torch.Tensor):
+        t = img.detach().cpu()
+        if t.ndim == 3 and t.shape[0] in (1, 3):
+            t = t.permute(1, 2, 0)
+        elif t.ndim != 2:
+            raise ValueError(f"{name} is a torch tensor of shape {tuple(img.shape)}; expected (C, H, W) or (H, W)")
+        arr = t.numpy()
+    else:
+        arr = np.asarray(img)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)):
+        raise ValueError(f"{name} has shape {arr.shape}; expected (H, W), (H, W, 1) or (H, W, 3)")
+    if min(arr.shape[:2]) < MIN_SIZE:
+        raise ValueError(f"{name} is {arr.shape[0]}x{arr.shape[1]} px; complexity needs sides >= {MIN_SIZE} px")
+    if arr.dtype == np.uint8:
+        return arr
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{name} has dtype {arr.dtype}; expected float in [0, 1] or uint8")
+    lo, hi = float(np.min(arr)), float(np.max(arr))
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -0.05 or hi > 1.05:
+        raise ValueError(f"{name} has values in [{lo:.4g}, {hi:.4g}]; expected floats in [0, 1]")
+    return np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _luma(u8: np.ndarray) -> np.ndarray:
+    """float64 luma in [0, 1]: Rec. 709 weights via skimage.color.rgb2gray for RGB."""
+    return rgb2gray(u8) if u8.ndim == 3 else u8 / 255.0
+
+
+def _png_payload_bytes(u8: np.ndarray) -> int:
+    """Sum of the IDAT chunk lengths of the PNG encoding (the compressed pixel data)."""
+    buf = io.BytesIO()
+    Image.fromarray(u8).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL, optimize=False)
+    data = buf.getvalue()
+    pos, total = 8, 0  # skip the 8-byte signature; then chunks of length(4) type(4) data crc(4)
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == b"IDAT":
+            total += length
+        pos += 12 + length
+    return total
+
+
+def _jpeg_scan_bytes(u8: np.ndarray) -> int:
+    """Bytes of the entropy-coded scan of the baseline JPEG encoding (markers and tables excluded)."""
+    buf = io.BytesIO()
+    Image.fromarray(u8).save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=2, optimize=False)
+    data = buf.getvalue()
+    pos = 2  # after SOI; walk the marker segments up to the start of scan (FFDA)
+    while pos + 4 <= len(data):
+        marker = data[pos : pos + 2]
+        seg_len = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == b"\xff\xda":
+            start = pos + 2 + seg_len
+            end = data.rindex(b"\xff\xd9")  # EOI
+            return end - start
+        pos += 2 + seg_len
+    raise RuntimeError("Pillow wrote a JPEG without a start-of-scan marker")  # pragma: no cover
+
+
+def _grad_entropy(grad: np.ndarray) -> float:
+    edges = np.linspace(0.0, GRAD_MAX, GRAD_BINS + 1)
+    idx = np.clip(np.searchsorted(edges, grad.ravel(), side="right") - 1, 0, GRAD_BINS - 1)
+    counts = np.bincount(idx, minlength=GRAD_BINS)
+    p = counts[counts > 0] / grad.size
+    return float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _spectral_slope(luma: np.ndarray) -> float:
+    if np.ptp(luma) == 0:
+        return SLOPE_FLOOR
+    h, w = luma.shape
+    window = np.outer(hann(h, sym=False), hann(w, sym=False))
+    x = (luma - luma.mean()) * window
+    power = np.abs(np.fft.fft2(x)) ** 2
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.fftfreq(w)[None, :]
+    f = np.sqrt(fy**2 + fx**2)
+    lo, hi = SLOPE_BAND
+    edges = np.geomspace(lo, hi, SLOPE_BINS + 1)
+    inband = (f >= lo) & (f <= hi)
+    idx = np.clip(np.searchsorted(edges, f[inband], side="right") - 1, 0, SLOPE_BINS - 1)
+    count = np.bincount(idx, minlength=SLOPE_BINS)
+    mean_power = np.bincount(idx, weights=power[inband], minlength=SLOPE_BINS)
+    mean_logf = np.bincount(idx, weights=np.log10(f[inband]), minlength=SLOPE_BINS)
+    ok = count > 0
+    mean_power, mean_logf = mean_power[ok] / count[ok], mean_logf[ok] / count[ok]
+    log_power = np.log10(np.maximum(mean_power, np.finfo(float).tiny))
+    slope = np.polyfit(mean_logf, log_power, 1)[0]
+    return float(max(slope, SLOPE_FLOOR))
+
+
+def _check_measures(measures: Iterable[str] | None) -> list[str]:
+    if measures is None:
+        return list(MEASURES)
+    chosen = [measures] if isinstance(measures, str) else list(measures)
+    unknown = [m for m in chosen if m not in MEASURES]
+    if unknown or not chosen:
+        raise ValueError(f"measures: unknown or empty {unknown or chosen!r}; valid names are {list(MEASURES)}")
+    return chosen
+
+
+def measure_image(img: Any, measures: Iterable[str] | None = None) -> dict[str, float]:
+    """The complexity measures of one image (see :data:`MEASURES`; higher = more complex).
+
+    Args:
+        img: numpy (H, W, 3) RGB or (H, W) / (H, W, 1) gray, float in [0, 1] or
+            uint8; or a torch (C, H, W) tensor. Floats are rounded to 8 bits
+            first. Sides must be at least :data:`MIN_SIZE` px.
+        measures: names to compute (default: all, in :data:`MEASURES` order).
+
+    Returns:
+        dict name -> float: ``png_bpp`` and ``jpeg_bpp`` in bits per pixel,
+        ``grad_mean`` in luma units, ``grad_entropy`` in bits, ``spectral_slope``
+        dimensionless (log-log slope).
+    """
+    chosen = _check_measures(measures)
+    u8 = _to_uint8(img)
+    pixels = u8.shape[0] * u8.shape[1]
+    out: dict[str, float] = {}
+    luma = grad = None
+    for name in chosen:
+        if name == "png_bpp":
+            out[name] = 8.0 * _png_payload_bytes(u8) / pixels
+        elif name == "jpeg_bpp":
+            out[name] = 8.0 * _jpeg_scan_bytes(u8) / pixels
+        else:
+            if luma is None:
+                luma = _luma(u8)
+            if name == "spectral_slope":
+                out[name] = _spectral_slope(luma)
+                continue
+            if grad is None:
+                grad = sobel(luma)
+            out[name] = float(grad.mean()) if name == "grad_mean" else _grad_entropy(grad)
+    return out
+
+
+# ----------------------------------------------------------------------------- sets
+def _resolve(x: Any, set_name: str | None) -> tuple[str, list[str], Callable[[int], Any], int]:
+    """(set name, image names, loader(i), count) for any accepted input of measure_set."""
+    if isinstance(x, (str, os.PathLike)):
+        path = Path(x)
+        if path.is_dir():
+            from derain_utils import backgrounds  # same layer; imported here so each module loads alone
+
+            folder = backgrounds.ImageFolder(path)
+            if len(folder) == 0:
+                raise ValueError(f"folder {str(path)!r} contains no images")
+            return set_name or path.name, list(folder.names), folder.__getitem__, len(folder)
+        if path.exists():
+            raise ValueError(f"{str(path)!r} is a file, not a folder of images")
+        if isinstance(x, os.PathLike) or os.sep in str(x) or str(x).startswith("."):
+            raise FileNotFoundError(f"folder {str(path)!r} does not exist")
+        from derain_utils import backgrounds
+
+        x = backgrounds.get_source(str(x))
+    if hasattr(x, "ids") and hasattr(x, "load"):
+        ids = x.ids()
+        if ids is None:
+            raise ValueError(
+                f"source {getattr(x, 'name', x)!r} is procedural (unbounded); "
+                "pass a list or array of its images instead"
+            )
+        if len(ids) == 0:
+            raise ValueError(f"source {getattr(x, 'name', x)!r} contains no images")
+        ids = list(ids)
+        return set_name or str(getattr(x, "name", "source")), [str(i) for i in ids], (lambda i: x.load(ids[i])), len(ids)
+    if isinstance(x, torch.Tensor):
+        if x.ndim != 4:
+            raise ValueError(f"images: a torch batch must be (N, C, H, W), got shape {tuple(x.shape)}")
+        items: Sequence[Any] = list(x)
+    elif isinstance(x, np.ndarray):
+        if x.ndim != 4:
+            raise ValueError(
+                f"images: an array of images must be (N, H, W, C), got shape {x.shape} "
+                "(pass a list for a single image or gray stacks)"
+            )
+        items = list(x)
+    elif isinstance(x, (list, tuple)):
+        items = x
+    else:
+        raise ValueError(
+            f"images: expected a folder path, a backgrounds Source, a list of images or an (N, H, W, C) array; "
+            f"got {type(x).__name__}"
+        )
+    if len(items) == 0:
+        raise ValueError("images: the list of images is empty")
+    return set_name or "images", [str(i) for i in range(len(items))], items.__getitem__, len(items)
+
+
+def measure_set(
+    x: Any,
+    names: Sequence[str] | None = None,
+    progress: bool = False,
+    *,
+    measures: Iterable[str] | None = None,
+    set_name: str | None = None,
+    max_images: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Complexity of every image of a set, as a tidy table (one row per image).
+
+    Args:
+        x: the images: a folder path (read with
+            :class:`derain_utils.backgrounds.ImageFolder`), a background source name
+            such as ``"faces"`` (:func:`derain_utils.backgrounds.get_source`), a
+            :class:`~derain_utils.backgrounds.Source`, a list of images, an
+            (N, H, W, C) numpy array or an (N, C, H, W) torch batch.
+        names: image names for the ``image`` column (default: file names / source
+            ids, or "0", "1", ... for arrays); must match the number of images.
+        progress: show a ``tqdm.auto`` progress bar.
+        measures: subset of :data:`MEASURES` (default all).
+        set_name: value of the ``set`` column (default: the folder or source name,
+            or "images").
+        max_images: measure at most this many, a seeded random subset (kept in the
+            original order) when the set is larger.
+        seed: seed of that subset.
+
+    Returns:
+        DataFrame with columns ``set``, ``image`` and one per measure.
+
+    Raises:
+        FileNotFoundError: a folder that does not exist.
+        ValueError: an empty set, an unreadable image (the message names the file),
+            bad ``names`` / ``max_images`` / ``measures``.
+    """
+    chosen = _check_measures(measures)
+    label, default_names, load, count = _resolve(x, set_name)
+    if names is not None:
+        names = [str(n) for n in names]
+        if len(names) != count:
+            raise ValueError(f"names has {len(names)} entries but the set has {count} images")
+    image_names = names if names is not None else default_names
+    order = np.arange(count)
+    if max_images is not None:
+        if isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1:
+            raise ValueError(f"max_images must be a positive integer, got {max_images!r}")
+        if max_images < count:
+            order = np.sort(np.random.default_rng(seed).choice(count, size=int(max_images), replace=False))
+    rows = []
+    for i in tqdm(order, desc=f"complexity {label}", disable=not progress, leave=False):
+        row: dict[str, Any] = {"set": label, "image": image_names[i]}
+        row.update(measure_image(load(int(i)), chosen))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["set", "image", *chosen])
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-set mean and standard deviation (ddof = 1) of every measure column of ``df``.
+
+    Returns:
+        tidy DataFrame with columns ``set``, ``measure``, ``n``, ``mean``, ``std``,
+        one row per (set, measure), sets in order of first appearance and measures
+        in :data:`MEASURES` order.
+    """
+    if "set" not in df.columns:
+        raise ValueError("df has no 'set' column; pass the output of measure_set")
+    present = [m for m in MEASURES if m in df.columns]
+    if not present:
+        raise ValueError(f"df has none of the measure columns {list(MEASURES)}")
+    grouped = df.groupby("set", sort=False)[present]
+    stats = grouped.agg(["count", "mean", "std"]).stack(level=0, future_stack=True).reset_index()
+    stats.columns = ["set", "measure", "n", "mean", "std"]
+    stats["measure"] = pd.Categorical(stats["measure"], categories=present, ordered=True)
+    sets = pd.Categorical(stats["set"], categories=list(dict.fromkeys(df["set"])), ordered=True)
+    stats = stats.assign(_set=sets).sort_values(["_set", "measure"]).drop(columns="_set")
+    stats["measure"] = stats["measure"].astype(str)
+    stats["n"] = stats["n"].astype(int)
+    return stats.reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------ CLI
+def _table(summary: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Rows = measures, columns = sets, cells 'mean ± std'."""
+    cells = summary.assign(
+        cell=[f"{m:.3f} ± {s:.3f}" if np.isfinite(s) else f"{m:.3f}" for m, s in zip(summary["mean"], summary["std"])]
+    )
+    table = cells.pivot(index="measure", columns="set", values="cell")
+    return table.loc[[m for m in MEASURES if m in table.index], labels]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m derain_utils.complexity PATH [PATH ...] [--csv out.csv] [--max-images K]``.
+
+    Prints the mean ± std of every measure for each folder side by side, then one
+    sentence per measure. Returns the exit status: 0, or 2 with a one-line error
+    on stderr (unreadable file, empty or missing folder).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m derain_utils.complexity",
+        description="Compare the complexity of image folders (all measures: higher = more complex).",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="folders of images (or background source names)")
+    parser.add_argument("--csv", type=Path, help="write the per-image table (one row per image) to this CSV file")
+    parser.add_argument("--max-images", type=int, metavar="K", help="measure a seeded random K images per folder")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-images subset (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    bases = [Path(p).name or str(p) for p in args.paths]
+    labels = bases if len(set(bases)) == len(bases) else [str(p) for p in args.paths]
+    try:
+        if args.max_images is not None and args.max_images < 1:
+            raise ValueError(f"--max-images must be a positive integer, got {args.max_images}")
+        frames = []
+        for path, label in zip(args.paths, labels):
+            frames.append(
+                measure_set(
+                    path,
+                    progress=not args.no_progress,
+                    set_name=label,
+                    max_images=args.max_images,
+                    seed=args.seed,
+                )
+            )
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    df = pd.concat(frames, ignore_index=True)
+    summary = summarize(df)
+    counts = summary.groupby("set", sort=False)["n"].max()
+    with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_colwidth", 40):
+        print("Image complexity, mean ± std over images (higher = more complex for every measure)")
+        print("images: " + ", ".join(f"{label} {counts[label]}" for label in labels))
+        print(_table(summary, labels).to_string())
+    print()
+    for name, sentence in MEASURES.items():
+        print(f"{name}: {sentence}")
+    if args.csv is not None:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(args.csv, index=False)
+        print(f"\nper-image table written to {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

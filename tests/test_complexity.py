@@ -1,0 +1,318 @@
+"""Tests of derain_utils.complexity: known answers, directions, determinism, sets, CLI, real data."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+from skimage.filters import gaussian
+
+from derain_utils import complexity
+from derain_utils.complexity import (
+    HIGHER_IS_MORE_COMPLEX,
+    MEASURES,
+    SLOPE_FLOOR,
+    main,
+    measure_image,
+    measure_set,
+    summarize,
+)
+
+
+def _noise(size: int = 64, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((size, size, 3)).astype(np.float32)
+
+
+def _flat(size: int = 64, value: float = 0.4) -> np.ndarray:
+    return np.full((size, size, 3), value, dtype=np.float32)
+
+
+def _powerlaw(alpha: float, n: int = 128, seed: int = 0) -> np.ndarray:
+    """Gray image whose power spectrum falls as f**-alpha (random phases), scaled to [0.1, 0.9]."""
+    rng = np.random.default_rng(seed)
+    f = np.sqrt(np.fft.fftfreq(n)[:, None] ** 2 + np.fft.fftfreq(n)[None, :] ** 2)
+    f[0, 0] = 1.0
+    amp = f ** (-alpha / 2)
+    amp[0, 0] = 0.0
+    img = np.real(np.fft.ifft2(amp * np.exp(2j * np.pi * rng.random((n, n)))))
+    return 0.1 + 0.8 * (img - img.min()) / (img.max() - img.min())
+
+
+@pytest.fixture(scope="module")
+def astronaut_crop() -> np.ndarray:
+    """A 128x128 natural crop (face, suit, flag) from the image scikit-image ships."""
+    return (skdata.astronaut()[80:208, 160:288] / 255.0).astype(np.float32)
+
+
+def test_measures_and_directions_are_documented():
+    assert list(MEASURES) == ["png_bpp", "jpeg_bpp", "grad_mean", "grad_entropy", "spectral_slope"]
+    assert set(HIGHER_IS_MORE_COMPLEX) == set(MEASURES)
+    for name, sentence in MEASURES.items():
+        assert sentence.endswith(".") and len(sentence) > 40, name
+    assert set(measure_image(_noise())) == set(MEASURES)
+
+
+def _more_complex(a: dict, b: dict, name: str) -> bool:
+    """Is image ``a`` more complex than ``b`` on measure ``name`` (in its documented direction)?"""
+    return a[name] > b[name] if HIGHER_IS_MORE_COMPLEX[name] else a[name] < b[name]
+
+
+def test_flat_is_simpler_than_noise_on_every_measure():
+    flat, noise = measure_image(_flat()), measure_image(_noise())
+    for name in MEASURES:
+        assert _more_complex(noise, flat, name), (name, flat[name], noise[name])
+    # and the flat image's known answers
+    assert flat["grad_entropy"] == 0.0
+    assert flat["grad_mean"] == pytest.approx(0.0, abs=1e-12)
+    assert flat["spectral_slope"] == SLOPE_FLOOR
+
+
+def test_blurred_is_simpler_than_its_sharp_original(astronaut_crop):
+    sharp = measure_image(astronaut_crop)
+    blurred = measure_image(gaussian(astronaut_crop, sigma=1.5, channel_axis=-1))
+    for name in MEASURES:
+        assert _more_complex(sharp, blurred, name), (name, sharp[name], blurred[name])
+
+
+def test_png_bpp_of_random_bytes_is_about_24():
+    u8 = np.random.default_rng(1).integers(0, 256, size=(96, 96, 3), dtype=np.uint8)
+    bpp = measure_image(u8, ["png_bpp"])["png_bpp"]
+    assert 24.0 <= bpp <= 24.5  # incompressible: 24 raw bits plus filter bytes and deflate framing
+    gray = measure_image(u8[..., 0], ["png_bpp"])["png_bpp"]
+    assert 8.0 <= gray <= 8.3
+
+
+def test_headers_are_excluded_from_bpp():
+    # a flat 64x64 image: a 600-byte JPEG header alone would be 1.2 bpp
+    flat = measure_image(_flat(), ["png_bpp", "jpeg_bpp"])
+    assert flat["png_bpp"] < 0.3 and flat["jpeg_bpp"] < 0.3
+    # and bpp does not depend on image size for statistically identical content
+    small = measure_image(_noise(64, seed=2), ["jpeg_bpp"])["jpeg_bpp"]
+    large = measure_image(_noise(256, seed=2), ["jpeg_bpp"])["jpeg_bpp"]
+    assert small == pytest.approx(large, rel=0.03)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 2.0, 3.0])
+def test_spectral_slope_recovers_power_law_exponent(alpha):
+    slopes = [measure_image(_powerlaw(alpha, seed=s), ["spectral_slope"])["spectral_slope"] for s in range(3)]
+    assert np.mean(slopes) == pytest.approx(-alpha, abs=0.15)
+
+
+def test_grad_mean_of_a_ramp():
+    step = 2 / 255  # exactly two grey levels per pixel, so 8-bit rounding changes nothing
+    ramp = np.tile(np.arange(64) * step, (64, 1))
+    # sqrt(2) * slope inside; the two border columns (reflect mode) see half the slope
+    assert measure_image(ramp, ["grad_mean"])["grad_mean"] == pytest.approx(math.sqrt(2) * step, rel=0.02)
+
+
+def test_grad_entropy_grows_with_the_spread_of_edge_strengths():
+    # two-level stripes have a few distinct gradient magnitudes; noise has many
+    stripes = np.zeros((64, 64))
+    stripes[:, ::8] = 1.0
+    e_stripes = measure_image(stripes, ["grad_entropy"])["grad_entropy"]
+    e_noise = measure_image(_noise()[..., 0], ["grad_entropy"])["grad_entropy"]
+    assert 0 < e_stripes < 2.0 < e_noise <= math.log2(complexity.GRAD_BINS)
+
+
+def test_measures_are_deterministic_and_input_forms_agree(astronaut_crop):
+    a = measure_image(astronaut_crop)
+    assert measure_image(astronaut_crop) == a
+    u8 = np.round(astronaut_crop * 255).astype(np.uint8)
+    assert measure_image(u8) == a  # floats are rounded to the same 8-bit image
+    assert measure_image(torch.from_numpy(astronaut_crop).permute(2, 0, 1)) == a
+    assert measure_image(astronaut_crop, ["grad_entropy", "png_bpp"]) == {
+        "grad_entropy": a["grad_entropy"],
+        "png_bpp": a["png_bpp"],
+    }
+    gray = astronaut_crop[..., 0]
+    assert measure_image(gray[..., None]) == measure_image(gray)
+
+
+@pytest.mark.parametrize(
+    "img, match",
+    [
+        (np.zeros((16, 64, 3)), r"img is 16x64 px; complexity needs sides >= 32"),
+        (np.zeros((64, 64, 4)), r"img has shape \(64, 64, 4\)"),
+        (np.zeros((64, 64, 3), dtype=np.int32), r"img has dtype int32"),
+        (np.full((64, 64, 3), 255.0), r"img has values in \[255, 255\]"),
+        (np.full((64, 64), np.nan), r"img has values in \[nan, nan\]"),
+        (torch.zeros(2, 3, 64, 64), r"img is a torch tensor of shape \(2, 3, 64, 64\)"),
+    ],
+)
+def test_measure_image_bad_input(img, match):
+    with pytest.raises(ValueError, match=match):
+        measure_image(img)
+
+
+def test_unknown_measure_is_named():
+    with pytest.raises(ValueError, match=r"'sharpness'.*valid names are"):
+        measure_image(_flat(), ["png_bpp", "sharpness"])
+
+
+# ----------------------------------------------------------------------------- sets
+def test_measure_set_from_list_array_and_tensor_agree():
+    imgs = [_noise(48, seed=s) for s in range(3)]
+    df = measure_set(imgs)
+    assert list(df.columns) == ["set", "image", *MEASURES]
+    assert len(df) == 3 and (df["set"] == "images").all() and list(df["image"]) == ["0", "1", "2"]
+    stack = np.stack(imgs)
+    pd.testing.assert_frame_equal(measure_set(stack), df)
+    pd.testing.assert_frame_equal(measure_set(torch.from_numpy(stack).permute(0, 3, 1, 2)), df)
+    named = measure_set(imgs, names=["a", "b", "c"], set_name="noise", measures=["png_bpp"])
+    assert list(named.columns) == ["set", "image", "png_bpp"]
+    assert list(named["image"]) == ["a", "b", "c"] and (named["set"] == "noise").all()
+    np.testing.assert_array_equal(named["png_bpp"], df["png_bpp"])
+
+
+def test_measure_set_max_images_is_a_seeded_subset():
+    imgs = [_noise(32, seed=s) for s in range(6)]
+    a = measure_set(imgs, max_images=3, seed=1, measures=["grad_mean"])
+    b = measure_set(imgs, max_images=3, seed=1, measures=["grad_mean"])
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == 3 and list(a["image"]) == sorted(a["image"], key=int)
+    assert len(measure_set(imgs, max_images=10, measures=["grad_mean"])) == 6
+    picks = {tuple(measure_set(imgs, max_images=3, seed=s, measures=["grad_mean"])["image"]) for s in range(6)}
+    assert len(picks) > 1  # the seed matters
+
+
+def test_measure_set_bad_input():
+    with pytest.raises(ValueError, match="names has 2 entries but the set has 3 images"):
+        measure_set([_flat()] * 3, names=["a", "b"])
+    with pytest.raises(ValueError, match="max_images"):
+        measure_set([_flat()], max_images=0)
+    with pytest.raises(ValueError, match="empty"):
+        measure_set([])
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
+        measure_set(_flat())
+    with pytest.raises(ValueError, match="expected a folder path"):
+        measure_set(42)
+
+
+def test_summarize_shape_and_values():
+    df = pd.concat(
+        [
+            measure_set([_flat(48, v) for v in (0.2, 0.5)], set_name="flat"),
+            measure_set([_noise(48, seed=s) for s in range(3)], set_name="noise"),
+        ],
+        ignore_index=True,
+    )
+    s = summarize(df)
+    assert list(s.columns) == ["set", "measure", "n", "mean", "std"]
+    assert s.shape == (2 * len(MEASURES), 5)
+    assert list(s["set"].unique()) == ["flat", "noise"]
+    assert list(s["measure"][:5]) == list(MEASURES)
+    row = s[(s["set"] == "noise") & (s["measure"] == "png_bpp")].iloc[0]
+    vals = df.loc[df["set"] == "noise", "png_bpp"]
+    assert row["n"] == 3 and row["mean"] == pytest.approx(vals.mean()) and row["std"] == pytest.approx(vals.std())
+    with pytest.raises(ValueError, match="'set' column"):
+        summarize(df.drop(columns="set"))
+
+
+# ------------------------------------------------------------------ folders and CLI
+def _write_folder(path, images, suffix=".png"):
+    path.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images):
+        Image.fromarray(np.round(img * 255).astype(np.uint8)).save(path / f"img_{i:02d}{suffix}")
+    return path
+
+
+def test_measure_set_from_folder_matches_arrays(tmp_path):
+    imgs = [_noise(48, seed=s) for s in range(3)]
+    folder = _write_folder(tmp_path / "noise_set", imgs)
+    df = measure_set(folder)
+    assert (df["set"] == "noise_set").all() and len(df) == 3
+    assert all("img_0" in name for name in df["image"])
+    ref = measure_set(imgs)  # PNG is lossless, so the same 8-bit pixels
+    np.testing.assert_allclose(df[list(MEASURES)].to_numpy(), ref[list(MEASURES)].to_numpy(), rtol=1e-12)
+
+
+def test_cli_compares_folders(tmp_path, capsys):
+    simple = _write_folder(tmp_path / "simple", [_flat(48, v) for v in (0.2, 0.4, 0.6)])
+    busy = _write_folder(tmp_path / "busy", [_noise(48, seed=s) for s in range(3)])
+    out_csv = tmp_path / "out" / "complexity.csv"
+    code = main([str(simple), str(busy), "--csv", str(out_csv), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    lines = captured.out.splitlines()
+    header = next(line for line in lines if "simple" in line and "busy" in line and "images:" not in line)
+    assert header.index("simple") < header.index("busy")
+    for name, sentence in MEASURES.items():
+        assert any(line.startswith(name) and "±" in line for line in lines), name
+        assert f"{name}: {sentence}" in captured.out
+    written = pd.read_csv(out_csv)
+    assert len(written) == 6 and set(written["set"]) == {"simple", "busy"}
+    simple_png = written.loc[written["set"] == "simple", "png_bpp"].max()
+    assert simple_png < written.loc[written["set"] == "busy", "png_bpp"].min()
+
+
+def test_cli_max_images(tmp_path, capsys):
+    folder = _write_folder(tmp_path / "many", [_noise(32, seed=s) for s in range(5)])
+    out_csv = tmp_path / "few.csv"
+    assert main([str(folder), "--max-images", "2", "--csv", str(out_csv)]) == 0
+    assert len(pd.read_csv(out_csv)) == 2
+    assert "many 2" in capsys.readouterr().out
+
+
+def test_cli_errors_name_the_culprit(tmp_path, capsys):
+    empty = tmp_path / "empty_set"
+    empty.mkdir()
+    assert main([str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert "empty_set" in err and "error" in err and "Traceback" not in err
+
+    broken = _write_folder(tmp_path / "broken_set", [_noise(48)])
+    (broken / "corrupt.png").write_bytes(b"this is not a png")
+    assert main([str(broken), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt.png" in err and "Traceback" not in err
+
+    missing = tmp_path / "no_such_folder"
+    assert main([str(missing)]) == 2
+    assert "no_such_folder" in capsys.readouterr().err
+
+    with pytest.raises(SystemExit) as exc:  # argparse: no PATH at all
+        main([])
+    assert exc.value.code == 2
+
+
+# ------------------------------------------------------------------------- real data
+@pytest.mark.shared_data
+def test_faces_have_the_lowest_png_bpp_of_the_four_categories(shared_data):
+    from derain_utils.backgrounds import CATEGORIES
+
+    frames = [
+        measure_set(shared_data / folder, max_images=8, seed=0, measures=["png_bpp"], set_name=cat)
+        for cat, folder in CATEGORIES.items()
+    ]
+    means = pd.concat(frames).groupby("set")["png_bpp"].mean()
+    print("mean png_bpp of 8 images per category:", means.round(2).to_dict())
+    assert means.idxmin() == "faces"
+
+
+def test_measure_set_from_source_objects(tmp_path):
+    from derain_utils.backgrounds import ImageFolder, Source, get_source
+
+    class TwoNoises(Source):
+        name = "two_noises"
+
+        def ids(self):
+            return ["n1", "n2"]
+
+        def load(self, id):
+            return _noise(48, seed=int(id[1]))
+
+    df = measure_set(TwoNoises())
+    assert list(df["image"]) == ["n1", "n2"] and (df["set"] == "two_noises").all()
+    ref = measure_set([_noise(48, seed=1), _noise(48, seed=2)])
+    np.testing.assert_array_equal(df[list(MEASURES)].to_numpy(), ref[list(MEASURES)].to_numpy())
+
+    folder = _write_folder(tmp_path / "pngs", [_noise(40, seed=s) for s in range(2)])
+    from_source = measure_set(ImageFolder(folder))
+    pd.testing.assert_frame_equal(from_source, measure_set(folder))
+
+    with pytest.raises(ValueError, match="procedural"):
+        measure_set(get_source("noise"))
