@@ -1,0 +1,418 @@
+"""The papermill runner, exercised on tiny notebooks generated here (independent of the monograph's own).
+
+Executing a notebook starts a real kernel (a few seconds each); the executing tests share
+module-scoped runs, so the file executes five notebooks in all.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import jupytext
+import nbformat
+import pandas as pd
+import pytest
+
+from derain_utils import monograph, verdict
+
+# --------------------------------------------------------------------------------------
+# tiny notebooks (jupytext percent format -> .ipynb)
+# --------------------------------------------------------------------------------------
+HEADER = """\
+# %% [markdown]
+# # {num} · {title}
+#
+# **Finding.** {finding}
+# It continues on a second line.
+#
+# Some other paragraph.
+
+# %%
+import time
+
+import numpy as np
+import pandas as pd
+
+from derain_utils import verdict
+
+T0 = time.perf_counter()
+"""
+
+ALPHA = HEADER + """
+# %% tags=["parameters"]
+PROFILE: str = "quick"  # smoke, quick or paper
+RUN_DIR: str = ""  # output folder; empty: a fresh one under runs/
+SEED: int = 0  # random seed of the fake experiment
+SIZES: list = [1, 2, 3]  # training-set sizes
+
+# %%
+folder = verdict.resolve_run_dir(RUN_DIR, "{stem}", PROFILE)
+rng = np.random.default_rng(SEED)
+df = pd.DataFrame([{{"seed": s, "n": n, "y": -float(n) + 0.01 * rng.normal()}} for s in range(3) for n in SIZES])
+verdict.write_results(folder, df, required_columns=["seed", "n", "y"])
+r = verdict.spearman_bootstrap(df, "n", "y", n_resamples=200)
+verdict.write_verdict(
+    folder, notebook="{stem}", finding="{finding}",
+    reproduced=verdict.reproduced_from_ci(r["ci95"], "negative"), statistic="spearman_rho",
+    effect=r["rho"], ci95=r["ci95"], n_seeds=3, profile=PROFILE,
+    summary="y falls with n.", wall_s=time.perf_counter() - T0, sizes=SIZES, seed=SEED,
+)
+"""
+
+BETA = HEADER + """
+# %% tags=["parameters"]
+PROFILE: str = "quick"  # smoke, quick or paper
+RUN_DIR: str = ""  # output folder
+MODE: str = "slow"  # how to do it
+
+# %%
+folder = verdict.resolve_run_dir(RUN_DIR, "{stem}", PROFILE)
+verdict.write_results(folder, pd.DataFrame({{"mode": [MODE], "value": [0.5]}}))
+verdict.write_verdict(
+    folder, notebook="{stem}", finding="{finding}", reproduced=False, statistic="psnr_gain_db",
+    effect=0.25, ci95=[-0.5, 1.0], n_seeds=2, profile=PROFILE, summary="No clear gain.",
+    wall_s=time.perf_counter() - T0, mode=MODE,
+)
+"""
+
+BOOM = HEADER + """
+# %% tags=["parameters"]
+PROFILE: str = "quick"  # smoke, quick or paper
+RUN_DIR: str = ""  # output folder
+
+# %%
+raise ValueError("boom: the fake experiment diverged")
+"""
+
+
+def _write_notebook(folder: Path, stem: str, template: str, title: str, finding: str) -> Path:
+    text = template.format(num=stem[:2], title=title, finding=finding, stem=stem)
+    nb = jupytext.reads(text, fmt="py:percent")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / f"{stem}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def good_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("notebooks_good")
+    _write_notebook(d, "01_alpha", ALPHA, "Alpha", "Bigger sets push y down.")
+    _write_notebook(d, "02_beta", BETA, "Beta", "Beta mode gains PSNR.")
+    (d / "README.ipynb").write_text("not a monograph notebook")  # must be ignored by discovery
+    return d
+
+
+@pytest.fixture(scope="module")
+def failing_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("notebooks_failing")
+    _write_notebook(d, "01_alpha", ALPHA, "Alpha", "Bigger sets push y down.")
+    _write_notebook(d, "02_boom", BOOM, "Boom", "This one crashes.")
+    _write_notebook(d, "03_after", BETA, "After", "Never reached.")
+    return d
+
+
+def _run(argv: list[str]) -> tuple[int, str, str]:
+    """main(argv) with stdout/stderr captured (works in module-scoped fixtures too)."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = monograph.main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def good_run(good_dir, tmp_path_factory) -> SimpleNamespace:
+    runs = tmp_path_factory.mktemp("runs_good")
+    code, out, err = _run(["run", "--notebooks-dir", str(good_dir), "--runs-dir", str(runs), "--profile", "smoke",
+                           "--param", "SIZES=[2, 4, 8, 16]", "--param", "MODE=fast", "--html", "--no-progress"])
+    return SimpleNamespace(code=code, out=out, err=err, runs=runs)
+
+
+def _folders(runs: Path, profile: str, stem: str) -> list[Path]:
+    parent = runs / profile / stem
+    return sorted(p for p in parent.iterdir() if p.is_dir() and not p.is_symlink()) if parent.is_dir() else []
+
+
+# --------------------------------------------------------------------------------------
+# full runs (real kernels)
+# --------------------------------------------------------------------------------------
+@pytest.mark.notebook
+def test_run_writes_fresh_folders_with_outputs(good_run):
+    assert good_run.code == 0, good_run.err
+    for stem in ("01_alpha", "02_beta"):
+        (folder,) = _folders(good_run.runs, "smoke", stem)
+        assert verdict.latest_run(stem, "smoke", good_run.runs) == folder
+        for name in (f"{stem}.ipynb", "verdict.json", "results.csv", "runner.json", f"{stem}.html"):
+            assert (folder / name).is_file(), name
+        runner = json.loads((folder / "runner.json").read_text())
+        assert runner["status"] == "completed" and runner["parameters"]["RUN_DIR"] == str(folder)
+        assert runner["parameters"]["PROFILE"] == "smoke"
+        v = verdict.read_verdict(folder)
+        assert v.profile == "smoke" and v.notebook == stem
+    assert not (good_run.runs / "smoke" / "README").exists()
+
+
+@pytest.mark.notebook
+def test_param_values_reach_only_the_notebooks_that_declare_them(good_run):
+    (alpha,) = _folders(good_run.runs, "smoke", "01_alpha")
+    (beta,) = _folders(good_run.runs, "smoke", "02_beta")
+    # the list went through --param SIZES=[2, 4, 8, 16] as a real list
+    assert sorted(pd.read_csv(alpha / "results.csv")["n"].unique()) == [2, 4, 8, 16]
+    assert verdict.read_verdict(alpha).extra["sizes"] == [2, 4, 8, 16]
+    assert verdict.read_verdict(beta).extra["mode"] == "fast"
+    injected = [c for c in nbformat.read(beta / "02_beta.ipynb", as_version=4).cells
+                if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "SIZES" not in injected[0].source and "MODE = \"fast\"" in injected[0].source
+
+
+@pytest.mark.notebook
+def test_summary_table_reports_each_verdict(good_run):
+    out = good_run.out
+    alpha = verdict.read_verdict(verdict.latest_run("01_alpha", "smoke", good_run.runs))
+    beta = verdict.read_verdict(verdict.latest_run("02_beta", "smoke", good_run.runs))
+    assert alpha.reproduced and alpha.effect < -0.9  # constructed: y = -n + tiny noise
+    assert not beta.reproduced
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith(("01_alpha", "02_beta"))}
+    assert "REPRODUCED" in lines["01_alpha"] and "NOT REPRODUCED" not in lines["01_alpha"]
+    assert alpha.result in lines["01_alpha"]
+    assert "NOT REPRODUCED" in lines["02_beta"] and "psnr_gain_db = 0.250 [-0.500, 1.000]" in lines["02_beta"]
+    summary = pd.read_csv(good_run.runs / "smoke" / "summary.csv")
+    assert list(summary["notebook"]) == ["01_alpha", "02_beta"]
+    assert list(summary["verdict"]) == ["REPRODUCED", "NOT REPRODUCED"]
+    assert summary.loc[1, "finding"] == "Beta mode gains PSNR."
+
+
+@pytest.mark.notebook
+def test_html_index_links_the_exported_notebooks(good_run):
+    index = good_run.runs / "smoke" / "index.html"
+    page = index.read_text()
+    for stem in ("01_alpha", "02_beta"):
+        folder = verdict.latest_run(stem, "smoke", good_run.runs)
+        rel = os.path.relpath(folder / f"{stem}.html", index.parent)
+        assert f'href="{rel}"' in page
+        assert (index.parent / rel).read_text().lstrip().lower().startswith("<!doctype html")
+    assert "NOT REPRODUCED" in page and "Bigger sets push y down." in page
+
+
+@pytest.mark.notebook
+def test_rerun_never_overwrites_and_moves_latest(good_run, good_dir, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(good_run.runs, runs, symlinks=True)
+    (first,) = _folders(runs, "smoke", "01_alpha")
+    before = (first / "verdict.json").read_text()
+    code, out, err = _run(["run", "--notebooks-dir", str(good_dir), "--runs-dir", str(runs), "--profile", "smoke",
+                           "--only", "1", "--no-progress"])
+    assert code == 0, err
+    folders = _folders(runs, "smoke", "01_alpha")
+    assert len(folders) == 2 and first in folders
+    newer = next(f for f in folders if f != first)
+    assert verdict.latest_run("01_alpha", "smoke", runs) == newer
+    assert (first / "verdict.json").read_text() == before  # the old run is untouched
+    # defaults this time: SIZES from the parameters cell
+    assert sorted(pd.read_csv(newer / "results.csv")["n"].unique()) == [1, 2, 3]
+    assert len(_folders(runs, "smoke", "02_beta")) == 1  # --only kept 02 out
+    assert "02_beta" not in out and "01_alpha" in out
+
+
+@pytest.mark.notebook
+def test_failing_notebook_stops_the_run_and_keeps_earlier_results(failing_dir, tmp_path):
+    runs = tmp_path / "runs"
+    code, out, err = _run(["run", "--notebooks-dir", str(failing_dir), "--runs-dir", str(runs),
+                           "--profile", "smoke", "--no-progress"])
+    assert code == 1
+    assert "ValueError" in err and "boom: the fake experiment diverged" in err
+    (boom,) = _folders(runs, "smoke", "02_boom")
+    partial = boom / "02_boom.ipynb"
+    assert f"partially executed notebook: {partial}" in err and partial.is_file()
+    assert json.loads((boom / "runner.json").read_text())["status"] == "failed"
+    assert verdict.latest_run("02_boom", "smoke", runs) is None  # latest only names completed runs
+    (alpha,) = _folders(runs, "smoke", "01_alpha")
+    assert verdict.read_verdict(alpha).reproduced
+    assert _folders(runs, "smoke", "03_after") == []
+    rows = {ln.split()[0]: ln for ln in out.splitlines() if ln[:3] in ("01_", "02_", "03_")}
+    assert "REPRODUCED" in rows["01_alpha"] and "FAILED" in rows["02_boom"] and "not run" in rows["03_after"]
+
+
+# --------------------------------------------------------------------------------------
+# no kernel needed
+# --------------------------------------------------------------------------------------
+def test_unknown_parameter_fails_before_anything_runs(good_dir, tmp_path):
+    runs = tmp_path / "runs"
+    code, out, err = _run(["run", "--notebooks-dir", str(good_dir), "--runs-dir", str(runs), "--profile", "smoke",
+                           "--param", "STEPS=10"])
+    assert code == 2
+    assert "unknown parameter STEPS" in err and "01_alpha" in err and "02_beta" in err
+    assert "SEED, SIZES" in err and "MODE" in err  # the valid names are listed
+    assert not runs.exists()
+    # a parameter of a notebook that is not selected is unknown too
+    code, _, err = _run(["run", "--notebooks-dir", str(good_dir), "--runs-dir", str(runs), "--only", "02",
+                         "--param", "SIZES=[1, 2]"])
+    assert code == 2 and "unknown parameter SIZES" in err and not runs.exists()
+
+
+def test_bad_usage_is_reported_not_executed(good_dir, tmp_path):
+    runs = tmp_path / "runs"
+    base = ["run", "--notebooks-dir", str(good_dir), "--runs-dir", str(runs)]
+    code, _, err = _run(base + ["--only", "07"])
+    assert code == 2 and "--only '07' matches no notebook" in err
+    code, _, err = _run(base + ["--param", "SEED=abc"])
+    assert code == 2 and "SEED" in err and "int" in err
+    code, _, err = _run(base + ["--param", "RUN_DIR=/tmp/x"])
+    assert code == 2 and "RUN_DIR" in err and "set by the runner" in err
+    code, _, err = _run(base + ["--param", "no_equals_sign"])
+    assert code == 2 and "KEY=VALUE" in err
+    code, _, err = _run(["run", "--notebooks-dir", str(tmp_path / "nowhere")])
+    assert code == 2 and "nowhere" in err
+    assert not runs.exists()
+
+
+def test_params_file_and_param_precedence(good_dir, tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("SIZES: [4, 16]\nSEED: 5\n")
+    infos = [monograph.notebook_info(p) for p in monograph.discover_notebooks(good_dir)]
+    params = [monograph._Param(k, v, None, "file") for k, v in monograph.load_params_file(f).items()]
+    per = monograph.resolve_parameters(infos, params)
+    assert per == {"01_alpha": {"SIZES": [4, 16], "SEED": 5}, "02_beta": {}}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="bad.yaml.*mapping"):
+        monograph.load_params_file(bad)
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        monograph.load_params_file(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("SIZES=[4, 16]", ("SIZES", [4, 16])),
+    ("LR=1e-3", ("LR", 0.001)),
+    ("STEPS=200", ("STEPS", 200)),
+    ("FLAG=true", ("FLAG", True)),
+    ("NAME=yes", ("NAME", "yes")),       # no YAML 1.1 surprise booleans
+    ("PATH=/data/rain 100", ("PATH", "/data/rain 100")),
+    ("X=null", ("X", None)),
+    ("D={a: 1, b: [2]}", ("D", {"a": 1, "b": [2]})),
+    ("S=a=b", ("S", "a=b")),
+])
+def test_parse_param(text, expected):
+    assert monograph.parse_param(text) == expected
+
+
+def test_parse_param_rejects_bad_names():
+    with pytest.raises(ValueError, match="identifier"):
+        monograph.parse_param("1X=3")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        monograph.parse_param("X")
+
+
+def test_type_hints_coerce_or_reject(good_dir):
+    info = monograph.notebook_info(good_dir / "02_beta.ipynb")
+    P = monograph._Param
+    # a str parameter given something YAML reads as a number keeps the text as typed
+    assert monograph.resolve_parameters([info], [P("MODE", 2024, "2024", "--param")])["02_beta"]["MODE"] == "2024"
+    alpha = monograph.notebook_info(good_dir / "01_alpha.ipynb")
+    with pytest.raises(ValueError, match="SIZES.*list"):
+        monograph.resolve_parameters([alpha], [P("SIZES", 4, "4", "--param")])
+    with pytest.raises(ValueError, match="SEED.*integer"):
+        monograph.resolve_parameters([alpha], [P("SEED", 1.5, "1.5", "--param")])
+
+
+def test_list_shows_findings_and_parameters(good_dir, capsys):
+    assert monograph.main(["list", "--notebooks-dir", str(good_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "01_alpha  --  01 · Alpha" in out
+    assert "finding: Bigger sets push y down. It continues on a second line." in out
+    assert "SIZES: list = [1, 2, 3]  # training-set sizes" in out
+    assert "MODE: str = \"slow\"  # how to do it" in out
+    assert "README" not in out
+
+
+def test_parse_header_conventions_and_fallbacks():
+    md = "# 03 · Decoupled metrics\n\nIntro.\n\n**Finding.** Rain is removed,\nbackground is not.\n\nMore."
+    assert monograph.parse_header(md) == ("03 · Decoupled metrics", "Rain is removed, background is not.")
+    assert monograph.parse_header("Just text, no heading.") == ("", "")
+    assert monograph.parse_header("## Sub\n**Finding** x") == ("", "x")
+
+
+def test_select_notebooks(good_dir):
+    infos = [monograph.notebook_info(p) for p in monograph.discover_notebooks(good_dir)]
+    assert [i.stem for i in monograph.select_notebooks(infos, ["02", "1"])] == ["01_alpha", "02_beta"]
+    assert [i.stem for i in monograph.select_notebooks(infos, ["02_beta.ipynb"])] == ["02_beta"]
+    assert [i.stem for i in monograph.select_notebooks(infos, None)] == ["01_alpha", "02_beta"]
+
+
+# --------------------------------------------------------------------------------------
+# kernel registration (mocked Jupyter)
+# --------------------------------------------------------------------------------------
+class _Spec(SimpleNamespace):
+    pass
+
+
+def _fake_jupyter(monkeypatch, specs: list):
+    """_find_spec returns the items of ``specs`` in turn; installs are recorded."""
+    seq = iter(specs)
+    installs: list[str] = []
+    monkeypatch.setattr(monograph, "_find_spec", lambda name: next(seq))
+    monkeypatch.setattr(monograph, "_install_kernelspec",
+                        lambda name: installs.append(name) or "/prefix/kernels/" + name)
+    return installs
+
+
+def test_kernel_running_this_interpreter_is_left_alone(monkeypatch):
+    installs = _fake_jupyter(monkeypatch, [_Spec(argv=["python", "-m", "ipykernel_launcher"], resource_dir="/k")])
+    assert monograph.ensure_python3_kernel().startswith("kernel python3: /k")
+    assert installs == []
+
+
+def test_missing_kernel_is_installed(monkeypatch):
+    ok = _Spec(argv=[sys.executable, "-m", "ipykernel_launcher"], resource_dir="/prefix/kernels/python3")
+    installs = _fake_jupyter(monkeypatch, [None, ok])
+    assert "missing; installed" in monograph.ensure_python3_kernel()
+    assert installs == ["python3"]
+
+
+def test_kernel_of_another_interpreter_is_replaced(monkeypatch, tmp_path):
+    other = _Spec(argv=[str(tmp_path / "elsewhere" / "python3"), "-m", "ipykernel_launcher"], resource_dir="/usr/k")
+    ok = _Spec(argv=[sys.executable, "-m", "ipykernel_launcher"], resource_dir="/prefix/kernels/python3")
+    installs = _fake_jupyter(monkeypatch, [other, ok])
+    msg = monograph.ensure_python3_kernel()
+    assert installs == ["python3"] and "elsewhere" in msg and sys.executable in msg
+
+
+def test_kernel_still_shadowed_after_install_is_an_error(monkeypatch, tmp_path):
+    other = _Spec(argv=[str(tmp_path / "elsewhere" / "python3")], resource_dir="/home/u/.local/k")
+    _fake_jupyter(monkeypatch, [other, other])
+    with pytest.raises(RuntimeError, match="still resolves.*kernelspec remove"):
+        monograph.ensure_python3_kernel()
+
+
+def test_interpreter_identity_check_runs_the_other_python():
+    sibling = Path(sys.executable).parent / f"python{sys.version_info[0]}"
+    if not sibling.exists() or os.path.abspath(sibling) == os.path.abspath(sys.executable):
+        pytest.skip(f"no distinct sibling interpreter name beside {sys.executable}")
+    assert monograph._runs_this_interpreter([str(sibling), "-m", "ipykernel_launcher"])  # same env, other name
+    assert not monograph._runs_this_interpreter(["/definitely/not/a/python"])
+
+
+def test_real_python3_kernel_runs_this_interpreter():
+    """The environment the tests run in must execute notebooks with its own Python."""
+    msg = monograph.ensure_python3_kernel()
+    assert msg.startswith("kernel python3") or "installed" in msg
+    spec = monograph._find_spec("python3")
+    assert spec is not None and monograph._runs_this_interpreter(spec.argv)
+
+
+def test_unparseable_parameter_lines_are_flagged(tmp_path, capsys):
+    text = ALPHA.replace('SEED: int = 0  # random seed of the fake experiment',
+                         'SEED: int = 0  # random seed; 0 = the default')
+    _write_notebook(tmp_path, "01_alpha", text, "Alpha", "Bigger sets push y down.")
+    info = monograph.notebook_info(tmp_path / "01_alpha.ipynb")
+    assert "SEED" not in info.parameters
+    assert len(info.problems) == 1 and "line 3" in info.problems[0] and "SEED" in info.problems[0]
+    assert monograph.main(["list", "--notebooks-dir", str(tmp_path)]) == 0
+    assert "invisible to papermill" in capsys.readouterr().out
