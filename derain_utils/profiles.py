@@ -1,0 +1,381 @@
+"""Profiles: the one place that says how big the monograph's experiments are.
+
+Every notebook starts from ``PROFILE = "quick"`` and resolves it here, so the
+``smoke`` / ``quick`` / ``paper`` sizes are defined once and a reader can see,
+side by side, what changes between a CI plumbing test and a GPU-sized
+reproduction. The scientific design (what is compared with what) never depends on
+the profile; only the sizes do.
+
+``smoke``
+    Seconds in CI. The ``tiny`` ResNet (6 conv layers x 16 channels) trained for 30
+    steps on 24 px crops of 32 px tiles. Tests plumbing only: its numbers mean nothing.
+``quick``
+    Minutes on a laptop CPU, big enough to show the finding: the ``quick`` ResNet
+    (8 x 32) on 48 px crops of 64 px tiles, set sizes 4..256, three seeds. The
+    whole quick monograph has a budget of about 20 min on 2 CPU cores, so the step
+    count is modest. **The quick values here are starting points; the lead
+    calibrates them with a timing run.** Measured while writing this module: one
+    500-step quick run took 90-100 s on one (busy) CPU core, i.e. ~0.2 s per step.
+``paper``
+    One GPU, approaching the paper's scale: the ``paper`` ResNet (18 layers x 64
+    channels, residual blocks) on 64 px crops, 4000 steps, set sizes up to 1024.
+
+Data limits: set sizes count distinct ``tile`` x ``tile`` grid tiles of the training
+images. At 64 px the embedded ``skimage`` samples hold about 550 tiles and the
+256-px category sets of ``DERAIN_DATA`` 670-1000, so ``n = 1024`` needs the
+full-resolution sets or a procedural background; and a test crop of 96 px or more
+fits only once per test image (17-34 test images per category), hence ``paper``
+evaluates 16 crops of 128 px. :func:`backgrounds.draw_split` raises a ValueError
+with the available count when a source is too small.
+
+Usage::
+
+    prof = resolve("quick", steps=300, seeds="[0, 1]")   # strings from papermill/CLI are coerced
+    cfg = experiment(prof, background="natural", n_train=64)
+    configs = grid(prof, background="natural", n_train=prof.n_list, seed=prof.seeds)
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import itertools
+import math
+import numbers
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from derain_utils import rain
+from derain_utils.experiments import ExperimentConfig, _normalise_kwargs
+
+__all__ = ["PROFILES", "Profile", "resolve", "experiment", "grid"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The sizes of one profile (all fields documented; units in brackets).
+
+    Model
+        arch: architecture name of ``models.MODEL_SIZES`` (``"resnet"``, ``"unet"``, ``"swinir"``).
+        model_size: named size of ``arch`` (``"tiny"``, ``"quick"``, ``"paper"``).
+        model_kwargs: overrides of single size entries (e.g. ``{"depth": 3}``);
+            stored as a sorted tuple of ``(name, value)`` pairs.
+    Training
+        background: default training background source (``backgrounds.get_source`` name).
+        steps: optimiser steps per trained model.
+        batch_size: crops per step.
+        patch: crop side [px]; ``patch <= tile``.
+        tile: side of the training tiles cut from the background images [px].
+        lr: peak Adam learning rate (cosine decay to 0).
+        train_rain: the ``rain.PRESETS`` name of the training rain.
+        gray: train/evaluate on 1-channel luma instead of RGB.
+        ckpt_every: steps between training checkpoints (resume after an interruption).
+    Evaluation
+        n_test: held-out test images per evaluation.
+        test_size: side of the test images [px].
+        eval_presets: rain presets each model is evaluated on (training preset first,
+            then the out-of-distribution ones).
+        eval_seed: seed of the test rain (the same for every model: paired comparisons).
+    Experimental design
+        seeds: training seeds; every point of every curve is repeated over them.
+        n_list: training-set sizes (number of tiles) swept by notebook 01 (ascending).
+        category_n: training-set size per background category in notebook 02 (and the
+            default ``n_train`` of :func:`experiment`).
+        dynamics_points: number of evenly spaced points during training at which
+            notebook 03 evaluates the model (the learning dynamics of the decoupled metrics).
+    Execution
+        workers: parallel training runs in a sweep (``experiments.sweep(workers=...)``).
+    """
+
+    name: str
+    arch: str
+    model_size: str
+    steps: int
+    batch_size: int
+    patch: int
+    tile: int
+    lr: float
+    n_test: int
+    test_size: int
+    seeds: tuple[int, ...]
+    n_list: tuple[int, ...]
+    category_n: int
+    dynamics_points: int
+    workers: int
+    ckpt_every: int
+    model_kwargs: tuple[tuple[str, Any], ...] = ()
+    background: str = "skimage"
+    train_rain: str = rain.TRAIN_PRESET
+    eval_presets: tuple[str, ...] = (rain.TRAIN_PRESET, *rain.OOD_PRESETS)
+    gray: bool = False
+    eval_seed: int = 1234
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
+        if not self.name:
+            raise ValueError("name must be a non-empty string")
+        for fname in ("seeds", "n_list"):
+            v = getattr(self, fname)
+            if not v:
+                raise ValueError(f"{fname} must be non-empty")
+            if len(set(v)) != len(v):
+                raise ValueError(f"{fname} has repeated values: {v}")
+        if any(s < 0 for s in self.seeds):
+            raise ValueError(f"seeds must be >= 0, got {self.seeds}")
+        if any(n < 1 for n in self.n_list):
+            raise ValueError(f"n_list entries must be >= 1, got {self.n_list}")
+        if list(self.n_list) != sorted(self.n_list):
+            raise ValueError(f"n_list must be ascending, got {self.n_list}")
+        for fname in ("category_n", "dynamics_points", "workers"):
+            if getattr(self, fname) < 1:
+                raise ValueError(f"{fname} must be >= 1, got {getattr(self, fname)}")
+        experiment(self)  # validates every field shared with ExperimentConfig (errors name the field)
+        if self.dynamics_points > self.steps:
+            raise ValueError(f"dynamics_points ({self.dynamics_points}) must be <= steps ({self.steps})")
+
+    def replace(self, **overrides: Any) -> Profile:
+        """A copy with fields changed (coerced and validated); unknown field -> ValueError."""
+        _check_names(overrides)
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (tuples as lists, model_kwargs as a dict) for provenance cells."""
+        d = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            d[f.name] = dict(v) if f.name == "model_kwargs" else (list(v) if isinstance(v, tuple) else v)
+        return d
+
+
+# --------------------------------------------------------------------------- coercion
+
+_INT = {"steps", "batch_size", "patch", "tile", "n_test", "test_size", "category_n", "dynamics_points",
+        "workers", "ckpt_every", "eval_seed"}
+_FLOAT = {"lr"}
+_BOOL = {"gray"}
+_STR = {"name", "arch", "model_size", "background", "train_rain"}
+_INT_TUPLE = {"seeds", "n_list"}
+_STR_TUPLE = {"eval_presets"}
+
+
+def _literal(name: str, text: str) -> Any:
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError) as e:
+        raise ValueError(f"{name}: cannot parse {text!r}") from e
+
+
+def _to_int(name: str, v: Any) -> int:
+    if isinstance(v, str):
+        v = _literal(name, v)
+    if isinstance(v, bool):
+        raise ValueError(f"{name} must be an integer, got {v!r}")
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real) and math.isfinite(v) and float(v).is_integer():
+        return int(v)
+    raise ValueError(f"{name} must be an integer, got {v!r}")
+
+
+def _to_seq(name: str, v: Any) -> list[Any]:
+    if isinstance(v, str):
+        text = v.strip()
+        if text[:1] in "[(":
+            v = _literal(name, text)
+        else:  # "4, 16, 64" or "small,dense"
+            v = [t.strip() for t in text.split(",") if t.strip()]
+    if isinstance(v, (list, tuple, range)):
+        return list(v)
+    if isinstance(v, Iterable) and not isinstance(v, (str, bytes, Mapping)):
+        return list(v)
+    return [v]
+
+
+def _coerce(name: str, v: Any) -> Any:
+    """Coerce a field value (e.g. a string from papermill or the command line) to its type."""
+    if name in _INT:
+        return _to_int(name, v)
+    if name in _FLOAT:
+        if isinstance(v, str):
+            v = _literal(name, v)
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
+        return float(v)
+    if name in _BOOL:
+        if isinstance(v, str):
+            low = v.strip().lower()
+            table = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+            if low not in table:
+                raise ValueError(f"{name} must be a bool (true/false), got {v!r}")
+            return table[low]
+        if isinstance(v, bool) or (isinstance(v, numbers.Integral) and v in (0, 1)):
+            return bool(v)
+        raise ValueError(f"{name} must be a bool, got {v!r}")
+    if name in _STR:
+        if not isinstance(v, str):
+            raise ValueError(f"{name} must be a string, got {v!r}")
+        return v.strip()
+    if name in _INT_TUPLE:
+        return tuple(_to_int(f"{name}[{i}]", x) for i, x in enumerate(_to_seq(name, v)))
+    if name in _STR_TUPLE:
+        items = _to_seq(name, v)
+        for i, x in enumerate(items):
+            if not isinstance(x, str):
+                raise ValueError(f"{name}[{i}] must be a string, got {x!r}")
+        return tuple(x.strip() for x in items)
+    if name == "model_kwargs":
+        if isinstance(v, str):
+            v = _literal(name, v)
+        return _normalise_kwargs(v)
+    raise ValueError(f"unknown Profile field {name!r}")  # pragma: no cover - fields are enumerated above
+
+
+def _check_names(overrides: Mapping[str, Any]) -> None:
+    names = [f.name for f in dataclasses.fields(Profile)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ValueError(f"unknown profile override(s) {unknown}; valid fields: {', '.join(names)}")
+
+
+def resolve(profile: str | Profile, **overrides: Any) -> Profile:
+    """The named profile with ``overrides`` applied (coerced from strings where needed).
+
+    Args:
+        profile: ``"smoke"``, ``"quick"``, ``"paper"`` (or a Profile, returned with overrides).
+        **overrides: Profile fields, e.g. ``steps=200`` or ``n_list="[4, 16]"``.
+
+    Raises:
+        ValueError: unknown profile (lists the names), unknown override (names it), or a
+            value that cannot be coerced / is invalid (names the field).
+    """
+    if isinstance(profile, Profile):
+        base = profile
+    elif isinstance(profile, str) and profile.strip().lower() in PROFILES:
+        base = PROFILES[profile.strip().lower()]
+    else:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    if not overrides:
+        return base
+    return base.replace(**overrides)
+
+
+def experiment(profile: str | Profile, **fields: Any) -> ExperimentConfig:
+    """The base :class:`ExperimentConfig` of a profile, with ``fields`` overriding config fields.
+
+    The base uses the profile's model, training, evaluation and checkpoint sizes,
+    ``n_train = profile.category_n`` and ``seed = profile.seeds[0]``.
+
+    Raises:
+        ValueError: unknown profile, or an unknown/invalid config field (named).
+    """
+    prof = resolve(profile) if not isinstance(profile, Profile) else profile
+    base = {
+        "arch": prof.arch,
+        "model_size": prof.model_size,
+        "model_kwargs": prof.model_kwargs,
+        "background": prof.background,
+        "n_train": prof.category_n,
+        "tile": prof.tile,
+        "gray": prof.gray,
+        "train_rain": prof.train_rain,
+        "steps": prof.steps,
+        "batch_size": prof.batch_size,
+        "patch": prof.patch,
+        "lr": prof.lr,
+        "seed": prof.seeds[0],
+        "eval_presets": prof.eval_presets,
+        "n_test": prof.n_test,
+        "test_size": prof.test_size,
+        "eval_seed": prof.eval_seed,
+        "ckpt_every": min(prof.ckpt_every, prof.steps),
+    }
+    names = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise ValueError(f"unknown ExperimentConfig field(s) {unknown}; valid: {sorted(names)}")
+    base.update(fields)
+    return ExperimentConfig(**base)
+
+
+def grid(profile: str | Profile, **axes: Any) -> list[ExperimentConfig]:
+    """Configs over the Cartesian product of ``axes`` (in argument order), on the profile's base.
+
+    A list/tuple/range value is an axis; any other value (a string, a number, None) is
+    fixed. E.g. ``grid(p, background="natural", n_train=p.n_list, seed=p.seeds)`` gives
+    ``len(p.n_list) * len(p.seeds)`` configs, n_train varying slowest.
+    """
+    prof = resolve(profile) if not isinstance(profile, Profile) else profile
+    fixed = {k: v for k, v in axes.items() if not isinstance(v, (list, tuple, range))}
+    varying = {k: list(v) for k, v in axes.items() if isinstance(v, (list, tuple, range))}
+    if "eval_presets" in varying:  # a tuple of presets is a value, not an axis
+        fixed["eval_presets"] = tuple(varying.pop("eval_presets"))
+    if "model_kwargs" in varying:
+        fixed["model_kwargs"] = varying.pop("model_kwargs")
+    for k, v in varying.items():
+        if not v:
+            raise ValueError(f"grid axis {k!r} is empty")
+    out = []
+    for combo in itertools.product(*varying.values()):
+        out.append(experiment(prof, **fixed, **dict(zip(varying, combo))))
+    return out
+
+
+# --------------------------------------------------------------------------- the profiles
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        arch="resnet",
+        model_size="tiny",  # 6 conv layers x 16 channels: 30 steps take well under a second
+        steps=30,
+        batch_size=4,
+        patch=24,
+        tile=32,
+        lr=2e-3,
+        n_test=4,
+        test_size=48,
+        seeds=(0, 1),
+        n_list=(2, 8),
+        category_n=8,
+        dynamics_points=3,
+        workers=1,
+        ckpt_every=10,
+    ),
+    "quick": Profile(
+        name="quick",
+        arch="resnet",
+        model_size="quick",  # 8 conv layers x 32 channels
+        steps=500,
+        batch_size=16,
+        patch=48,
+        tile=64,
+        lr=2e-3,
+        n_test=8,
+        test_size=64,
+        seeds=(0, 1, 2),
+        n_list=(4, 16, 64, 256),
+        category_n=64,
+        dynamics_points=5,
+        workers=2,  # 2 processes x 1 torch thread beat 1 x 2 threads on a 2-core CPU
+        ckpt_every=100,
+    ),
+    "paper": Profile(
+        name="paper",
+        arch="resnet",
+        model_size="paper",  # 18 conv layers x 64 channels, residual blocks
+        steps=4000,
+        batch_size=32,
+        patch=64,
+        tile=64,
+        lr=2e-3,
+        n_test=16,  # the shared category sets hold only 17-34 test images of >= 96 px
+        test_size=128,
+        seeds=(0, 1, 2),
+        n_list=(4, 16, 64, 256, 1024),
+        category_n=256,
+        dynamics_points=8,
+        workers=1,
+        ckpt_every=500,
+    ),
+}

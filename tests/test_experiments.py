@@ -1,0 +1,560 @@
+"""derain_utils.experiments: config identity, the verified cache, resumption, sweeps and executors."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from derain_utils import backgrounds, experiments, models, rain, training
+from derain_utils.experiments import CacheWarning, ExperimentConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A deliberately tiny experiment: 2-layer x 4-channel ResNet, 6 steps on 16 px crops.
+TINY = dict(
+    arch="resnet",
+    model_size="tiny",
+    model_kwargs={"depth": 2, "width": 4},
+    background="gradient",
+    n_train=2,
+    tile=24,
+    patch=16,
+    steps=6,
+    batch_size=2,
+    eval_presets=("small", "dense"),
+    n_test=2,
+    test_size=32,
+    ckpt_every=3,
+)
+ROWS_PER_RUN = TINY["n_test"] * (len(TINY["eval_presets"]) + 1)  # presets + "clean"
+
+
+def tiny(**kw) -> ExperimentConfig:
+    return ExperimentConfig(**{**TINY, **kw})
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and lose a lot on a busy machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory, _one_thread):
+    """One finished run of tiny(), made once per module; tests copy its cache folder."""
+    root = tmp_path_factory.mktemp("golden") / "cache"
+    calls: list[dict] = []
+    real = training.train
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "train", lambda *a, **k: (calls.append(k), real(*a, **k))[1])
+        result = experiments.run(tiny(), cache_root=root, progress=False)
+    return root, result, calls
+
+
+def copy_of(golden, dest: Path) -> Path:
+    shutil.copytree(golden[0], dest)
+    return dest
+
+
+@pytest.fixture
+def count_train(monkeypatch):
+    """Counts calls of training.train (the wrapped real function still trains)."""
+    calls: list[str] = []
+    real = training.train
+
+    def wrapper(*args, **kwargs):
+        calls.append(str(kwargs.get("ckpt_dir")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train", wrapper)
+    return calls
+
+
+# --------------------------------------------------------------------------- config identity
+
+# A valid changed value for EVERY field; the test below fails when a field is added without one.
+CHANGED = {
+    "arch": "unet",
+    "model_size": "tiny",
+    "model_kwargs": {"depth": 3},
+    "background": "flat",
+    "n_train": 17,
+    "tile": 65,
+    "gray": True,
+    "train_rain": "dense",
+    "steps": 801,
+    "batch_size": 17,
+    "patch": 47,
+    "lr": 1e-3,
+    "seed": 1,
+    "eval_presets": ("small",),
+    "eval_background": "flat",
+    "n_test": 9,
+    "test_size": 65,
+    "eval_seed": 1,
+    "ckpt_every": 100,
+}
+
+
+def test_every_field_changes_the_key():
+    base = ExperimentConfig()
+    assert set(CHANGED) == {f.name for f in dataclasses.fields(ExperimentConfig)}
+    keys = {"base": base.key()}
+    for name, value in CHANGED.items():
+        changed = base.replace(**{name: value})
+        assert getattr(changed, name) != getattr(base, name)
+        keys[name] = changed.key()
+    assert len(set(keys.values())) == len(keys), keys
+
+
+def test_key_format_and_json_round_trip():
+    c = tiny(model_kwargs={"width": 4, "depth": 2})
+    k = c.key()
+    assert len(k) == 16 and all(ch in "0123456789abcdef" for ch in k)
+    back = ExperimentConfig.from_dict(json.loads(json.dumps(c.to_dict())))
+    assert back == c and back.key() == k and hash(back) == hash(c)
+
+
+def test_key_is_the_same_in_another_process():
+    c = tiny(lr=3e-4, eval_presets=("dense", "small", "slanted"))
+    code = (
+        "import json, sys; from derain_utils.experiments import ExperimentConfig as E; "
+        "print(E.from_dict(json.loads(sys.argv[1])).key())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(c.to_dict())], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == c.key()
+
+
+def test_key_is_sha256_of_the_canonical_json():
+    c = tiny()
+    text = json.dumps(c.canonical(), sort_keys=True, separators=(",", ":"))
+    assert c.key() == hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert c.canonical()["cache_version"] == experiments.CACHE_VERSION
+
+
+def test_editing_a_preset_or_a_model_size_changes_the_key(monkeypatch):
+    c = tiny()
+    k0 = c.key()
+    small = rain.PRESETS["small"]
+    monkeypatch.setitem(rain.PRESETS, "small", dataclasses.replace(small, intensity=(0.3, 0.7)))
+    k_rain = c.key()
+    monkeypatch.setitem(rain.PRESETS, "small", small)
+    assert c.key() == k0
+    dense = rain.PRESETS["dense"]  # an evaluation preset counts too
+    monkeypatch.setitem(rain.PRESETS, "dense", dataclasses.replace(dense, density=(0.02, 0.04)))
+    k_eval = c.key()
+    monkeypatch.setitem(rain.PRESETS, "dense", dense)
+    sizes = dict(models.MODEL_SIZES["resnet"])
+    monkeypatch.setitem(models.MODEL_SIZES, "resnet", {**sizes, "tiny": {**sizes["tiny"], "block": "residual"}})
+    k_model = c.key()
+    assert len({k0, k_rain, k_eval, k_model}) == 4
+
+
+def test_model_kwargs_are_normalised_and_hashable():
+    a = tiny(model_kwargs={"width": 4, "depth": 2})
+    b = tiny(model_kwargs=(("depth", 2), ("width", 4)))
+    assert a == b and a.model_kwargs == (("depth", 2), ("width", 4))
+    assert a.resolved_model_kwargs() == {"block": "plain", "depth": 2, "width": 4}
+    s = ExperimentConfig(arch="swinir", model_size="tiny", model_kwargs={"depths": [2, 2], "num_heads": [2, 2]})
+    assert s.model_kwargs == (("depths", (2, 2)), ("num_heads", (2, 2)))
+    assert len({a, b, s}) == 2
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("arch", "vgg"),
+        ("model_size", "huge"),
+        ("train_rain", "drizzle"),
+        ("eval_presets", ("small", "drizzle")),
+        ("eval_presets", ()),
+        ("eval_presets", ("small", "small")),
+        ("n_train", 0),
+        ("n_train", 2.5),
+        ("steps", 0),
+        ("batch_size", 0),
+        ("patch", 0),
+        ("seed", -1),
+        ("n_test", 0),
+        ("ckpt_every", 0),
+        ("lr", 0.0),
+        ("lr", float("nan")),
+        ("gray", "yes"),
+        ("background", ""),
+        ("eval_background", ""),
+        ("model_kwargs", {"depth": object()}),
+        ("model_kwargs", [("depth",)]),
+    ],
+)
+def test_bad_fields_raise_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        tiny(**{field: value})
+
+
+def test_patch_larger_than_tile_is_rejected():
+    with pytest.raises(ValueError, match=r"patch \(25 px\) must be <= tile \(24 px\)"):
+        tiny(patch=25)
+
+
+def test_unknown_fields_are_named():
+    with pytest.raises(ValueError, match="stepz"):
+        tiny().replace(stepz=3)
+    with pytest.raises(ValueError, match="colour"):
+        ExperimentConfig.from_dict({**tiny().to_dict(), "colour": True})
+
+
+def test_name_follows_the_vocabulary():
+    assert ExperimentConfig(background="natural", n_train=64).name() == "resnet_bg-natural_n64_rain-small_s0"
+    assert tiny(gray=True, seed=3).name() == "resnet_bg-gradient_n2_rain-small_gray_s3"
+    assert tiny(arch="unet", train_rain="mixed").name() == "unet_bg-gradient_n2_rain-mixed_s0"
+    assert tiny(background="/data/sets/bg_my_set/").name() == "resnet_bg-bg-my-set_n2_rain-small_s0"
+
+
+def test_cache_root_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("DERAIN_RUNS", str(tmp_path / "runs"))
+    assert experiments.cache_root() == tmp_path / "runs" / "cache"
+    assert experiments.cache_root(tmp_path / "x") == tmp_path / "x"
+    monkeypatch.delenv("DERAIN_RUNS")
+    assert experiments.cache_root() == REPO / "runs" / "cache"
+
+
+# --------------------------------------------------------------------------- run and the cache
+
+
+def _files(entry: Path) -> set[str]:
+    return {p.name for p in entry.iterdir()}
+
+
+def test_run_writes_a_complete_entry_and_reuses_it(golden, tmp_path, monkeypatch):
+    c = tiny()
+    _, r, calls = golden
+    assert not r.cached and r.dir == golden[0] / c.key() and len(calls) == 1
+    assert calls[0]["ckpt_dir"] == r.dir / "ckpt" and calls[0]["ckpt_every"] == 3 and calls[0]["seed"] == 0
+    assert _files(r.dir) == {"config.json", "model.pt", "history.csv", "eval.csv", "provenance.json", "manifest.json"}
+    manifest = json.loads((r.dir / "manifest.json").read_text())["files"]
+    assert set(manifest) == {"config.json", "model.pt", "history.csv", "eval.csv", "provenance.json"}
+    for name, digest in manifest.items():
+        assert hashlib.sha256((r.dir / name).read_bytes()).hexdigest() == digest
+    stored = json.loads((r.dir / "config.json").read_text())
+    assert stored["key"] == c.key() and stored["name"] == c.name()
+    assert ExperimentConfig.from_dict(stored["config"]) == c
+    blob = torch.load(r.dir / "model.pt", weights_only=True)
+    assert blob["arch"] == "resnet" and blob["in_channels"] == 3
+    assert blob["kwargs"] == {"block": "plain", "depth": 2, "width": 4}
+
+    # eval: one row per test image x (presets + clean), config columns first
+    ev = r.eval
+    assert len(ev) == ROWS_PER_RUN
+    assert list(ev.columns[: len(experiments.CONFIG_COLUMNS)]) == list(experiments.CONFIG_COLUMNS)
+    assert sorted(ev["preset"].unique()) == ["clean", "dense", "small"]
+    assert (ev["key"] == c.key()).all() and (ev["n_train"] == 2).all() and (ev["steps"] == 6).all()
+    assert (ev["eval_background"] == "gradient").all()
+    assert list(ev.loc[ev.preset == "small", "image"]) == ["gradient:test:0", "gradient:test:1"]
+    assert ev.loc[ev.preset == "small", "in_distribution"].all()
+    assert not ev.loc[ev.preset == "dense", "in_distribution"].any()
+    assert list(r.history["step"]) == [6]  # log_every 10 > steps: one row, at the last step
+
+    prov = r.provenance
+    assert {"git_commit", "versions", "device", "wall_s", "data"} <= set(prov)
+    assert prov["device"] == "cpu" and prov["resumed_from"] is None
+    assert prov["data"]["test_ids"] == ["gradient:test:0", "gradient:test:1"]
+    assert prov["data"]["n_train"] == 2 and len(prov["data"]["sha256"]) == 64
+
+    # a second call: no training at all, identical tables
+    root = copy_of(golden, tmp_path / "cache")
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("trained although cached"))
+    t0 = time.perf_counter()
+    again = experiments.run(c, cache_root=root, progress=False)
+    assert again.cached and time.perf_counter() - t0 < 5.0
+    pd.testing.assert_frame_equal(again.eval, r.eval)
+    pd.testing.assert_frame_equal(again.history, r.history)
+
+
+def test_run_is_deterministic_and_load_model_reproduces_the_eval(golden, tmp_path):
+    c = tiny()
+    a = golden[1]
+    b = experiments.run(c, cache_root=tmp_path / "b", progress=False)
+    pd.testing.assert_frame_equal(a.eval, b.eval)
+    ma, mb = a.load_model(), b.load_model()
+    for (ka, va), (kb, vb) in zip(ma.state_dict().items(), mb.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    # the reloaded model, evaluated afresh on the same test images, gives the stored numbers
+    split = backgrounds.draw_split(c.background, c.n_train, c.n_test, tile=c.tile, test_size=c.test_size)
+    fresh = training.evaluate(
+        ma, split.test_tensor(), list(c.eval_presets), seed=c.eval_seed, train_spec=c.train_rain, names=split.test_ids
+    )
+    for col in ("psnr", "ssim", "removal"):
+        pd.testing.assert_series_equal(
+            fresh[col].reset_index(drop=True), a.eval[col].reset_index(drop=True), check_names=False
+        )
+    # a different seed gives a different model
+    other = experiments.run(c.replace(seed=1), cache_root=tmp_path / "b", progress=False)
+    assert not other.eval["psnr"].equals(a.eval["psnr"])
+
+
+def test_eval_background_and_gray(tmp_path):
+    r = experiments.run(tiny(eval_background="flat", gray=True), cache_root=tmp_path, progress=False)
+    ev = r.eval
+    assert (ev["background"] == "gradient").all() and (ev["eval_background"] == "flat").all()
+    assert sorted(ev["image"].unique()) == ["flat:test:0", "flat:test:1"]
+    assert ev["gray"].all() and ev["psnr_y"].isna().all()  # no luma of a luma image
+    assert r.provenance["data"]["train_source"] == "gradient" and r.provenance["data"]["test_source"] == "flat"
+    assert r.load_model().in_channels == 1
+    # 6 steps from a near-zero tail (models.py): still close to the identity on a clean input
+    assert (ev.loc[ev.preset == "clean", "psnr"] > 30).all()
+
+
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+CORRUPTIONS = {
+    "delete history.csv": lambda e: (e / "history.csv").unlink(),
+    "flip a byte in model.pt": lambda e: _flip_byte(e / "model.pt"),
+    "truncate manifest.json": lambda e: (e / "manifest.json").write_text('{"files": {"conf'),
+    "edit eval.csv": lambda e: (e / "eval.csv").write_text((e / "eval.csv").read_text().replace("small", "smalL")),
+    "config.json of another config": lambda e: (e / "config.json").write_text(
+        json.dumps({"key": tiny(seed=9).key(), "config": tiny(seed=9).to_dict()})
+    ),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_corrupt_entries_are_detected_and_recomputed(golden, tmp_path, count_train, corruption):
+    c = tiny()
+    first = golden[1]
+    root = copy_of(golden, tmp_path / "cache")
+    CORRUPTIONS[corruption](root / c.key())
+    with pytest.warns(CacheWarning, match="not usable"):
+        again = experiments.run(c, cache_root=root, progress=False)
+    assert not again.cached and len(count_train) == 1
+    assert again.provenance["resumed_from"] is None  # retrained from scratch, not resumed
+    pd.testing.assert_frame_equal(
+        again.eval.drop(columns="key"), first.eval.drop(columns="key"), check_exact=False, rtol=1e-6
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        assert experiments.run(c, cache_root=root, progress=False).cached
+
+
+def test_unreadable_model_with_valid_checksum_is_not_reused(golden, tmp_path):
+    c = tiny()
+    root = copy_of(golden, tmp_path / "cache")
+    entry = root / c.key()
+    (entry / "model.pt").write_bytes(b"not a checkpoint")
+    manifest = json.loads((entry / "manifest.json").read_text())
+    manifest["files"]["model.pt"] = hashlib.sha256(b"not a checkpoint").hexdigest()
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(CacheWarning, match="model.pt does not load"):
+        again = experiments.run(c, cache_root=root, progress=False)
+    assert not again.cached
+    assert isinstance(again.load_model(), models.DerainNet)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
+    c = tiny(steps=8, ckpt_every=3)
+
+    def crash_at_5(step, loss):
+        if step == 5:
+            raise Crash("simulated crash")
+
+    with pytest.raises(Crash):
+        experiments.run(c, cache_root=tmp_path / "a", progress=False, callback=crash_at_5)
+    entry = tmp_path / "a" / c.key()
+    assert (entry / "ckpt" / training.CHECKPOINT_NAME).is_file() and not (entry / "manifest.json").exists()
+    assert not (entry / ".lock").exists()  # released despite the crash
+    with pytest.warns(CacheWarning, match="incomplete.*resume"):
+        resumed = experiments.run(c, cache_root=tmp_path / "a", progress=False)
+    assert resumed.provenance["resumed_from"] == 3
+    assert not (entry / "ckpt").exists()  # checkpoints are dropped once the entry is complete
+    straight = experiments.run(c, cache_root=tmp_path / "b", progress=False)
+    pd.testing.assert_frame_equal(
+        resumed.eval[["psnr", "ssim", "removal"]], straight.eval[["psnr", "ssim", "removal"]]
+    )
+
+
+def test_corrupt_training_checkpoint_restarts_from_scratch(root):
+    c = tiny()
+    entry = root / c.key()
+    (entry / "ckpt").mkdir(parents=True)
+    (entry / "ckpt" / training.CHECKPOINT_NAME).write_bytes(b"garbage")
+    with pytest.warns(CacheWarning) as record:
+        r = experiments.run(c, cache_root=root, progress=False)
+    assert any("cannot be resumed" in str(w.message) for w in record)
+    assert r.provenance["resumed_from"] is None and not r.cached
+
+
+def test_force_retrains(golden, tmp_path, count_train):
+    root = copy_of(golden, tmp_path / "cache")
+    r = experiments.run(tiny(), cache_root=root, progress=False, force=True)
+    assert not r.cached and len(count_train) == 1
+
+
+# --------------------------------------------------------------------------- locking
+
+
+def _write_lock(entry: Path, pid: int, age_s: float = 0.0) -> Path:
+    entry.mkdir(parents=True, exist_ok=True)
+    lock = entry / ".lock"
+    lock.write_text(json.dumps({"pid": pid, "host": __import__("socket").gethostname(), "time": time.time()}))
+    if age_s:
+        t = time.time() - age_s
+        os.utime(lock, (t, t))
+    return lock
+
+
+def test_a_live_lock_blocks_and_times_out(root):
+    c = tiny()
+    _write_lock(root / c.key(), os.getpid())  # this (live) process holds it
+    with pytest.raises(TimeoutError, match="locked"):
+        experiments.run(c, cache_root=root, progress=False, lock_timeout=0.6)
+
+
+def test_a_lock_of_a_dead_process_is_broken(root):
+    c = tiny()
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    _write_lock(root / c.key(), proc.pid)
+    with pytest.warns(CacheWarning, match="stale cache lock"):
+        r = experiments.run(c, cache_root=root, progress=False, lock_timeout=5)
+    assert not r.cached and not (r.dir / ".lock").exists()
+
+
+def test_lock_is_exclusive_and_old_locks_are_broken(tmp_path):
+    path = tmp_path / ".lock"
+    a, b = experiments._EntryLock(path), experiments._EntryLock(path)
+    assert a.try_acquire() and not b.try_acquire()  # held by a live process (this one)
+    a.release()
+    assert not path.exists() and b.try_acquire()
+    b.release()
+    _write_lock(tmp_path, os.getpid(), age_s=experiments.LOCK_STALE_S + 60)  # never refreshed
+    with pytest.warns(CacheWarning, match="stale cache lock"):
+        assert a.try_acquire()
+    assert json.loads(path.read_text())["pid"] == os.getpid() and time.time() - path.stat().st_mtime < 60
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def four_configs() -> list[ExperimentConfig]:
+    return [tiny(n_train=n, seed=s) for n in (1, 2) for s in (0, 1)]
+
+
+def test_sweep_returns_one_tidy_table_and_reuses_the_cache(root, count_train, monkeypatch):
+    configs = four_configs()
+    table = experiments.sweep(configs + [configs[0]], cache_root=root, progress=False)  # a duplicate runs once
+    assert len(count_train) == 4
+    assert len(table) == 4 * ROWS_PER_RUN
+    assert list(table["key"].unique()) == [c.key() for c in configs]  # in the order given
+    assert table.groupby(["key", "image", "preset"]).size().eq(1).all()
+    per_config = table.groupby(["n_train", "seed"]).size()
+    assert per_config.to_dict() == {(1, 0): ROWS_PER_RUN, (1, 1): ROWS_PER_RUN, (2, 0): ROWS_PER_RUN,
+                                    (2, 1): ROWS_PER_RUN}
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("trained although cached"))
+    t0 = time.perf_counter()
+    again = experiments.sweep(configs, cache_root=root, progress=False)
+    assert time.perf_counter() - t0 < 5.0
+    pd.testing.assert_frame_equal(again, table)
+
+
+def test_an_interrupted_sweep_finishes_only_the_missing_runs(root, monkeypatch):
+    configs = four_configs()
+    real = training.train
+    calls: list[int] = []
+
+    def crash_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the user stops the sweep during the 3rd run
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.sweep(configs, cache_root=root, progress=False)
+    done = [c for c in configs if (root / c.key() / "manifest.json").exists()]
+    assert done == configs[:2]
+    mtimes = {c.key(): (root / c.key() / "manifest.json").stat().st_mtime_ns for c in done}
+
+    calls.clear()
+    monkeypatch.setattr(training, "train", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheWarning)  # the 3rd entry was left incomplete
+        table = experiments.sweep(configs, cache_root=root, progress=False)
+    assert len(calls) == 2 and len(table) == 4 * ROWS_PER_RUN
+    assert {k: (root / k / "manifest.json").stat().st_mtime_ns for k in mtimes} == mtimes
+
+
+def test_sweep_rejects_bad_input(root):
+    with pytest.raises(ValueError, match="configs"):
+        experiments.sweep([], cache_root=root)
+    with pytest.raises(ValueError, match=r"configs\[1\]"):
+        experiments.sweep([tiny(), {"arch": "resnet"}], cache_root=root)
+    with pytest.raises(ValueError, match="workers"):
+        experiments.sweep([tiny()], cache_root=root, workers=0)
+    with pytest.raises(ValueError, match="executor"):
+        experiments.sweep([tiny()], cache_root=root, executor="threads")
+    with pytest.raises(ValueError, match="threads"):
+        experiments.sweep([tiny()], cache_root=root, threads=0)
+    with pytest.raises(ValueError, match="submitit_kwargs"):
+        experiments.sweep([tiny()], cache_root=root, submitit_kwargs={"timeout_min": 1})
+
+
+def test_sweep_names_the_failed_runs_and_keeps_the_others(root):
+    good, bad = tiny(), tiny(model_kwargs={"depth": 2, "width": 4, "colour": 3})
+    with pytest.raises(RuntimeError, match=r"1 of 2 runs failed: .*colour"):
+        experiments.sweep([good, bad], cache_root=root, progress=False)
+    assert (root / good.key() / "manifest.json").exists()
+
+
+def test_process_executor_matches_inline(tmp_path):
+    configs = four_configs()[:2]
+    inline = experiments.sweep(configs, cache_root=tmp_path / "a", progress=False)
+    par = experiments.sweep(configs, cache_root=tmp_path / "b", progress=False, workers=2, executor="process")
+    cols = ["key", "image", "preset"]
+    assert par[cols].equals(inline[cols])
+    pd.testing.assert_series_equal(par["psnr"], inline["psnr"], rtol=1e-4)
+
+
+def test_submitit_local_executor(tmp_path):
+    pytest.importorskip("submitit")
+    configs = four_configs()[:2]
+    table = experiments.sweep(
+        configs,
+        cache_root=tmp_path / "cache",
+        progress=False,
+        executor="submitit",
+        submitit_kwargs={"cluster": "local", "timeout_min": 10, "folder": tmp_path / "jobs"},
+    )
+    assert len(table) == 2 * ROWS_PER_RUN and list(table["key"].unique()) == [c.key() for c in configs]
+    assert any((tmp_path / "jobs").iterdir())  # the job logs went where we said
+    again = experiments.sweep(configs, cache_root=tmp_path / "cache", progress=False, executor="submitit",
+                              submitit_kwargs={"cluster": "local"})
+    pd.testing.assert_frame_equal(again, table)

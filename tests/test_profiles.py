@@ -1,0 +1,146 @@
+"""derain_utils.profiles: the smoke/quick/paper sizes, overrides from papermill/CLI, configs."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from derain_utils import experiments, models, profiles, rain
+from derain_utils.experiments import ExperimentConfig
+from derain_utils.profiles import PROFILES, Profile
+
+
+def test_the_three_profiles_exist_and_are_valid():
+    assert list(PROFILES) == ["smoke", "quick", "paper"]
+    for name, prof in PROFILES.items():
+        assert prof.name == name and profiles.resolve(name) is prof
+        assert prof.arch in models.MODEL_SIZES and prof.model_size in models.MODEL_SIZES[prof.arch]
+        assert prof.train_rain == rain.TRAIN_PRESET
+        assert prof.eval_presets == (rain.TRAIN_PRESET, *rain.OOD_PRESETS)
+        assert prof.patch <= prof.tile and prof.dynamics_points <= prof.steps
+        hash(prof)  # frozen and hashable
+
+
+def test_profiles_grow_from_smoke_to_paper():
+    smoke, quick, paper = (PROFILES[n] for n in ("smoke", "quick", "paper"))
+    for field in ("steps", "patch", "n_test", "test_size", "category_n", "dynamics_points"):
+        assert getattr(smoke, field) < getattr(quick, field) < getattr(paper, field), field
+    assert max(smoke.n_list) < max(quick.n_list) < max(paper.n_list)
+    assert quick.n_list == (4, 16, 64, 256) and max(paper.n_list) >= 1024
+    assert len(smoke.seeds) >= 2 and len(quick.seeds) >= 3 and len(paper.seeds) >= 3
+    cost = {
+        n: profiles.experiment(n, n_train=4)
+        for n in ("smoke", "quick", "paper")
+    }
+    params = {
+        n: models.count_params(models.build_model(c.arch, **c.resolved_model_kwargs())) for n, c in cost.items()
+    }
+    assert params["smoke"] < params["quick"] < params["paper"]
+
+
+def test_every_profile_field_is_documented():
+    doc = Profile.__doc__
+    for f in dataclasses.fields(Profile):
+        if f.name != "name":
+            assert f"{f.name}:" in doc, f"Profile docstring does not document {f.name}"
+
+
+def test_unknown_profile_lists_the_valid_names():
+    with pytest.raises(ValueError, match="smoke, quick, paper"):
+        profiles.resolve("fast")
+
+
+def test_unknown_override_is_named():
+    with pytest.raises(ValueError, match="stepz"):
+        profiles.resolve("smoke", stepz=3)
+
+
+def test_overrides_from_papermill_or_the_command_line_are_coerced():
+    p = profiles.resolve(
+        "smoke",
+        steps="20",
+        lr="1e-3",
+        n_list="[4, 16]",
+        seeds="0, 1, 2",
+        gray="true",
+        eval_presets="small,dense",
+        model_kwargs="{'depth': 2, 'width': 4}",
+        workers=2.0,
+    )
+    assert p.steps == 20 and isinstance(p.steps, int)
+    assert p.lr == 1e-3 and p.n_list == (4, 16) and p.seeds == (0, 1, 2)
+    assert p.gray is True and p.eval_presets == ("small", "dense") and p.workers == 2
+    assert p.model_kwargs == (("depth", 2), ("width", 4))
+    assert profiles.resolve("smoke", n_list=[2, 4]).n_list == (2, 4)  # list -> tuple
+    assert profiles.resolve("smoke", seeds=7).seeds == (7,)  # a scalar is a 1-tuple
+    assert profiles.resolve("smoke", gray="0").gray is False
+    # the base profile is untouched (frozen)
+    assert PROFILES["smoke"].steps == 30 and PROFILES["smoke"].model_kwargs == ()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("steps", "abc"),
+        ("steps", 2.5),
+        ("steps", 0),
+        ("lr", "fast"),
+        ("gray", "maybe"),
+        ("n_list", "[4, 4]"),
+        ("n_list", "[16, 4]"),
+        ("n_list", "[0, 4]"),
+        ("n_list", []),
+        ("seeds", "[-1]"),
+        ("seeds", ()),
+        ("workers", 0),
+        ("category_n", 0),
+        ("patch", 64),  # > smoke tile (32)
+        ("dynamics_points", 1000),
+        ("train_rain", "drizzle"),
+        ("eval_presets", "small,drizzle"),
+        ("model_size", "huge"),
+    ],
+)
+def test_bad_override_values_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        profiles.resolve("smoke", **{field: value})
+
+
+def test_experiment_builds_the_base_config_with_overrides():
+    p = PROFILES["quick"]
+    c = profiles.experiment("quick")
+    assert isinstance(c, ExperimentConfig)
+    assert (c.arch, c.model_size, c.steps, c.batch_size, c.patch, c.tile, c.lr) == (
+        p.arch, p.model_size, p.steps, p.batch_size, p.patch, p.tile, p.lr)
+    assert (c.n_train, c.seed, c.n_test, c.test_size) == (p.category_n, p.seeds[0], p.n_test, p.test_size)
+    assert c.eval_presets == p.eval_presets and c.ckpt_every == p.ckpt_every
+    d = profiles.experiment(p, background="natural", n_train=256, seed=2)
+    assert (d.background, d.n_train, d.seed) == ("natural", 256, 2)
+    assert d.name() == "resnet_bg-natural_n256_rain-small_s2"
+    # a profile override reaches the config
+    assert profiles.experiment(profiles.resolve("quick", steps=123)).steps == 123
+    with pytest.raises(ValueError, match="n_trains"):
+        profiles.experiment("quick", n_trains=4)
+    with pytest.raises(ValueError, match="unknown profile"):
+        profiles.experiment("huge")
+
+
+def test_grid_is_the_product_of_its_axes():
+    p = PROFILES["smoke"]
+    configs = profiles.grid(p, background="flat", n_train=p.n_list, seed=p.seeds, eval_presets=("small", "dense"))
+    assert [(c.n_train, c.seed) for c in configs] == [(n, s) for n in p.n_list for s in p.seeds]
+    assert all(c.background == "flat" and c.eval_presets == ("small", "dense") for c in configs)
+    assert len({c.key() for c in configs}) == len(configs)
+    with pytest.raises(ValueError, match="seed"):
+        profiles.grid(p, seed=[])
+
+
+def test_smoke_profile_trains_in_seconds(tmp_path):
+    """The smoke profile's promise: one training run takes a few seconds on a CPU."""
+    c = profiles.experiment("smoke", background="gradient", n_train=2)
+    t0 = time.perf_counter()
+    r = experiments.run(c, cache_root=tmp_path, progress=False, threads=1)  # 1 thread: robust on a busy CI box
+    wall = time.perf_counter() - t0
+    assert not r.cached and len(r.history) == 3  # 30 steps, logged every 10
+    assert wall < 20.0, f"a smoke run took {wall:.1f} s"  # ~1-2 s on an idle CPU core
