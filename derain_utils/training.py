@@ -1,0 +1,868 @@
+"""Training and evaluation of deraining networks on synthetic pairs made on the fly.
+
+The study's training data
+-------------------------
+Gu et al. (NeurIPS 2023) train on synthetic pairs ``rainy = clip(background + rain)``
+and vary only the *backgrounds* (how many, how complex) while the *rain* stays a
+fixed, simple distribution. To make that manipulation clean, this module never
+stores pairs: every optimisation step draws
+
+1. ``batch_size`` random ``patch x patch`` crops (with random flips) of the
+   training backgrounds (:func:`derain_utils.backgrounds.random_crops`), and
+2. a **fresh** rain layer for each crop from the training :class:`~derain_utils.rain.RainSpec`
+   (:func:`derain_utils.rain.synthesize`),
+
+and adds them (:func:`derain_utils.rain.add_rain`). The network therefore sees an
+unbounded stream of rain but only the backgrounds it was given: the number and
+complexity of backgrounds is the only thing that differs between runs. Both draws
+use one ``torch.Generator`` on the training device, seeded from ``seed``, and the
+background tensor is moved to the device once, so no per-step host/device copy
+happens.
+
+Objective: L1 loss between the network output and the background, Adam, and a
+cosine decay of the learning rate over ``steps`` (``CosineAnnealingLR``; an
+optional linear warm-up of ``warmup_steps`` steps precedes it). On CUDA the forward
+pass runs under bfloat16 autocast by default (``amp``); the loss is computed in
+float32 and bfloat16 needs no gradient scaling.
+
+Reproducibility and resumption
+------------------------------
+Given the same initial weights (seed the model yourself: ``torch.manual_seed(s)``
+before :func:`derain_utils.models.build_model`, or :func:`seed_everything`), the same
+arguments and the same ``seed``, a CPU run is **bitwise** repeatable on the same
+machine and thread count: same weights, same history (``elapsed_s`` aside, which
+is wall-clock). On CUDA, rain rendering and some kernels use atomics, so runs agree
+to float rounding only. With ``ckpt_dir`` the
+state (model, optimiser, scheduler, data generator, global RNG, step, history,
+unfinished log window) is written atomically to ``ckpt_dir/last.pt`` every
+``ckpt_every`` steps and at the end; a later call with the same configuration
+resumes from it and ends with bitwise the same weights and history as a run that
+was never interrupted. The checkpoint carries a fingerprint of the configuration
+(rain spec, steps, batch, patch, lr, seed, the training images' shape and
+checksum, ...); resuming with anything different raises
+:class:`CheckpointMismatchError` rather than silently mixing two runs.
+
+Evaluation
+----------
+:func:`make_eval_set` synthesises the test rain once per (preset, image) from a
+seed that depends only on ``(seed, preset name, image index)``, so every model is
+scored on identical inputs. :func:`evaluate` returns a tidy table (one row per
+image x preset, plus a ``"clean"`` row per image: the model on the rain-free
+background) with full-image PSNR/SSIM (RGB and Y), the input's PSNR/SSIM, and the
+*decoupled* metrics of :mod:`derain_utils.metrics` (error inside / outside the rain
+mask, fraction of rain removed), with ``in_distribution`` telling whether the test
+rain overlaps the training rain.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from derain_utils import backgrounds, metrics, rain
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "CHECKPOINT_FORMAT",
+    "HISTORY_COLUMNS",
+    "EVAL_COLUMNS",
+    "CheckpointError",
+    "CorruptCheckpointError",
+    "CheckpointMismatchError",
+    "TrainResult",
+    "EvalInputs",
+    "select_device",
+    "seed_everything",
+    "make_batch",
+    "train",
+    "predict",
+    "make_eval_set",
+    "evaluate",
+    "load_checkpoint",
+]
+
+CHECKPOINT_NAME = "last.pt"
+CHECKPOINT_FORMAT = "derain_utils.training/1"
+HISTORY_COLUMNS: tuple[str, ...] = ("step", "loss", "lr", "elapsed_s")
+#: Columns of :func:`evaluate`, in order.
+EVAL_COLUMNS: tuple[str, ...] = (
+    "image", "preset", "in_distribution", "ood_fields",
+    "psnr", "ssim", "psnr_y", "ssim_y", "input_psnr", "input_ssim",
+    "rain_mse", "rain_psnr", "bg_mse", "bg_psnr", "removal", "mask_fraction",
+)
+_DECOUPLED_COLUMNS: tuple[str, ...] = ("rain_mse", "rain_psnr", "bg_mse", "bg_psnr", "removal", "mask_fraction")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class CheckpointError(ValueError):
+    """Base class of checkpoint problems (a ``ValueError``; the message names the file)."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """``last.pt`` exists but cannot be read or lacks required entries (delete it to start fresh)."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """``last.pt`` was written by a run with a different configuration."""
+
+
+# --------------------------------------------------------------------------- devices and seeds
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to compute on.
+
+    Args:
+        device: ``None`` (or ``"auto"``) picks CUDA if available, then Apple MPS,
+            then the CPU. Otherwise a ``torch.device`` or a string such as ``"cpu"``,
+            ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+
+    Raises:
+        ValueError: ``device`` is not a valid device string, or names a backend
+            that is not available on this machine (the message names it).
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str):
+        try:
+            dev = torch.device(device.strip())
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(
+                f"device={device!r} is not a valid torch device; use None (auto), 'cpu', 'cuda', 'cuda:N' or 'mps'"
+            ) from exc
+    else:
+        raise ValueError(f"device must be None, a str or a torch.device, got {type(device).__name__}: {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={str(dev)!r} requested but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={str(dev)!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device={str(dev)!r} requested but Apple MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise ValueError(f"device={str(dev)!r} is not supported; use 'cpu', 'cuda' or 'mps'")
+    return dev
+
+
+def seed_everything(seed: int, *, deterministic: bool = False) -> None:
+    """Seed Python's ``random``, NumPy's global RNG and torch (CPU and all CUDA devices).
+
+    Call it before :func:`derain_utils.models.build_model` to make the initial
+    weights repeatable (:func:`train` seeds its own data generator from its ``seed``
+    argument, but leaves the model's initialisation to the caller). With
+    ``deterministic=True`` torch is also asked to use deterministic kernels
+    (``torch.use_deterministic_algorithms(True, warn_only=True)``, cuDNN benchmark
+    off), which matters on GPUs only; CPU training here is deterministic anyway.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    torch.manual_seed(int(seed))
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _as_batch(images: Tensor | np.ndarray, name: str) -> Tensor:
+    """A float32 (N, C, H, W) tensor in [0, 1], C in {1, 3}, from a tensor or an NHWC / NHW array."""
+    if isinstance(images, np.ndarray):
+        arr = images
+        if arr.ndim == 3:  # (N, H, W) gray
+            arr = arr[..., None]
+        if arr.ndim != 4:
+            raise ValueError(f"{name}: a numpy array must be (N, H, W, C) or (N, H, W), got shape {images.shape}")
+        images = torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
+    if not isinstance(images, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor (N, C, H, W) or a numpy array, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"{name} must have shape (N, C, H, W) with C = 1 or 3, got {tuple(images.shape)}")
+    if images.shape[0] < 1:
+        raise ValueError(f"{name} is empty (N = 0)")
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor with values in [0, 1], got dtype {images.dtype}")
+    images = images.float()
+    lo, hi = torch.aminmax(images)
+    if not (math.isfinite(lo.item()) and math.isfinite(hi.item())) or lo.item() < 0.0 or hi.item() > 1.0:
+        raise ValueError(f"{name} values must lie in [0, 1], got min {lo.item():.4g}, max {hi.item():.4g}")
+    return images
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- the training step
+
+
+def _amp_context(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on ``device`` when ``amp`` is true, else a no-op."""
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def make_batch(
+    images: Tensor, spec: str | rain.RainSpec, batch_size: int, patch: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """One synthetic training batch, exactly as :func:`train` makes it: ``(rainy, background)``.
+
+    Args:
+        images: training backgrounds (N, C, h, w) in [0, 1], on the device to work on.
+        spec: the rain preset name or RainSpec.
+        batch_size: crops per batch.
+        patch: crop side, px.
+        generator: a ``torch.Generator`` on ``images.device`` (advanced).
+
+    Returns:
+        rainy, background: (batch_size, C, patch, patch) on ``images.device``.
+        The crops are drawn first and then the rain, both from ``generator``: this
+        order is part of a run's definition (changing it changes every later batch).
+    """
+    background = backgrounds.random_crops(images, batch_size, patch, generator)
+    rain_layer, _mask = rain.synthesize(spec, patch, batch_size, generator, device=images.device)
+    rainy = rain.add_rain(background, rain_layer)
+    return rainy, background
+
+
+def _optimize(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rainy: Tensor,
+    background: Tensor,
+    amp_ctx: Callable[[], contextlib.AbstractContextManager],
+) -> Tensor:
+    """One Adam step on L1(model(rainy), background); returns the detached loss (0-d, on device)."""
+    optimizer.zero_grad(set_to_none=True)
+    with amp_ctx():
+        derained = model(rainy)
+    loss = F.l1_loss(derained.float(), background)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def _make_scheduler(
+    optimizer: torch.optim.Optimizer, steps: int, warmup_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Cosine decay from ``lr`` towards 0 over ``steps`` (after an optional linear warm-up)."""
+    if warmup_steps == 0:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=0.0)
+    warm = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=1.0 / (warmup_steps + 1), end_factor=1.0, total_iters=warmup_steps
+    )
+    cos = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps - warmup_steps, eta_min=0.0)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, cos], milestones=[warmup_steps])
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _images_checksum(images: Tensor) -> str:
+    arr = images.detach().to("cpu", torch.float32).contiguous().numpy()
+    return hashlib.sha256(arr.tobytes()).hexdigest()[:16]
+
+
+def _model_signature(model: nn.Module) -> str:
+    """Architecture signature: class name plus every parameter/buffer name, shape and dtype."""
+    parts = [type(model).__name__]
+    parts += [f"{k}:{tuple(v.shape)}:{v.dtype}" for k, v in model.state_dict().items()]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _fingerprint(**fields: Any) -> dict[str, Any]:
+    """JSON-normalised (tuples -> lists) dict, so a stored copy compares equal to a fresh one."""
+    return json.loads(json.dumps(fields, sort_keys=True))
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_REQUIRED_KEYS = ("format", "fingerprint", "step", "model", "optimizer", "scheduler", "generator",
+                  "history", "window", "elapsed_s")
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint written by :func:`train` (on the CPU).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (named).
+        CorruptCheckpointError: the file cannot be unpickled or lacks required
+            entries (the message names the file and suggests deleting it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged zip/pickle
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is unreadable ({type(exc).__name__}: {_short(str(exc), 200)}); "
+            f"delete it to start training from scratch"
+        ) from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is not a {CHECKPOINT_FORMAT} checkpoint; delete it to start training from scratch"
+        )
+    missing = [k for k in _REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CorruptCheckpointError(
+            f"checkpoint {path} lacks entries {missing}; delete it to start training from scratch"
+        )
+    return ckpt
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _check_fingerprint(path: Path, stored: Any, current: dict[str, Any]) -> None:
+    if stored == current:
+        return
+    if not isinstance(stored, dict):
+        raise CorruptCheckpointError(f"checkpoint {path} has a malformed fingerprint; delete it to start fresh")
+    keys = sorted(set(stored) | set(current))
+    diffs = [
+        f"{k}: checkpoint {_short(stored.get(k, '<absent>'))} vs now {_short(current.get(k, '<absent>'))}"
+        for k in keys
+        if stored.get(k, "<absent>") != current.get(k, "<absent>")
+    ]
+    raise CheckpointMismatchError(
+        f"checkpoint {path} was written by a different training configuration, so it cannot be resumed:\n  "
+        + "\n  ".join(diffs)
+        + f"\nTo start fresh, delete {path} or pass another ckpt_dir."
+    )
+
+
+# --------------------------------------------------------------------------- train
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        model: the trained model (on ``device``, in eval mode).
+        history: one row per logged step: ``step`` (1-based count of optimiser
+            steps), ``loss`` (mean L1 loss over the steps since the previous row),
+            ``lr`` (learning rate of the row's last step), ``elapsed_s``
+            (wall-clock seconds since the run began, summed over resumed calls).
+        device: the device trained on, as a string (``"cpu"``, ``"cuda"``, ...).
+        wall_s: wall-clock seconds of this call.
+        resumed_from: the checkpoint step this call resumed from, or None.
+        step: optimiser steps completed (``< steps`` only when ``stop_after`` stopped early).
+        complete: ``step == steps``.
+        checkpoint: path of ``last.pt`` when ``ckpt_dir`` was given, else None.
+    """
+
+    model: nn.Module
+    history: pd.DataFrame
+    device: str
+    wall_s: float
+    resumed_from: int | None = None
+    step: int = 0
+    complete: bool = True
+    checkpoint: Path | None = None
+
+
+def _history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    return df.astype({"step": "int64", "loss": "float64", "lr": "float64", "elapsed_s": "float64"})
+
+
+def train(
+    model: nn.Module,
+    train_images: Tensor | np.ndarray,
+    rain_spec: str | rain.RainSpec,
+    *,
+    steps: int,
+    batch_size: int,
+    patch: int,
+    lr: float = 2e-3,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    ckpt_dir: str | Path | None = None,
+    ckpt_every: int | None = None,
+    progress: bool = True,
+    amp: bool | None = None,
+    threads: int | None = None,
+    callback: Callable[[int, float], Any] | None = None,
+    log_every: int = 10,
+    warmup_steps: int = 0,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train ``model`` to remove ``rain_spec`` rain from crops of ``train_images``.
+
+    Each step draws ``batch_size`` random ``patch``-px crops (random flips) of the
+    training backgrounds and fresh rain for each, then takes one Adam step on the
+    L1 loss between ``model(rainy)`` and the crops (see the module docstring).
+
+    Args:
+        model: maps (N, C, H, W) rainy -> derained; its initial weights are the
+            caller's business (seed before building it for repeatability).
+        train_images: backgrounds (N, C, h, w) float in [0, 1], C = 1 (gray) or 3
+            (RGB), with h, w >= ``patch``; a numpy (N, h, w, C) array also works.
+            Moved to ``device`` once.
+        rain_spec: the training rain, a :data:`derain_utils.rain.PRESETS` name or a RainSpec.
+        steps: total optimiser steps of the run (also the cosine period).
+        batch_size: crops per step.
+        patch: crop side, px.
+        lr: peak learning rate of Adam (betas 0.9, 0.999; no weight decay).
+        seed: seeds the one ``torch.Generator`` that draws crops, flips and rain.
+        device: see :func:`select_device` (None = cuda > mps > cpu).
+        ckpt_dir: folder for ``last.pt``; when it holds one, training resumes from
+            it (after checking that it was written by the same configuration).
+        ckpt_every: also checkpoint every this many steps (default: only at the
+            end). Ignored without ``ckpt_dir``.
+        progress: show a ``tqdm`` bar with the running loss.
+        amp: bfloat16 autocast of the forward pass; None = on for CUDA only.
+        threads: ``torch.set_num_threads`` for this call on the CPU (restored afterwards).
+        callback: ``callback(step, loss)`` after every step (``loss`` a float; the
+            step's checkpoint, if any, is already written). An exception it raises
+            stops training and propagates (the tests use it to simulate a crash).
+        log_every: history granularity: one row every this many steps, plus the last step.
+        warmup_steps: linear warm-up from ``lr / (warmup_steps + 1)`` to ``lr``
+            before the cosine decay (0 = none, the default).
+        stop_after: run at most this many steps in this call, then checkpoint
+            (when ``ckpt_dir``) and return; a later call resumes. For time slicing.
+
+    Returns:
+        :class:`TrainResult`.
+
+    Raises:
+        ValueError: a bad argument (named); :class:`CheckpointMismatchError` when
+            ``ckpt_dir/last.pt`` belongs to another configuration;
+            :class:`CorruptCheckpointError` when it cannot be read.
+        FloatingPointError: the loss became NaN/inf (the step and lr are named).
+    """
+    t_call = time.perf_counter()
+    steps = _check_int("steps", steps, 1)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    patch = _check_int("patch", patch, 1)
+    seed = _check_int("seed", seed, 0)
+    log_every = _check_int("log_every", log_every, 1)
+    warmup_steps = _check_int("warmup_steps", warmup_steps, 0)
+    if warmup_steps >= steps:
+        raise ValueError(f"warmup_steps ({warmup_steps}) must be smaller than steps ({steps})")
+    if ckpt_every is not None:
+        ckpt_every = _check_int("ckpt_every", ckpt_every, 1)
+    if stop_after is not None:
+        stop_after = _check_int("stop_after", stop_after, 1)
+    if threads is not None:
+        threads = _check_int("threads", threads, 1)
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite float, got {lr!r}")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable(step, loss), got {callback!r}")
+    images_in = _as_batch(train_images, "train_images")
+    if images_in.shape[2] < patch or images_in.shape[3] < patch:
+        raise ValueError(
+            f"patch ({patch} px) is larger than the training images ({images_in.shape[2]} x {images_in.shape[3]} px)"
+        )
+    spec = rain.get_spec(rain_spec)
+    dev = select_device(device)
+    amp = (dev.type == "cuda") if amp is None else bool(amp)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters")
+
+    fingerprint = _fingerprint(
+        rain_spec=spec.to_dict(),
+        steps=steps,
+        batch_size=batch_size,
+        patch=patch,
+        lr=float(lr),
+        seed=seed,
+        warmup_steps=warmup_steps,
+        log_every=log_every,
+        amp=amp,
+        device_type=dev.type,
+        images_shape=list(images_in.shape),
+        images_sha256=_images_checksum(images_in),
+        model=_model_signature(model),
+    )
+    ckpt_path = Path(ckpt_dir) / CHECKPOINT_NAME if ckpt_dir is not None else None
+
+    old_threads = torch.get_num_threads()
+    if threads is not None and dev.type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        model.to(dev)
+        images = images_in.to(dev)
+        generator = torch.Generator(device=dev)
+        generator.manual_seed(seed)
+        optimizer = torch.optim.Adam(params, lr=float(lr))
+        scheduler = _make_scheduler(optimizer, steps, warmup_steps)
+
+        step = 0
+        history: list[dict[str, float]] = []
+        window: list[Tensor] = []  # 0-d losses of the steps since the last history row
+        elapsed_before = 0.0
+        resumed_from: int | None = None
+        if ckpt_path is not None and ckpt_path.exists():
+            ckpt = load_checkpoint(ckpt_path)
+            _check_fingerprint(ckpt_path, ckpt["fingerprint"], fingerprint)
+            try:
+                model.load_state_dict(ckpt["model"])
+                optimizer.load_state_dict(ckpt["optimizer"])
+                scheduler.load_state_dict(ckpt["scheduler"])
+                generator.set_state(ckpt["generator"])
+                if "torch_rng" in ckpt:
+                    torch.set_rng_state(ckpt["torch_rng"])
+                if dev.type == "cuda" and "cuda_rng" in ckpt:
+                    torch.cuda.set_rng_state(ckpt["cuda_rng"], dev)
+            except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+                raise CorruptCheckpointError(
+                    f"checkpoint {ckpt_path} could not be restored ({type(exc).__name__}: {_short(str(exc), 200)}); "
+                    f"delete it to start training from scratch"
+                ) from exc
+            step = resumed_from = int(ckpt["step"])
+            history = [dict(r) for r in ckpt["history"]]
+            window = [w.to(dev) for w in ckpt["window"].unbind()] if ckpt["window"].numel() else []
+            elapsed_before = float(ckpt["elapsed_s"])
+
+        def elapsed() -> float:
+            return elapsed_before + (time.perf_counter() - t_call)
+
+        def save() -> None:
+            if ckpt_path is None:
+                return
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "fingerprint": fingerprint,
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+                "window": torch.stack(window).cpu() if window else torch.zeros(0),
+                "elapsed_s": elapsed(),
+            }
+            if dev.type == "cuda":
+                state["cuda_rng"] = torch.cuda.get_rng_state(dev)
+            _save_checkpoint(ckpt_path, state)
+
+        amp_ctx = (lambda: _amp_context(dev, True)) if amp else contextlib.nullcontext
+        end = steps if stop_after is None else min(steps, step + stop_after)
+        with tqdm(total=steps, initial=step, disable=not progress, desc="train", unit="step",
+                  dynamic_ncols=True, leave=False) as bar:
+            model.train()
+            while step < end:
+                rainy, background = make_batch(images, spec, batch_size, patch, generator)
+                step_lr = optimizer.param_groups[0]["lr"]
+                loss = _optimize(model, optimizer, rainy, background, amp_ctx)
+                scheduler.step()
+                step += 1
+                window.append(loss)
+                if step % log_every == 0 or step == steps:
+                    mean = torch.stack(window).cpu().double().mean().item()
+                    if not math.isfinite(mean):
+                        raise FloatingPointError(
+                            f"training diverged: mean loss {mean} over steps {step - len(window) + 1}-{step} "
+                            f"(lr={step_lr:.3g}); lower lr or add warmup_steps"
+                        )
+                    history.append({"step": step, "loss": mean, "lr": float(step_lr), "elapsed_s": elapsed()})
+                    window = []
+                    bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+                if ckpt_path is not None and (step == end or (ckpt_every is not None and step % ckpt_every == 0)):
+                    save()
+                bar.update(1)
+                if callback is not None:
+                    callback(step, float(loss.item()))
+    finally:
+        if threads is not None and dev.type == "cpu":
+            torch.set_num_threads(old_threads)
+    model.eval()
+    return TrainResult(
+        model=model,
+        history=_history_frame(history),
+        device=str(dev),
+        wall_s=time.perf_counter() - t_call,
+        resumed_from=resumed_from,
+        step=step,
+        complete=step == steps,
+        checkpoint=ckpt_path,
+    )
+
+
+# --------------------------------------------------------------------------- predict & evaluate
+
+
+def predict(
+    model: nn.Module, rainy: Tensor | np.ndarray, *, device: str | torch.device | None = None, batch_size: int = 32
+) -> Tensor:
+    """Run ``model`` on ``rainy`` for evaluation: eval mode, no gradients, clamped to [0, 1].
+
+    Args:
+        model: any module mapping (N, C, H, W) -> (N, C, H, W).
+        rainy: (N, C, H, W) float in [0, 1] (or numpy (N, H, W, C)).
+        device: where to compute; None = where the model's parameters already are
+            (CPU for a parameter-free module). An explicit device moves the model there.
+        batch_size: images per forward pass.
+
+    Returns:
+        derained (N, C, H, W) float32 on the CPU. The model's train/eval mode is restored.
+    """
+    batch_size = _check_int("batch_size", batch_size, 1)
+    x = _as_batch(rainy, "rainy")
+    if device is None:
+        dev = _model_device(model)
+    else:
+        dev = select_device(device)
+        model.to(dev)
+    was_training = model.training
+    model.eval()
+    outs = []
+    try:
+        with torch.inference_mode():
+            for chunk in x.split(batch_size):
+                y = model(chunk.to(dev))
+                if y.shape != chunk.shape:
+                    raise ValueError(f"model output shape {tuple(y.shape)} != input shape {tuple(chunk.shape)}")
+                outs.append(y.float().clamp(0.0, 1.0).cpu())  # out of place: y may alias the input
+    finally:
+        model.train(was_training)
+    return torch.cat(outs)
+
+
+@dataclass
+class EvalInputs:
+    """The test inputs of one rain preset (all on the CPU).
+
+    Attributes:
+        spec: the preset's RainSpec.
+        background: (n, C, H, W) clean test images.
+        rain: (n, 1, H, W) rain layers in [0, 1].
+        mask: (n, 1, H, W) bool, ``rain > rain.MASK_THRESHOLD``.
+        rainy: (n, C, H, W) ``clip(background + rain)``.
+    """
+
+    spec: rain.RainSpec
+    background: Tensor
+    rain: Tensor
+    mask: Tensor
+    rainy: Tensor
+
+
+def _eval_seed(seed: int, preset: str, index: int) -> int:
+    """A 63-bit seed that depends only on (seed, preset name, image index) (stable across runs/platforms)."""
+    digest = hashlib.sha256(f"derain_utils.training.eval|{seed}|{preset}|{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def _resolve_presets(presets: str | rain.RainSpec | Iterable[str | rain.RainSpec]) -> list[rain.RainSpec]:
+    if isinstance(presets, (str, rain.RainSpec)):
+        presets = [presets]
+    try:
+        items = list(presets)
+    except TypeError as exc:
+        raise ValueError(f"presets must be a preset name, a RainSpec or a list of them, got {presets!r}") from exc
+    if not items:
+        raise ValueError("presets is empty; give at least one rain preset name or RainSpec")
+    specs = []
+    for p in items:
+        try:
+            specs.append(rain.get_spec(p))
+        except ValueError as exc:
+            raise ValueError(f"presets: {exc}") from exc
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"presets: duplicate preset name(s) {dup}; give custom RainSpecs distinct names")
+    if "clean" in names:
+        raise ValueError("presets: the name 'clean' is reserved for the rain-free rows of evaluate()")
+    return specs
+
+
+def make_eval_set(
+    test_images: Tensor | np.ndarray,
+    presets: str | rain.RainSpec | Iterable[str | rain.RainSpec],
+    *,
+    seed: int = 0,
+) -> dict[str, EvalInputs]:
+    """Synthesise the rainy test inputs of every preset, identical for every model.
+
+    The rain of (preset, image ``i``) is drawn from its own seed, a hash of
+    ``(seed, preset name, i)``: it does not depend on the other presets, on the
+    number of test images, or on any global RNG. Specs are used as given, in
+    pixels (not rescaled with the image size), so the test rain has the same
+    pixel-level statistics as the training rain of the same preset.
+
+    Args:
+        test_images: (n, C, H, W) float in [0, 1] (or numpy (n, H, W, C)).
+        presets: preset names / RainSpecs (a single one also works); unknown
+            names raise ValueError listing the valid ones.
+        seed: the evaluation seed.
+
+    Returns:
+        ``{preset name: EvalInputs}`` in the given order.
+    """
+    seed = _check_int("seed", seed, 0)
+    images = _as_batch(test_images, "test_images").cpu()
+    specs = _resolve_presets(presets)
+    n, _, h, w = images.shape
+    out: dict[str, EvalInputs] = {}
+    for spec in specs:
+        layers, masks = [], []
+        for i in range(n):
+            r, m = rain.synthesize(spec, (h, w), 1, _eval_seed(seed, spec.name, i), device="cpu")
+            layers.append(r)
+            masks.append(m)
+        r = torch.cat(layers)
+        m = torch.cat(masks)
+        out[spec.name] = EvalInputs(spec=spec, background=images, rain=r, mask=m, rainy=rain.add_rain(images, r))
+    return out
+
+
+def _whole_image_scores(background: Tensor, rainy: Tensor | None, derained: Tensor) -> dict[str, float]:
+    """psnr/ssim (all channels), psnr_y/ssim_y (BT.601 Y; NaN for gray) and input_psnr/input_ssim of one image.
+
+    ``rainy=None`` means the input was the background itself: input_psnr = PSNR_CAP, input_ssim = 1.
+    """
+    rgb = background.shape[0] == 3
+    return {
+        "psnr": metrics.psnr(background, derained),
+        "ssim": metrics.ssim(background, derained),
+        "psnr_y": metrics.psnr(background, derained, y_channel=True) if rgb else math.nan,
+        "ssim_y": metrics.ssim(background, derained, y_channel=True) if rgb else math.nan,
+        "input_psnr": metrics.PSNR_CAP if rainy is None else metrics.psnr(background, rainy),
+        "input_ssim": 1.0 if rainy is None else metrics.ssim(background, rainy),
+    }
+
+
+def evaluate(
+    model: nn.Module,
+    test_images: Tensor | np.ndarray,
+    presets: str | rain.RainSpec | Iterable[str | rain.RainSpec],
+    *,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    train_spec: str | rain.RainSpec | None = "small",
+    names: list[str] | None = None,
+    batch_size: int = 32,
+) -> pd.DataFrame:
+    """Score ``model`` on every test image under every rain preset, plus on the clean images.
+
+    Args:
+        model: the deraining network.
+        test_images: (n, C, H, W) clean test backgrounds in [0, 1] (or numpy (n, H, W, C)).
+        presets: rain preset names / RainSpecs (see :func:`make_eval_set`).
+        seed: evaluation seed (the same seed gives every model the same inputs).
+        device: see :func:`predict`.
+        train_spec: the rain the model was trained on; decides ``in_distribution``
+            and ``ood_fields``. None leaves both unknown (NA).
+        names: one name per test image (default ``"img000"``, ``"img001"``, ...).
+        batch_size: images per forward pass.
+
+    Returns:
+        A tidy DataFrame with the columns :data:`EVAL_COLUMNS`: one row per
+        (preset, image) in the given preset order, then one ``preset="clean"`` row
+        per image (the model applied to the rain-free background; there the
+        ``input_*`` columns compare the background with itself, and the decoupled
+        columns, ``in_distribution`` and ``ood_fields`` are NA).
+        ``in_distribution`` is ``rain.overlaps(train_spec, preset)``; ``ood_fields``
+        the comma-joined fields on which the preset leaves the training ranges.
+        PSNR/SSIM are :func:`derain_utils.metrics.psnr` / :func:`~derain_utils.metrics.ssim`
+        (scikit-image, data range 1, identical images capped at ``metrics.PSNR_CAP``;
+        the Y columns are NaN for gray images), exactly the whole-image part of
+        :func:`~derain_utils.metrics.evaluate_pair`; the decoupled columns come from
+        :func:`~derain_utils.metrics.decoupled_batch` with the true rain mask
+        (vectorised, same definitions as ``evaluate_pair``).
+    """
+    eval_set = make_eval_set(test_images, presets, seed=seed)
+    first = next(iter(eval_set.values()))
+    clean = first.background
+    n = clean.shape[0]
+    if names is None:
+        names = [f"img{i:03d}" for i in range(n)]
+    else:
+        names = [str(x) for x in names]
+        if len(names) != n:
+            raise ValueError(f"names has {len(names)} entries but there are {n} test images")
+    train = rain.get_spec(train_spec) if train_spec is not None else None
+
+    # one pass of the model over all inputs: [preset_1 ... preset_k, clean]
+    inputs = torch.cat([e.rainy for e in eval_set.values()] + [clean])
+    derained = predict(model, inputs, device=device, batch_size=batch_size)
+    if derained.shape != inputs.shape:
+        raise ValueError(f"model output shape {tuple(derained.shape)} != input shape {tuple(inputs.shape)}")
+
+    rows: list[dict[str, Any]] = []
+    for k, (pname, e) in enumerate(eval_set.items()):
+        d = derained[k * n : (k + 1) * n]
+        if train is not None:
+            in_dist: Any = bool(rain.overlaps(train, e.spec))
+            ood: Any = ",".join(rain.ood_fields(train, e.spec))
+        else:
+            in_dist, ood = pd.NA, None
+        dec = {key: v.cpu().tolist() for key, v in metrics.decoupled_batch(e.background, e.rainy, d, e.mask).items()}
+        for i in range(n):
+            rows.append({"image": names[i], "preset": pname, "in_distribution": in_dist, "ood_fields": ood,
+                         **_whole_image_scores(e.background[i], e.rainy[i], d[i]),
+                         **{key: float(dec[key][i]) for key in _DECOUPLED_COLUMNS}})
+    d = derained[len(eval_set) * n :]
+    for i in range(n):
+        scores = _whole_image_scores(clean[i], None, d[i])
+        rows.append({"image": names[i], "preset": "clean", "in_distribution": pd.NA, "ood_fields": None,
+                     **scores,
+                     **{key: float("nan") for key in _DECOUPLED_COLUMNS}})
+    df = pd.DataFrame(rows, columns=list(EVAL_COLUMNS))
+    df["in_distribution"] = df["in_distribution"].astype("boolean")
+    return df
