@@ -817,7 +817,7 @@ def is_test_image(image_id: str) -> bool:
     return _unit_hash(_SPLIT_SALT + Path(image_id).stem) < TEST_FRACTION
 
 
-def split_ids(ids: Sequence[str]) -> tuple[list[str], list[str]]:
+def split_ids(ids: Sequence[str], source: str | None = None) -> tuple[list[str], list[str]]:
     """Fixed (train, test) image ids, each sorted; independent of any seed.
 
     Per image by :func:`is_test_image`. At least one image goes to each side: if the
@@ -826,7 +826,8 @@ def split_ids(ids: Sequence[str]) -> tuple[list[str], list[str]]:
     """
     ids = sorted(set(ids))
     if len(ids) < 2:
-        raise ValueError(f"a train/test split needs at least 2 images, got {len(ids)}")
+        where = f" in source {source!r}" if source else ""
+        raise ValueError(f"a train/test split needs at least 2 images, got {len(ids)}{where}")
     test = [i for i in ids if is_test_image(i)]
     train = [i for i in ids if not is_test_image(i)]
     key = lambda i: _unit_hash(_SPLIT_SALT + Path(i).stem)  # noqa: E731
@@ -964,7 +965,7 @@ def draw_split(
         ids = src.ids()
         if ids is None:
             raise ValueError(f"source {src.name!r} lists no image ids; draw_split needs an image source")
-        train_imgs, test_imgs = split_ids(ids)
+        train_imgs, test_imgs = split_ids(ids, source=getattr(src, 'root', None) and str(src.root) or src.name)
         tiles = [(i, y, x) for i in train_imgs for y, x in _grid(*src.size(i), tile)]
         if n_train > len(tiles):
             raise ValueError(

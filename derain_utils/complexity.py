@@ -367,7 +367,12 @@ def measure_set(
     rows = []
     for i in tqdm(order, desc=f"complexity {label}", disable=not progress, leave=False):
         row: dict[str, Any] = {"set": label, "image": image_names[i]}
-        row.update(measure_image(load(int(i)), chosen))
+        try:
+            row.update(measure_image(load(int(i)), chosen))
+        except ValueError as err:
+            if str(image_names[i]) in str(err):
+                raise
+            raise ValueError(f"{label}/{image_names[i]}: {err}") from err
         rows.append(row)
     return pd.DataFrame(rows, columns=["set", "image", *chosen])
 
