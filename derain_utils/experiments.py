@@ -208,7 +208,8 @@ class ExperimentConfig:
         gray: train and evaluate on luma (1 channel) instead of RGB.
         train_rain: the ``rain.PRESETS`` name of the training rain.
     Optimisation
-        steps, batch_size, patch (crop side, px), lr (Adam, cosine decay), seed (model
+        steps, batch_size, patch (crop side, px), lr (Adam, cosine decay), warmup_steps
+        (linear learning-rate warm-up before the cosine decay; < steps), seed (model
         init, training tiles, crops and rain), ckpt_every (steps between checkpoints).
     Evaluation
         eval_presets: rain presets to evaluate on (non-empty, distinct).
@@ -229,7 +230,8 @@ class ExperimentConfig:
     steps: int = 800
     batch_size: int = 16
     patch: int = 48
-    lr: float = 2e-3
+    lr: float = 1e-3
+    warmup_steps: int = 0
     seed: int = 0
     eval_presets: tuple[str, ...] = ("small", "slanted", "long_wide", "dense")
     eval_background: str | None = None
@@ -281,12 +283,15 @@ class ExperimentConfig:
             "test_size": 1,
             "eval_seed": 0,
             "ckpt_every": 1,
+            "warmup_steps": 0,
         }
         for name, lo in minimum.items():
             v = getattr(self, name)
             if not _is_int(v) or v < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
             set_(name, int(v))
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be < steps ({self.steps})")
         if self.patch > self.tile:
             raise ValueError(f"patch ({self.patch} px) must be <= tile ({self.tile} px)")
         if not isinstance(self.gray, (bool, np.bool_)):
@@ -805,6 +810,7 @@ def _compute(
             batch_size=config.batch_size,
             patch=config.patch,
             lr=config.lr,
+            warmup_steps=config.warmup_steps,
             seed=config.seed,
             device=dev,
             ckpt_dir=entry / _CKPT,

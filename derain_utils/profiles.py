@@ -70,6 +70,9 @@ class Profile:
         train_rain: the ``rain.PRESETS`` name of the training rain.
         gray: train/evaluate on 1-channel luma instead of RGB.
         ckpt_every: steps between training checkpoints (resume after an interruption).
+        warmup_steps: linear learning-rate warm-up steps before the cosine decay. Without
+            it, about one run in six of the quick ResNet at lr 1e-3 stalled at the identity
+            (loss stuck at the rainy input's L1 error); 100 warm-up steps avoided it.
     Evaluation
         n_test: held-out test images per evaluation.
         test_size: side of the test images [px].
@@ -103,6 +106,7 @@ class Profile:
     dynamics_points: int
     workers: int
     ckpt_every: int
+    warmup_steps: int = 0
     model_kwargs: tuple[tuple[str, Any], ...] = ()
     background: str = "skimage"
     train_rain: str = rain.TRAIN_PRESET
@@ -151,7 +155,7 @@ class Profile:
 # --------------------------------------------------------------------------- coercion
 
 _INT = {"steps", "batch_size", "patch", "tile", "n_test", "test_size", "category_n", "dynamics_points",
-        "workers", "ckpt_every", "eval_seed"}
+        "workers", "ckpt_every", "eval_seed", "warmup_steps"}
 _FLOAT = {"lr"}
 _BOOL = {"gray"}
 _STR = {"name", "arch", "model_size", "background", "train_rain"}
@@ -289,6 +293,7 @@ def experiment(profile: str | Profile, **fields: Any) -> ExperimentConfig:
         "test_size": prof.test_size,
         "eval_seed": prof.eval_seed,
         "ckpt_every": min(prof.ckpt_every, prof.steps),
+        "warmup_steps": min(prof.warmup_steps, prof.steps // 4),
     }
     names = {f.name for f in dataclasses.fields(ExperimentConfig)}
     unknown = sorted(set(fields) - names)
@@ -332,7 +337,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=4,
         patch=24,
         tile=32,
-        lr=2e-3,
+        lr=1e-3,
         n_test=4,
         test_size=48,
         seeds=(0, 1),
@@ -341,6 +346,7 @@ PROFILES: dict[str, Profile] = {
         dynamics_points=3,
         workers=1,
         ckpt_every=10,
+        warmup_steps=5,
     ),
     "quick": Profile(
         name="quick",
@@ -350,7 +356,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=16,
         patch=48,
         tile=64,
-        lr=2e-3,
+        lr=1e-3,
         n_test=8,
         test_size=64,
         seeds=(0, 1, 2),
@@ -359,6 +365,7 @@ PROFILES: dict[str, Profile] = {
         dynamics_points=5,
         workers=2,  # 2 processes x 1 torch thread beat 1 x 2 threads on a 2-core CPU
         ckpt_every=100,
+        warmup_steps=100,
     ),
     "paper": Profile(
         name="paper",
@@ -368,7 +375,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=32,
         patch=64,
         tile=64,
-        lr=2e-3,
+        lr=1e-3,
         n_test=16,  # the shared category sets hold only 17-34 test images of >= 96 px
         test_size=128,
         seeds=(0, 1, 2),
@@ -377,5 +384,6 @@ PROFILES: dict[str, Profile] = {
         dynamics_points=8,
         workers=1,
         ckpt_every=500,
+        warmup_steps=400,
     ),
 }

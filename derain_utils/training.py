@@ -431,7 +431,7 @@ def train(
     steps: int,
     batch_size: int,
     patch: int,
-    lr: float = 2e-3,
+    lr: float = 1e-3,
     seed: int = 0,
     device: str | torch.device | None = None,
     ckpt_dir: str | Path | None = None,
