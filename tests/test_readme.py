@@ -1,0 +1,27 @@
+"""The README stays true: its quickstart targets exist, CI runs its test command, its tables are current."""
+from __future__ import annotations
+
+import re
+
+from derain_utils import rain
+
+
+def test_quickstart_is_two_make_targets_that_exist(repo_root):
+    readme = (repo_root / "README.md").read_text()
+    block = re.search(r"## Quickstart\s+```bash\n(.*?)```", readme, re.S)
+    assert block, "README has no Quickstart code block"
+    commands = [ln.split("#")[0].strip() for ln in block.group(1).splitlines() if ln.strip()]
+    assert commands == ["make monograph", "make test"]
+    makefile = (repo_root / "Makefile").read_text()
+    for target in ("monograph", "test"):
+        assert re.search(rf"^{target}:", makefile, re.M), f"Makefile has no {target!r} target"
+
+
+def test_ci_runs_the_readme_test_command(repo_root):
+    ci = (repo_root / ".ci" / "run").read_text()
+    assert re.search(r"^make test\b", ci, re.M)
+
+
+def test_readme_rain_table_matches_the_presets(repo_root):
+    readme = (repo_root / "README.md").read_text()
+    assert rain.presets_markdown().strip() in readme, "README rain-preset table is stale: paste rain.presets_markdown()"
