@@ -1,0 +1,139 @@
+"""Every monograph notebook: a clean, in-sync jupytext pair with a documented parameters cell, and a smoke run.
+
+Static checks (fast) hold for every ``notebooks/NN_*.ipynb``. The smoke run (marker ``notebook``)
+executes each notebook through the monograph runner with the ``smoke`` profile into a temporary
+runs folder, then reads what the notebook wrote -- ``verdict.json``, ``results.csv``, figures --
+never the cell outputs.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pandas as pd
+import papermill
+import pytest
+from PIL import Image
+
+from derain_utils import monograph, profiles, verdict
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = monograph.discover_notebooks(NOTEBOOKS_DIR)
+REQUIRED_PARAMETERS = ("PROFILE", "SEED", "DATA_DIR", "RUN_DIR", "INTERACTIVE")
+
+# What each notebook's smoke run must produce beyond the common verdict fields.
+EXPECTED = {
+    "01_set_size": {
+        "params": ["STEPS=20"],  # also checks that a --param reaches the notebook
+        "columns": ["key", "name", "n_train", "seed", "image", "preset", "in_distribution", "rain_kind",
+                    "removal", "bg_psnr", "rain_psnr", "psnr", "ssim"],
+        "figures": ["fig_backgrounds.png", "fig_rain.png", "fig_metrics_vs_n.png", "fig_examples.png"],
+        "extra": ["bg_psnr_rho", "bg_psnr_ci95", "psnr_rho", "psnr_ci95", "whole_image_psnr_hides",
+                  "removal_rho_per_preset", "ood_removal_by_n", "n_list", "steps", "background"],
+    },
+}
+
+
+def _ids(paths):
+    return [p.stem for p in paths]
+
+
+def test_notebooks_exist_and_are_paired():
+    assert NOTEBOOKS, f"no NN_*.ipynb in {NOTEBOOKS_DIR}"
+    stems = {p.stem for p in NOTEBOOKS}
+    scripts = {p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py")}
+    assert scripts == stems, f"unpaired: .py without .ipynb {sorted(scripts - stems)}, " \
+                             f".ipynb without .py {sorted(stems - scripts)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_pair_in_sync(path: Path):
+    nb = jupytext.read(path)
+    py = jupytext.read(path.with_suffix(".py"))
+    cells = lambda n: [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", []))) for c in n.cells]  # noqa: E731
+    a, b = cells(nb), cells(py)
+    assert len(a) == len(b), f"{path.name} has {len(a)} cells, its .py {len(b)}: run jupytext --sync {path}"
+    for i, (x, y) in enumerate(zip(a, b)):
+        assert x == y, f"cell {i} differs between {path.name} and its .py: run jupytext --sync {path}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_committed_notebook_is_clean(path: Path):
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert raw["metadata"]["kernelspec"]["name"] == "python3"
+    for i, cell in enumerate(raw["cells"]):
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [], f"{path.name} cell {i} holds outputs: strip them"
+            assert cell["execution_count"] is None, f"{path.name} cell {i} has an execution count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_header_and_parameters_cell(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    first_md = next(c for c in nb.cells if c.cell_type == "markdown")
+    number = path.stem[:2]
+    assert first_md.source.startswith(f"# {number} · "), "first markdown cell must start with '# NN · Title'"
+    title, finding = monograph.parse_header(first_md.source)
+    assert finding, "the first markdown cell needs a '**Finding.**' line"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    tagged = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
+    assert tagged == [1], "exactly one parameters cell, the first code cell after the imports"
+    params = papermill.inspect_notebook(str(path))
+    for name in REQUIRED_PARAMETERS:
+        assert name in params, f"parameters cell lacks {name}"
+    for name, p in params.items():
+        assert p["help"].strip(), f"parameter {name} has no trailing comment (papermill --help-notebook shows none)"
+        assert p["inferred_type_name"] not in ("None", ""), f"parameter {name} has no type hint"
+    assert params["PROFILE"]["default"] == '"quick"'
+    assert monograph.parameter_cell_problems(nb, params) == []
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_smoke_run(path: Path, tmp_path: Path):
+    stem = path.stem
+    spec = EXPECTED.get(stem, {})
+    runs = tmp_path / "runs"
+    argv = ["run", "--profile", "smoke", "--only", stem, "--runs-dir", str(runs), "--no-progress"]
+    for p in spec.get("params", []):
+        argv += ["--param", p]
+    assert monograph.main(argv) == 0, f"smoke run of {stem} failed (see the captured output)"
+
+    folder = verdict.latest_run(stem, "smoke", runs)
+    assert folder is not None and folder.parent == runs / "smoke" / stem
+    executed = nbformat.read(folder / f"{stem}.ipynb", as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
+
+    v = verdict.read_verdict(folder)
+    _, finding = monograph.parse_header(next(c for c in executed.cells if c.cell_type == "markdown").source)
+    assert (v.notebook, v.profile, v.finding) == (stem, "smoke", finding)
+    assert v.n_seeds == len(profiles.resolve("smoke").seeds)
+    assert isinstance(v.reproduced, bool) and len(v.ci95) == 2 and v.wall_s > 0
+    assert v.summary
+    for key in spec.get("extra", []):
+        assert key in v.extra, f"verdict.json lacks {key}"
+
+    results = pd.read_csv(folder / verdict.RESULTS_FILE)
+    assert len(results) > 0
+    missing = [c for c in spec.get("columns", []) if c not in results.columns]
+    assert not missing, f"results.csv lacks {missing}"
+    assert (folder / verdict.PROVENANCE_FILE).is_file()
+    for name in spec.get("figures", []):
+        with Image.open(folder / name) as im:
+            assert im.format == "PNG" and min(im.size) > 100
+
+    if stem == "01_set_size":
+        smoke = profiles.resolve("smoke")
+        assert v.extra["steps"] == 20 and v.extra["n_list"] == list(smoke.n_list)
+        assert set(results["n_train"]) == set(smoke.n_list) and set(results["seed"]) == set(smoke.seeds)
+        assert set(results.loc[results["rain_kind"] == "ood", "preset"]) == set(v.extra["ood_presets"])
+        # the kernel inherited DERAIN_RUNS (set per test by conftest): the models are cached there
+        cache = Path(os.environ["DERAIN_RUNS"]) / "cache"
+        entries = [p for p in cache.iterdir() if (p / "manifest.json").is_file()]
+        assert len(entries) == len(smoke.n_list) * len(smoke.seeds)
+        assert set(results["key"]) == {p.name for p in entries}
