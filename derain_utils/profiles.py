@@ -301,14 +301,21 @@ def experiment(profile: str | Profile, **fields: Any) -> ExperimentConfig:
         "n_test": prof.n_test,
         "test_size": prof.test_size,
         "eval_seed": prof.eval_seed,
-        "ckpt_every": min(prof.ckpt_every, prof.steps),
-        "warmup_steps": min(prof.warmup_steps, prof.steps // 4),
     }
     names = {f.name for f in dataclasses.fields(ExperimentConfig)}
     unknown = sorted(set(fields) - names)
     if unknown:
         raise ValueError(f"unknown ExperimentConfig field(s) {unknown}; valid: {sorted(names)}")
     base.update(fields)
+    # checkpoint interval and warm-up follow the final step count (which ``fields`` may override)
+    steps = base["steps"]
+    if "ckpt_every" not in fields and isinstance(steps, int) and steps >= 1:
+        base["ckpt_every"] = min(prof.ckpt_every, steps)
+    if "warmup_steps" not in fields and isinstance(steps, int) and steps >= 1:
+        base["warmup_steps"] = min(prof.warmup_steps, steps // 4)
+    else:
+        base.setdefault("warmup_steps", 0)
+    base.setdefault("ckpt_every", min(prof.ckpt_every, max(int(steps) if isinstance(steps, int) else 1, 1)))
     return ExperimentConfig(**base)
 
 
