@@ -9,8 +9,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
-import pytest
+# The suite trains tiny models: one torch thread each is as fast as two on a quiet 2-core
+# machine and many times faster on a busy one. Set before torch is imported; notebook
+# kernels started by the smoke tests inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import matplotlib  # noqa: E402
+import pytest  # noqa: E402
 
 matplotlib.use("Agg")
 
