@@ -46,10 +46,26 @@ channel: a 24-bit RGB image stores 24 raw bits per pixel, an 8-bit gray one 8, s
 compare gray with gray and RGB with RGB (:func:`derain_utils.backgrounds.load_image`
 always gives RGB).
 
+A learned measure
+-----------------
+The five measures above are cheap and well defined, but they answer a codec's
+question (how many bits?) or a filter's (how many edges?). The study's question is
+what a small *network* finds hard to fit, and the measures need not agree on it
+(shapes with flat fills compress well but have sharp edges; fine photographic
+texture costs PNG bits that a network can smooth over). ``ae_loss``
+(:data:`LEARNED_MEASURES`, :func:`learned_complexity`, :func:`fit_autoencoder`)
+asks it directly: train a tiny convolutional autoencoder (:class:`TinyAutoencoder`,
+two stride-2 convolutions down to a 12:1 code, two up; about 11 k parameters) for a
+few hundred steps on the tiles of part of a set, and report its L1 reconstruction
+error on the tiles of the held-out rest. It is a property of a *set*, costs seconds
+instead of milliseconds, and is deterministic for a seed on a given machine.
+
 Use :func:`measure_image` for one image, :func:`measure_set` for a folder, a
 :class:`derain_utils.backgrounds.Source`, or arrays (a tidy table, one row per
-image), :func:`summarize` for per-set mean and std, and the command line
-``python -m derain_utils.complexity PATH [PATH ...]`` to compare folders.
+image), :func:`summarize` for per-set mean and std, :func:`learned_complexity` for
+``ae_loss``, and the command line ``python -m derain_utils.complexity PATH [PATH ...]
+[--learned] [--csv out.csv]`` to compare folders (the tool for choosing training
+backgrounds).
 """
 from __future__ import annotations
 
@@ -57,7 +73,9 @@ import argparse
 import io
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +86,7 @@ from PIL import Image
 from scipy.signal.windows import hann
 from skimage.color import rgb2gray
 from skimage.filters import sobel
+from torch import nn
 from tqdm.auto import tqdm
 
 __all__ = [
@@ -80,9 +99,19 @@ __all__ = [
     "SLOPE_BAND",
     "SLOPE_FLOOR",
     "MIN_SIZE",
+    "LEARNED_MEASURES",
+    "ALL_MEASURES",
+    "AE_PATCH",
+    "AE_STEPS",
+    "AE_WIDTH",
+    "AE_BOTTLENECK",
     "measure_image",
     "measure_set",
     "summarize",
+    "TinyAutoencoder",
+    "AutoencoderFit",
+    "fit_autoencoder",
+    "learned_complexity",
     "main",
 ]
 
@@ -315,6 +344,17 @@ def _resolve(x: Any, set_name: str | None) -> tuple[str, list[str], Callable[[in
     return set_name or "images", [str(i) for i in range(len(items))], items.__getitem__, len(items)
 
 
+def _subset(count: int, max_images: int | None, seed: int) -> np.ndarray:
+    """Indices of the images to measure: all, or a seeded random ``max_images`` of them in original order."""
+    order = np.arange(count)
+    if max_images is not None:
+        if isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1:
+            raise ValueError(f"max_images must be a positive integer, got {max_images!r}")
+        if max_images < count:
+            order = np.sort(np.random.default_rng(seed).choice(count, size=int(max_images), replace=False))
+    return order
+
+
 def measure_set(
     x: Any,
     names: Sequence[str] | None = None,
@@ -358,12 +398,7 @@ def measure_set(
         if len(names) != count:
             raise ValueError(f"names has {len(names)} entries but the set has {count} images")
     image_names = names if names is not None else default_names
-    order = np.arange(count)
-    if max_images is not None:
-        if isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1:
-            raise ValueError(f"max_images must be a positive integer, got {max_images!r}")
-        if max_images < count:
-            order = np.sort(np.random.default_rng(seed).choice(count, size=int(max_images), replace=False))
+    order = _subset(count, max_images, seed)
     rows = []
     for i in tqdm(order, desc=f"complexity {label}", disable=not progress, leave=False):
         row: dict[str, Any] = {"set": label, "image": image_names[i]}
@@ -381,15 +416,15 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Per-set mean and standard deviation (ddof = 1) of every measure column of ``df``.
 
     Returns:
-        tidy DataFrame with columns ``set``, ``measure``, ``n``, ``mean``, ``std``,
-        one row per (set, measure), sets in order of first appearance and measures
-        in :data:`MEASURES` order.
+        tidy DataFrame with columns ``set``, ``measure``, ``n`` (non-missing values),
+        ``mean``, ``std``, one row per (set, measure), sets in order of first
+        appearance and measures in :data:`ALL_MEASURES` order.
     """
     if "set" not in df.columns:
         raise ValueError("df has no 'set' column; pass the output of measure_set")
-    present = [m for m in MEASURES if m in df.columns]
+    present = [m for m in ALL_MEASURES if m in df.columns]
     if not present:
-        raise ValueError(f"df has none of the measure columns {list(MEASURES)}")
+        raise ValueError(f"df has none of the measure columns {list(ALL_MEASURES)}")
     grouped = df.groupby("set", sort=False)[present]
     stats = grouped.agg(["count", "mean", "std"]).stack(level=0, future_stack=True).reset_index()
     stats.columns = ["set", "measure", "n", "mean", "std"]
@@ -401,6 +436,286 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return stats.reset_index(drop=True)
 
 
+# ------------------------------------------------------------------ a learned measure
+LEARNED_MEASURES: dict[str, str] = {
+    "ae_loss": "Held-out L1 reconstruction error of a tiny convolutional autoencoder (12:1 bottleneck) "
+    "trained briefly on the set: how hard the content is for a small network to fit.",
+}
+"""Set-level measures that need training (name -> one sentence). Higher = more complex."""
+
+ALL_MEASURES: dict[str, str] = {**MEASURES, **LEARNED_MEASURES}
+"""Every measure of the module: the per-image ones of :data:`MEASURES`, then :data:`LEARNED_MEASURES`
+(for all of them, higher = more complex)."""
+
+AE_PATCH: int = 32
+"""Side (px) of the tiles the autoencoder is trained and evaluated on (a multiple of 4)."""
+AE_STEPS: int = 300
+"""Default optimiser steps of the autoencoder (batches of 16 tiles; about 1-2 s on one CPU core)."""
+AE_WIDTH: int = 16
+"""Feature channels of the autoencoder's hidden layers."""
+AE_BOTTLENECK: int = 4
+"""Channels of the code at 1/4 resolution: 4 numbers per 4x4x3 = 48 input values (12:1)."""
+
+
+class TinyAutoencoder(nn.Module):
+    """The probe network of ``ae_loss``: two stride-2 convolutions down, two up.
+
+    ``(N, C, H, W) -> (N, C, H, W)`` for H, W divisible by 4. The per-tile mean colour
+    is subtracted first and added back at the end (it passes for free, so a flat image
+    is reconstructed exactly). Encoder: 3x3 conv to ``width`` channels, ReLU, 4x4
+    stride-2 conv, ReLU, 4x4 stride-2 conv to ``bottleneck`` channels (the code, at
+    H/4 x W/4). Decoder: the mirror image with transposed convolutions and a linear
+    3x3 output conv. With the defaults (16, 4) and RGB input it has about 11 k
+    parameters and a 12:1 code.
+    """
+
+    def __init__(self, channels: int = 3, width: int = AE_WIDTH, bottleneck: int = AE_BOTTLENECK) -> None:
+        super().__init__()
+        for name, v in (("channels", channels), ("width", width), ("bottleneck", bottleneck)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        self.encoder = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, bottleneck, 4, stride=2, padding=1),
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(bottleneck, width, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width, width, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(2, 3), keepdim=True)  # the tile's mean colour passes for free
+        return mean + self.decoder(self.encoder(x - mean))
+
+
+@dataclass
+class AutoencoderFit:
+    """What :func:`fit_autoencoder` measured (losses are mean absolute errors in [0, 1] units).
+
+    Attributes:
+        heldout_loss: mean L1 reconstruction error over the held-out tiles: ``ae_loss``.
+        fit_loss: the same on the tiles it was trained on (after training).
+        tile_losses: float64 (n_heldout_tiles,) per held-out tile.
+        image_losses: held-out image index -> mean loss of its tiles.
+        fit_images, heldout_images: indices (into the input set) of the two parts.
+        history: float64 (steps,) training loss of every step.
+        steps, patch, seed: as called; wall_s: seconds it took.
+    """
+
+    heldout_loss: float
+    fit_loss: float
+    tile_losses: np.ndarray
+    image_losses: dict[int, float]
+    fit_images: list[int]
+    heldout_images: list[int]
+    history: np.ndarray
+    steps: int
+    patch: int
+    seed: int
+    wall_s: float
+
+
+def _tiles(images: Sequence[np.ndarray], patch: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Non-overlapping ``patch`` grid tiles (centred grid) of images, as (T, C, p, p) + owner index (T,)."""
+    out, owner = [], []
+    for k, img in enumerate(images):
+        h, w = img.shape[:2]
+        rows, cols = h // patch, w // patch
+        if rows == 0 or cols == 0:
+            continue
+        oy, ox = (h - rows * patch) // 2, (w - cols * patch) // 2
+        grid = img[oy : oy + rows * patch, ox : ox + cols * patch]
+        grid = grid.reshape(rows, patch, cols, patch, -1).transpose(0, 2, 4, 1, 3)  # (rows, cols, C, p, p)
+        grid = grid.reshape(-1, img.shape[2], patch, patch)
+        out.append(grid)
+        owner.extend([k] * grid.shape[0])
+    if not out:
+        return torch.zeros((0, images[0].shape[2], patch, patch)), np.zeros(0, dtype=int)
+    return torch.from_numpy(np.ascontiguousarray(np.concatenate(out), dtype=np.float32)), np.asarray(owner)
+
+
+def _check_positive_int(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def fit_autoencoder(
+    images: Any,
+    *,
+    steps: int = AE_STEPS,
+    patch: int = AE_PATCH,
+    batch_size: int = 16,
+    lr: float = 1e-2,
+    width: int = AE_WIDTH,
+    bottleneck: int = AE_BOTTLENECK,
+    holdout: float = 0.25,
+    seed: int = 0,
+    progress: bool = False,
+    threads: int | None = 1,
+) -> AutoencoderFit:
+    """Train :class:`TinyAutoencoder` briefly on part of a set and score it on the rest.
+
+    The idea: a deraining network is a small network that must reproduce the
+    background. How hard a set of backgrounds is *for such a network* can be probed
+    directly: fit a tiny bottleneck autoencoder for a few hundred steps and see how
+    much of held-out content it fails to reconstruct. Smooth content (flat, blobs,
+    faces) fits into the code; fine, irregular detail (noise, texture, dense line
+    art) does not. Unlike the compression measures it counts only what a
+    convolutional network of this size cannot learn in this time.
+
+    Procedure (deterministic for a seed on a given machine and thread count):
+
+    1. the images (quantised to 8 bits, as for every measure) are split, by a seeded
+       permutation, into a held-out part (``round(holdout * n)``, at least 1) and a
+       fit part (the rest, at least 1);
+    2. each part is cut into non-overlapping ``patch`` x ``patch`` grid tiles;
+    3. the autoencoder (initialised from ``seed``) is trained with Adam (``lr``,
+       cosine decay) on ``steps`` batches of ``batch_size`` fit tiles, drawn with
+       replacement and randomly flipped, minimising the L1 error (the loss the
+       deraining networks are trained with);
+    4. the L1 error is measured on every held-out tile.
+
+    Tiles of the same source image may sit on both sides when ``images`` are tiles
+    of larger photos (as the training tiles of a notebook are); then the held-out
+    loss measures fitting more than generalising, which is what it is meant to rank.
+
+    Args:
+        images: anything :func:`measure_set` accepts (a folder, a source name, a list
+            of images, an (N, H, W, C) array, an (N, C, H, W) tensor); at least 2 images,
+            all RGB or all gray, each at least ``patch`` px on both sides.
+        steps, batch_size, lr: the optimisation.
+        patch: tile side in px (a multiple of 4, >= 8).
+        width, bottleneck: :class:`TinyAutoencoder` channels.
+        holdout: fraction of images held out, in (0, 1).
+        seed: seeds the split, the initialisation and the batches.
+        progress: a ``tqdm.auto`` bar over steps.
+        threads: torch CPU threads while fitting (restored afterwards); None = leave
+            torch's setting. One thread is the fastest for this tiny network (several
+            threads on a busy machine were 10-30x slower) and makes the result
+            independent of the machine's core count.
+
+    Raises:
+        ValueError: fewer than 2 images, mixed RGB and gray, bad arguments (named),
+            or images too small to give a tile on one side of the split.
+    """
+    steps = _check_positive_int("steps", steps)
+    if threads is not None:
+        threads = _check_positive_int("threads", threads)
+    batch_size = _check_positive_int("batch_size", batch_size)
+    patch = _check_positive_int("patch", patch)
+    if patch % 4 or patch < 8:
+        raise ValueError(f"patch must be a multiple of 4 and >= 8 (two stride-2 layers), got {patch}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0.0 < holdout < 1.0:
+        raise ValueError(f"holdout must be a fraction in (0, 1), got {holdout!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    t0 = time.perf_counter()
+    label, names, load, count = _resolve(images, None)
+    if count < 2:
+        raise ValueError(f"images: the learned measure needs at least 2 images (fit and held out), got {count}")
+    arrays = []
+    for i in range(count):
+        try:
+            u8 = _to_uint8(load(i), name=f"image {names[i]!r}")
+        except ValueError as err:
+            raise ValueError(f"{label}/{names[i]}: {err}") from err
+        arrays.append((u8[..., None] if u8.ndim == 2 else u8).astype(np.float32) / 255.0)
+    channels = arrays[0].shape[2]
+    mixed = [names[i] for i, a in enumerate(arrays) if a.shape[2] != channels]
+    if mixed:
+        raise ValueError(f"images: mix of RGB and gray images (first odd one: {mixed[0]!r}); convert them first")
+
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(1,)))
+    order = rng.permutation(count)
+    n_held = min(max(1, int(round(holdout * count))), count - 1)
+    held_idx, fit_idx = sorted(order[:n_held].tolist()), sorted(order[n_held:].tolist())
+    fit_tiles, _ = _tiles([arrays[i] for i in fit_idx], patch)
+    held_tiles, held_owner = _tiles([arrays[i] for i in held_idx], patch)
+    for what, t in (("fit", fit_tiles), ("held-out", held_tiles)):
+        if t.shape[0] == 0:
+            raise ValueError(f"images: the {what} images give no {patch}x{patch} tile; use a smaller patch")
+
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _fit(fit_tiles, held_tiles, held_owner, fit_idx, held_idx, channels=channels, steps=steps,
+                    batch_size=batch_size, lr=float(lr), width=width, bottleneck=bottleneck, seed=int(seed),
+                    patch=patch, label=label, progress=progress, t0=t0)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _fit(fit_tiles: torch.Tensor, held_tiles: torch.Tensor, held_owner: np.ndarray, fit_idx: list[int],
+         held_idx: list[int], *, channels: int, steps: int, batch_size: int, lr: float, width: int,
+         bottleneck: int, seed: int, patch: int, label: str, progress: bool, t0: float) -> AutoencoderFit:
+    """The training loop and held-out scoring of :func:`fit_autoencoder` (arguments already checked)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = TinyAutoencoder(channels, width, bottleneck)
+    opt = torch.optim.Adam(model.parameters(), lr=float(lr))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    history = np.empty(steps)
+    model.train()
+    for step in tqdm(range(steps), desc=f"autoencoder {label}", disable=not progress, leave=False):
+        idx = torch.randint(fit_tiles.shape[0], (batch_size,), generator=gen)
+        flips = torch.randint(2, (batch_size, 2, 1, 1, 1), generator=gen).bool()
+        x = fit_tiles[idx]
+        x = torch.where(flips[:, 0], x.flip(-1), x)  # per-tile horizontal flip
+        x = torch.where(flips[:, 1], x.flip(-2), x)  # and vertical flip
+        loss = (model(x) - x).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        history[step] = float(loss.detach())
+
+    def per_tile(tiles: torch.Tensor) -> np.ndarray:
+        model.eval()
+        with torch.inference_mode():
+            return torch.cat([(model(c) - c).abs().mean(dim=(1, 2, 3)) for c in tiles.split(256)]).double().numpy()
+
+    tile_losses = per_tile(held_tiles)
+    fit_loss = float(per_tile(fit_tiles).mean())
+    image_losses = {held_idx[k]: float(tile_losses[held_owner == k].mean()) for k in np.unique(held_owner)}
+    return AutoencoderFit(
+        heldout_loss=float(tile_losses.mean()),
+        fit_loss=fit_loss,
+        tile_losses=tile_losses,
+        image_losses=image_losses,
+        fit_images=[int(i) for i in fit_idx],
+        heldout_images=[int(i) for i in held_idx],
+        history=history,
+        steps=steps,
+        patch=patch,
+        seed=int(seed),
+        wall_s=time.perf_counter() - t0,
+    )
+
+
+def learned_complexity(images: Any, *, steps: int = AE_STEPS, seed: int = 0, **kwargs: Any) -> float:
+    """``ae_loss`` of a set: held-out L1 error of a briefly trained tiny autoencoder.
+
+    A shortcut for ``fit_autoencoder(images, steps=steps, seed=seed, **kwargs).heldout_loss``
+    (see :func:`fit_autoencoder` for the procedure and the arguments). In [0, 1] units of
+    the image values: 0 for flat images, about 0.24 for uniform noise (the mean absolute
+    deviation of U(0, 1) is 0.25); 64 px tiles of the shared sets gave about 0.025 (faces),
+    0.04 (natural), 0.055 (urban) and 0.08 (manga). Higher = harder for a small network
+    to fit = more complex.
+    """
+    return fit_autoencoder(images, steps=steps, seed=seed, **kwargs).heldout_loss
+
+
 # ------------------------------------------------------------------------------ CLI
 def _table(summary: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """Rows = measures, columns = sets, cells 'mean ± std'."""
@@ -408,15 +723,34 @@ def _table(summary: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
         cell=[f"{m:.3f} ± {s:.3f}" if np.isfinite(s) else f"{m:.3f}" for m, s in zip(summary["mean"], summary["std"])]
     )
     table = cells.pivot(index="measure", columns="set", values="cell")
-    return table.loc[[m for m in MEASURES if m in table.index], labels]
+    return table.loc[[m for m in ALL_MEASURES if m in table.index], labels]
+
+
+def _learned_column(path: str, df: pd.DataFrame, max_images: int | None, seed: int, steps: int,
+                    progress: bool) -> pd.Series:
+    """``ae_loss`` per image of one folder's table: its held-out tiles' mean loss, NaN for fitted images."""
+    _, _, load, count = _resolve(path, None)
+    order = _subset(count, max_images, seed)
+    if len(order) < 2:
+        raise ValueError(f"{path}: --learned needs at least 2 images (fit and held out), got {len(order)}")
+    images = [load(int(i)) for i in tqdm(order, desc=f"loading {Path(str(path)).name}", disable=not progress,
+                                         leave=False)]
+    fit = fit_autoencoder(images, steps=steps, seed=seed, progress=progress)
+    values = np.full(len(order), np.nan)
+    for k, loss in fit.image_losses.items():
+        values[k] = loss
+    return pd.Series(values, index=df.index, name="ae_loss")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m derain_utils.complexity PATH [PATH ...] [--csv out.csv] [--max-images K]``.
+    """``python -m derain_utils.complexity PATH [PATH ...] [--learned] [--csv out.csv] [--max-images K]``.
 
     Prints the mean ± std of every measure for each folder side by side, then one
-    sentence per measure. Returns the exit status: 0, or 2 with a one-line error
-    on stderr (unreadable file, empty or missing folder).
+    sentence per measure. With ``--learned`` it also trains the tiny autoencoder of
+    :func:`fit_autoencoder` on each folder (seconds per folder) and adds ``ae_loss``:
+    mean ± std over that folder's held-out images (the per-image CSV has NaN for the
+    images the autoencoder was fitted on). Returns the exit status: 0, or 2 with a
+    one-line error on stderr (unreadable file, empty or missing folder).
     """
     parser = argparse.ArgumentParser(
         prog="python -m derain_utils.complexity",
@@ -427,6 +761,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-images", type=int, metavar="K", help="measure a seeded random K images per folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-images subset (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--learned", action="store_true",
+                        help="also train a tiny autoencoder per folder and report its held-out loss (ae_loss)")
+    parser.add_argument("--ae-steps", type=int, default=AE_STEPS, metavar="S",
+                        help=f"training steps of that autoencoder (default {AE_STEPS})")
     args = parser.parse_args(argv)
 
     bases = [Path(p).name or str(p) for p in args.paths]
@@ -434,17 +772,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.max_images is not None and args.max_images < 1:
             raise ValueError(f"--max-images must be a positive integer, got {args.max_images}")
+        if args.ae_steps < 1:
+            raise ValueError(f"--ae-steps must be a positive integer, got {args.ae_steps}")
         frames = []
         for path, label in zip(args.paths, labels):
-            frames.append(
-                measure_set(
-                    path,
-                    progress=not args.no_progress,
-                    set_name=label,
-                    max_images=args.max_images,
-                    seed=args.seed,
-                )
+            df = measure_set(
+                path,
+                progress=not args.no_progress,
+                set_name=label,
+                max_images=args.max_images,
+                seed=args.seed,
             )
+            if args.learned:
+                df["ae_loss"] = _learned_column(path, df, args.max_images, args.seed, args.ae_steps,
+                                                not args.no_progress)
+            frames.append(df)
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
@@ -455,9 +797,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Image complexity, mean ± std over images (higher = more complex for every measure)")
         print("images: " + ", ".join(f"{label} {counts[label]}" for label in labels))
         print(_table(summary, labels).to_string())
+    if args.learned:
+        print("(ae_loss: one autoencoder per folder, fitted on 75% of its images; mean ± std over the other 25%)")
     print()
-    for name, sentence in MEASURES.items():
-        print(f"{name}: {sentence}")
+    for name, sentence in ALL_MEASURES.items():
+        if name in df.columns:
+            print(f"{name}: {sentence}")
     if args.csv is not None:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.csv, index=False)

@@ -316,3 +316,122 @@ def test_measure_set_from_source_objects(tmp_path):
 
     with pytest.raises(ValueError, match="procedural"):
         measure_set(get_source("noise"))
+
+
+# --------------------------------------------------------------------- the learned measure
+from derain_utils import backgrounds  # noqa: E402  (same layer; used only by the tests below)
+from derain_utils.complexity import (  # noqa: E402
+    ALL_MEASURES,
+    LEARNED_MEASURES,
+    TinyAutoencoder,
+    fit_autoencoder,
+    learned_complexity,
+)
+
+_FAST = {"steps": 100}  # enough to rank the ladder (checked on seeds 0-2); the default 300 is for real use
+
+
+@pytest.fixture(scope="module")
+def ladder_losses() -> dict[str, float]:
+    """ae_loss of 12 procedural 64 px images per kind (3 held out), 100 steps."""
+    return {k: learned_complexity(backgrounds.procedural(k, 64, seed=0, n=12), **_FAST)
+            for k in ("flat", "blobs", "noise", "texture")}
+
+
+def test_learned_measure_is_documented():
+    assert list(LEARNED_MEASURES) == ["ae_loss"]
+    assert list(ALL_MEASURES) == [*MEASURES, "ae_loss"]
+    assert LEARNED_MEASURES["ae_loss"].endswith(".")
+
+
+def test_tiny_autoencoder_shapes_and_size():
+    ae = TinyAutoencoder()
+    x = torch.rand(2, 3, 32, 48)
+    assert ae(x).shape == x.shape
+    assert ae.encoder(x - x.mean()).shape == (2, 4, 8, 12)  # the code: 4 channels at 1/4 resolution
+    assert 5_000 < sum(p.numel() for p in ae.parameters()) < 20_000
+    assert TinyAutoencoder(channels=1)(torch.rand(1, 1, 16, 16)).shape == (1, 1, 16, 16)
+    with pytest.raises(ValueError, match="width"):
+        TinyAutoencoder(width=0)
+
+
+def test_ae_loss_ranks_simple_below_complex_procedural_sets(ladder_losses):
+    loss = ladder_losses
+    assert loss["flat"] < 0.005  # the mean colour passes through: a flat set is fitted exactly
+    assert loss["flat"] < loss["blobs"] < min(loss["noise"], loss["texture"]), loss
+
+
+def test_ae_loss_of_uniform_noise_is_its_mean_absolute_deviation():
+    # nothing in i.i.d. noise can be predicted: the best a 12:1 code can do is close to the
+    # mean, whose L1 error is E|U - 1/2| = 0.25 (a little detail gets through the code)
+    noise = [_noise(64, seed=s) for s in range(8)]
+    assert 0.2 < learned_complexity(noise, steps=60) < 0.26
+
+
+def test_fit_autoencoder_is_deterministic_and_reports_its_parts():
+    imgs = backgrounds.procedural("shapes", 64, seed=3, n=8)
+    a = fit_autoencoder(imgs, steps=40, seed=5)
+    b = fit_autoencoder(imgs, steps=40, seed=5)
+    assert a.heldout_loss == b.heldout_loss and np.array_equal(a.history, b.history)
+    assert len(a.heldout_images) == 2 and len(a.fit_images) == 6  # round(0.25 * 8)
+    assert sorted(a.heldout_images + a.fit_images) == list(range(8))
+    assert a.tile_losses.shape == (2 * 4,)  # two held-out images of four 32 px tiles each
+    assert set(a.image_losses) == set(a.heldout_images)
+    assert a.heldout_loss == pytest.approx(np.mean(list(a.image_losses.values())))
+    assert a.history.shape == (40,) and a.history[-5:].mean() < a.history[:5].mean()
+    c = fit_autoencoder(imgs, steps=40, seed=6)
+    assert c.heldout_images != a.heldout_images or c.heldout_loss != a.heldout_loss
+
+
+def test_learned_complexity_input_forms_agree_and_threads_are_restored(tmp_path):
+    imgs = backgrounds.procedural("blobs", 32, seed=1, n=4)
+    before = torch.get_num_threads()
+    ref = learned_complexity(imgs, steps=10)
+    assert torch.get_num_threads() == before
+    assert learned_complexity(list(imgs), steps=10) == ref
+    assert learned_complexity(torch.from_numpy(imgs).permute(0, 3, 1, 2), steps=10) == ref
+    folder = _write_folder(tmp_path / "blobs", list(imgs))  # PNG keeps the 8-bit pixels exactly
+    assert learned_complexity(folder, steps=10) == ref
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"steps": 0}, "steps"),
+        ({"patch": 30}, "patch"),
+        ({"holdout": 1.0}, "holdout"),
+        ({"lr": -1.0}, "lr"),
+        ({"seed": -1}, "seed"),
+        ({"threads": 0}, "threads"),
+        ({"patch": 64}, "no 64x64 tile"),
+    ],
+)
+def test_fit_autoencoder_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit_autoencoder([_noise(48, seed=s) for s in range(3)], **kwargs)
+
+
+def test_fit_autoencoder_bad_sets_are_named():
+    with pytest.raises(ValueError, match="at least 2 images"):
+        learned_complexity([_noise(48)])
+    with pytest.raises(ValueError, match="mix of RGB and gray"):
+        learned_complexity([_noise(48), _noise(48)[..., 0]])
+    with pytest.raises(ValueError, match="procedural"):
+        learned_complexity("noise")
+
+
+def test_cli_learned_adds_ae_loss_for_held_out_images(tmp_path, capsys):
+    simple = _write_folder(tmp_path / "simple", [_flat(48, v) for v in (0.1, 0.3, 0.5, 0.7)])
+    busy = _write_folder(tmp_path / "busy", [_noise(48, seed=s) for s in range(4)])
+    out_csv = tmp_path / "ae.csv"
+    code = main([str(simple), str(busy), "--learned", "--ae-steps", "30", "--csv", str(out_csv), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert any(line.startswith("ae_loss") for line in captured.out.splitlines())
+    assert f"ae_loss: {LEARNED_MEASURES['ae_loss']}" in captured.out
+    df = pd.read_csv(out_csv)
+    held = df.dropna(subset=["ae_loss"])
+    assert held.groupby("set").size().to_dict() == {"simple": 1, "busy": 1}  # round(0.25 * 4) per folder
+    assert held.set_index("set").loc["simple", "ae_loss"] < held.set_index("set").loc["busy", "ae_loss"]
+    assert main([str(simple), "--learned", "--ae-steps", "0", "--no-progress"]) == 2
+    assert "--ae-steps" in capsys.readouterr().err
