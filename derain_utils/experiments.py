@@ -106,6 +106,7 @@ __all__ = [
     "ExperimentConfig",
     "ExperimentResult",
     "cache_root",
+    "load",
     "run",
     "sweep",
 ]
@@ -769,6 +770,17 @@ def run(
         return _read_entry(entry, config, cached=False)
     finally:
         lock.release()
+
+
+def load(config: ExperimentConfig, *, cache_root: str | Path | None = None) -> ExperimentResult | None:
+    """The verified cached result of ``config``, or None when there is none; never trains.
+
+    An entry that exists but does not verify (see the module docstring) gives a
+    :class:`CacheWarning` and None, as a missing one does.
+    """
+    if not isinstance(config, ExperimentConfig):
+        raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__}")
+    return _try_cached(_globals_cache_root(cache_root) / config.key(), config, warn=True)
 
 
 def _globals_cache_root(root: str | Path | None) -> Path:
