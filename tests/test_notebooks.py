@@ -18,7 +18,7 @@ import papermill
 import pytest
 from PIL import Image
 
-from derain_utils import monograph, profiles, verdict
+from derain_utils import dynamics, monograph, probes, profiles, verdict
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = monograph.discover_notebooks(NOTEBOOKS_DIR)
@@ -33,6 +33,37 @@ EXPECTED = {
         "figures": ["fig_backgrounds.png", "fig_rain.png", "fig_metrics_vs_n.png", "fig_examples.png"],
         "extra": ["bg_psnr_rho", "bg_psnr_ci95", "psnr_rho", "psnr_ci95", "whole_image_psnr_hides",
                   "removal_rho_per_preset", "ood_removal_by_n", "n_list", "steps", "background"],
+    },
+    "04_real_rain": {
+        "params": ["STEPS=10"],  # 6 tiny models: keep the smoke run short
+        "columns": ["set", "kind", "group", "label", "seed", "model", "key", "image", "removal", "bg_psnr",
+                    "psnr_y", "ssim_y"],
+        "figures": ["fig_perspective.png", "fig_paired.png", "fig_paired_example.png"],
+        "extra": ["verdict_set", "more_removal", "acceptable_cost", "bg_tolerance_db", "bg_psnr_diff",
+                  "bg_psnr_diff_ci95", "psnr_y_diff_ci95", "removal_by_group", "comparisons", "groups",
+                  "paired_sets", "real_sets", "proxy_check", "steps"],
+    },
+    "02_category_complexity": {
+        "columns": ["key", "name", "background", "kind", "role", "n_train", "seed", "train_rain", "test_set",
+                    "eval_background", "image", "preset", "in_distribution", "rain_kind", "ood_preset", "learned",
+                    "removal", "bg_psnr", "psnr", "png_bpp", "jpeg_bpp", "grad_mean", "grad_entropy",
+                    "spectral_slope", "ae_loss"],
+        "figures": ["fig_backgrounds.png", "fig_measures.png", "fig_rank_agreement.png",
+                    "fig_removal_vs_complexity.png", "fig_bg_psnr_and_tradeoff.png", "fig_removal_vs_measures.png",
+                    "fig_control.png", "fig_examples.png"],
+        "extra": ["primary_measure", "complexity_order", "removal_order", "complexity", "rho_by_measure",
+                  "best_measure", "removal_rho_own", "bg_psnr_rho", "control_category", "gap_baseline_ci95",
+                  "gap_control_ci95", "gap_closed_by", "gap_closed_ci95", "ood_removal_gained_ci95", "control_passed",
+                  "stalled_models", "tradeoff_rho", "categories", "ladder", "common_test"],
+    },
+    "03_decoupled_metrics": {
+        "columns": ["part", "key", "background", "complexity", "n_train", "seed", "step", "probe", "image", "preset",
+                    "in_distribution", "rain_kind", "removal", "bg_psnr", "rain_psnr", "psnr"],
+        "figures": ["fig_regions.png", "fig_equal_psnr.png", "fig_psnr_vs_decoupled.png", "fig_dynamics.png",
+                    "fig_probes.png"],
+        "extra": ["gap_complex", "gap_simple", "probe_gap_difference", "probe_gap_ci95", "gap_difference_by_n",
+                  "learned_first", "t_half", "r2_by_preset", "n_models_psnr", "eval_steps", "dyn_n", "simple",
+                  "complex"],
     },
 }
 
@@ -137,3 +168,54 @@ def test_smoke_run(path: Path, tmp_path: Path):
         entries = [p for p in cache.iterdir() if (p / "manifest.json").is_file()]
         assert len(entries) == len(smoke.n_list) * len(smoke.seeds)
         assert set(results["key"]) == {p.name for p in entries}
+
+    if stem == "02_category_complexity":
+        smoke = profiles.resolve("smoke")
+        cats = v.extra["categories"]
+        assert set(v.extra["ladder"]) <= set(cats) and set(results["background"]) == set(cats)
+        assert sorted(v.extra["complexity_order"]) == sorted(cats) == sorted(v.extra["removal_order"])
+        primary = v.extra["primary_measure"]
+        by_cat = results.groupby("background")[primary].first()
+        assert list(by_cat.loc[v.extra["complexity_order"]]) == sorted(by_cat)  # ordered simple -> complex
+        assert v.extra["best_measure"] is None or v.extra["best_measure"] in v.extra["rho_by_measure"]
+        assert set(results["seed"]) == set(smoke.seeds)
+        assert set(results["test_set"]) == {"own", "common"}
+        assert (results.groupby("key")["test_set"].nunique() == 2).all()  # every model scored on both sets
+        control = results[results["role"] == "control"]
+        assert set(control["train_rain"]) == {"mixed"} and set(control["background"]) == {v.extra["control_category"]}
+        n_models = results["key"].nunique()
+        assert n_models == len(cats) * len(smoke.seeds) + len(smoke.seeds)
+
+    if stem == "03_decoupled_metrics":
+        smoke = profiles.resolve("smoke")
+        dyn = results[results["part"] == "dynamics"]
+        assert sorted(dyn["step"].unique()) == v.extra["eval_steps"] == [0, *dynamics.eval_steps(smoke.steps,
+                                                                                             smoke.dynamics_points)]
+        assert set(dyn["complexity"]) == {"simple", "complex"} and set(dyn["seed"]) == set(smoke.seeds)
+        assert set(dyn["n_train"]) == set(v.extra["dyn_n"]) == {smoke.n_list[0], smoke.n_list[-1]}
+        assert set(results.loc[results["part"] == "probe", "probe"]) == set(probes.PROBES)
+        # the verdict's effect is recomputed from results.csv: final ID minus OOD removal, complex minus simple
+        last = dyn[(dyn["step"] == smoke.steps) & (dyn["rain_kind"] != "none")]
+        per = last.groupby(["key", "complexity", "rain_kind"])["removal"].mean().unstack("rain_kind")
+        gap = (per["in_distribution"] - per["ood"]).groupby(level="complexity").mean()
+        assert v.effect == pytest.approx(gap["complex"] - gap["simple"], abs=1e-9)
+        # the dynamics runs are cached beside the models (notebook 01's models are trained here too)
+        cache = Path(os.environ["DERAIN_RUNS"]) / "cache"
+        n_dyn = 2 * len(v.extra["dyn_n"]) * len(smoke.seeds)
+        assert len([p for p in (cache / dynamics.DYNAMICS_DIR).iterdir() if (p / "manifest.json").is_file()]) == n_dyn
+        assert v.extra["n_models_psnr"] >= len(smoke.n_list) * len(smoke.seeds)
+
+    if stem == "04_real_rain":
+        smoke = profiles.resolve("smoke")
+        assert v.extra["steps"] == 10 and {"few", "many", "mixed"} <= set(v.extra["groups"])
+        gt = results[results["kind"].isin(["paired", "synthetic"])]
+        assert {"few", "many", "mixed"} <= set(gt["group"]) and set(gt["seed"]) == set(smoke.seeds)
+        assert "perspective" in set(results["set"]) and gt["removal"].notna().all()
+        # the verdict's effect is recomputed from results.csv: mean removal, fewest minus most backgrounds
+        vset = gt[gt["kind"] == "paired"] if v.extra["paired_sets"] else gt[gt["set"] == "perspective"]
+        means = vset.groupby("group")["removal"].mean()
+        assert v.effect == pytest.approx(means["few"] - means["many"], abs=1e-9)
+        assert v.reproduced == (v.extra["more_removal"] and v.extra["acceptable_cost"])
+        if v.extra["real_sets"]:  # real photos were found (DERAIN_DATA): their grids and proxies exist
+            assert (folder / "fig_proxies.png").is_file()
+            assert results.loc[results["kind"] == "real", "removed_rms"].notna().all()

@@ -217,3 +217,237 @@ def test_derain_grid_shapes_and_removed_layer():
         plotting.derain_grid([ex_perfect], ["x"], columns=("fog",))
     with pytest.raises(ValueError, match="row_labels"):
         plotting.derain_grid([ex_perfect], ["x", "y"])
+
+
+# ----------------------------------------------------------------------------- notebook 03: decoupled metrics
+
+
+def test_decoupled_regions_shows_each_region():
+    rng = np.random.default_rng(0)
+    b = rng.random((12, 10, 3)).astype(np.float32) * 0.5
+    mask = np.zeros((12, 10), bool)
+    mask[5, 4] = True
+    o = b.copy()
+    o[mask] += 0.4
+    fig = plotting.decoupled_regions(b, o, mask[None], margin=1, dim=0.25)
+    assert len(fig.axes) == 5
+    rain_panel = fig.axes[3].images[0].get_array()
+    bg_panel = fig.axes[4].images[0].get_array()
+    np.testing.assert_allclose(rain_panel[5, 4], o[5, 4], atol=1e-6)  # inside M: the rainy pixel
+    np.testing.assert_allclose(rain_panel[0, 0], 0.25 * o[0, 0], atol=1e-6)  # outside M: dimmed
+    np.testing.assert_allclose(bg_panel[4, 3], 0.25 * o[4, 3], atol=1e-6)  # in the 1 px margin: not background
+    np.testing.assert_allclose(bg_panel[3, 4], o[3, 4], atol=1e-6)  # 2 px away: background
+    assert "(1%)" in fig.axes[2].get_title()  # 1 of 120 pixels
+    assert plotting.decoupled_regions(b, o, mask, margin=0).axes[4].images[0].get_array()[4, 3].tolist() == \
+        pytest.approx(o[4, 3].tolist())
+    with pytest.raises(ValueError, match="bool"):
+        plotting.decoupled_regions(b, o, mask.astype(float))
+    with pytest.raises(ValueError, match="mask has shape"):
+        plotting.decoupled_regions(b, o, mask[:5])
+    with pytest.raises(ValueError, match="margin"):
+        plotting.decoupled_regions(b, o, mask, margin=-1)
+
+
+def test_psnr_vs_metrics_one_scatter_per_preset():
+    df = _table()
+    models = df[df["preset"] != "clean"].groupby(["seed", "n_train", "preset"], as_index=False)[
+        ["psnr", "removal", "bg_psnr"]].mean()
+    models["psnr"] = 20 + 5 * models["removal"]
+    fig = plotting.psnr_vs_metrics(models, ("removal", "bg_psnr"), reference=["small"])
+    assert len(fig.axes) == 2
+    ax = fig.axes[0]
+    assert len(ax.collections) == len(PRESETS)  # one scatter per preset
+    assert [t.get_text() for t in fig.legends[0].get_texts()][0] == "small (in-distribution)"
+    assert len(ax.lines) == len(PRESETS)  # one least-squares line per preset
+    xy = ax.lines[0].get_xydata()
+    np.testing.assert_allclose(xy[:, 1], 20 + 5 * xy[:, 0])  # exact linear relation recovered
+    assert len(plotting.psnr_vs_metrics(models, ("removal",), fit=False, reference=["small"]).axes[0].lines) == 0
+    with pytest.raises(ValueError, match="metrics"):
+        plotting.psnr_vs_metrics(models, "removal")
+    with pytest.raises(ValueError, match="nope"):
+        plotting.psnr_vs_metrics(models, ("nope",))
+
+
+def test_curves_vs_step_lines_are_seed_means():
+    rows = [{"background": bg, "n_train": n, "seed": s, "step": step,
+             "removal_id": step / 10 + 0.1 * s + (0.5 if bg == "blobs" else 0.0)}
+            for bg in ("blobs", "noise") for n in (4, 64) for s in (0, 1, 2) for step in (0, 5, 10)]
+    df = pd.DataFrame(rows)
+    fig = plotting.curves_vs_step(df, ("removal_id",), hue_order=["blobs", "noise"])
+    ax = fig.axes[0]
+    assert len(ax.lines) == 4
+    labels = [line.get_label() for line in ax.lines]
+    assert labels == ["blobs, N = 4", "blobs, N = 64", "noise, N = 4", "noise, N = 64"]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.6, 1.1, 1.6])  # mean over seeds 0, 1, 2 (+0.1)
+    np.testing.assert_allclose(ax.lines[2].get_xdata(), [0, 5, 10])
+    assert len(ax.collections) == 4  # one band per line
+    assert ax.lines[0].get_linestyle() != ax.lines[1].get_linestyle()
+    assert ax.get_title() == plotting.DYNAMICS_TITLES["removal_id"]
+    two = plotting.curves_vs_step(df.assign(removal_ood=df["removal_id"] / 10), ("removal_id", "removal_ood"))
+    assert two.axes[0].get_ylim() == two.axes[1].get_ylim()  # removal panels share one scale
+    one = plotting.curves_vs_step(df[df["seed"] == 0], ("removal_id",), style=None)
+    assert len(one.axes[0].lines) == 2 and len(one.axes[0].collections) == 0  # one seed: no band
+    with pytest.raises(ValueError, match="hue_order"):
+        plotting.curves_vs_step(df, ("removal_id",), hue_order=["texture"])
+    with pytest.raises(ValueError, match="nope"):
+        plotting.curves_vs_step(df, ("nope",))
+
+
+# ----------------------------------------------------------------------------------------- real rain (notebook 04)
+
+
+def test_stretch_removed_common_symmetric_scale():
+    a = np.zeros((4, 4))
+    a[0, 0] = 0.2
+    b = np.zeros((4, 4))
+    b[1, 1] = -0.1
+    (sa, sb), s = plotting.stretch_removed([a, b], percentile=100)
+    assert s == pytest.approx(0.2)
+    assert sa[0, 0] == pytest.approx(1.0) and sa[2, 2] == pytest.approx(0.5)
+    assert sb[1, 1] == pytest.approx(0.25)  # half the scale, darker than unchanged
+    (z,), s0 = plotting.stretch_removed([np.zeros((3, 3))])
+    assert s0 == 0 and np.all(z == 0.5)
+    with pytest.raises(ValueError, match="percentile"):
+        plotting.stretch_removed([a], percentile=0)
+    with pytest.raises(ValueError, match=r"layers\[0\]"):
+        plotting.stretch_removed([np.zeros(3)])
+
+
+def test_removed_layer_grid_layout_and_errors():
+    rng = np.random.default_rng(0)
+    o = rng.random((12, 18, 3), dtype=np.float32)
+    item = {"name": "p", "rainy": o, "target": o * 0.9, "outputs": {"A": o * 0.95, "B": o}}
+    fig = plotting.removed_layer_grid([item, {**item, "target": None, "rainfree": o[..., 0] > 0.5}], ["A", "B"])
+    assert isinstance(fig, Figure) and len(fig.axes) == 4 * 4  # 2 items x 2 rows, rainy + target + 2 nets
+    assert fig.axes[1].get_title().startswith("target")
+    with pytest.raises(ValueError, match="no output"):
+        plotting.removed_layer_grid([item], ["C"])
+    with pytest.raises(ValueError, match="lacks"):
+        plotting.removed_layer_grid([{"name": "x"}], ["A"])
+    with pytest.raises(ValueError, match="empty"):
+        plotting.removed_layer_grid([], ["A"])
+
+
+def test_interval_plot_points_and_errors():
+    summary = pd.DataFrame({"group": ["few", "many", "few", "many"], "set": ["s1", "s1", "s2", "s2"],
+                            "removal": [0.5, 0.2, 0.4, np.nan], "removal_lo": [0.4, 0.1, np.nan, np.nan],
+                            "removal_hi": [0.6, 0.3, np.nan, np.nan]})
+    fig = plotting.interval_plot(summary, ["removal"], xlabels={"few": "N = 4"})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["N = 4", "many"]
+    assert len(ax.lines) >= 3 and len(fig.legends) == 1
+    with pytest.raises(ValueError, match="removal_lo|bg_psnr"):
+        plotting.interval_plot(summary, ["bg_psnr"])
+    with pytest.raises(ValueError, match="metrics"):
+        plotting.interval_plot(summary, "removal")
+
+
+def test_report_card_figure():
+    summary = pd.DataFrame({"set": ["small", "dense", "perspective", "clean"],
+                            "kind": ["preset", "preset", "perspective", "clean"],
+                            "relation": ["training", "OOD", "OOD", "no rain"],
+                            "in_distribution": pd.array([True, False, False, None], dtype="boolean"),
+                            "removal": [0.9, 0.3, 0.2, np.nan], "removal_lo": [0.8, 0.2, np.nan, np.nan],
+                            "removal_hi": [1.0, 0.4, np.nan, np.nan], "bg_psnr": [30, 31, 25, np.nan],
+                            "bg_psnr_lo": [29, 30, 24, np.nan], "bg_psnr_hi": [31, 32, 26, np.nan]})
+    img = np.full((8, 8, 3), 0.5, np.float32)
+    fig = plotting.report_card(summary, examples={"small": (img, img), "dense": (img, img)}, title="t")
+    bars = [p for p in fig.axes[0].patches]
+    assert len(bars) == 3  # the clean row is not drawn
+    assert len(fig.axes) == 2 + 4  # two metric panels, 2 x 2 thumbnails
+    with pytest.raises(ValueError, match="no preset"):
+        plotting.report_card(summary[summary["kind"] == "clean"])
+
+
+# ----------------------------------------------------------------------------- categories
+def _category_table(categories=("faces", "urban", "blobs"), seeds=(0, 1, 2), images=("a", "b")) -> pd.DataFrame:
+    """complexity = 10 * category index (constant within a category); removal = 0.5 - 0.1 * index + 0.01 * seed."""
+    rows = []
+    for k, c in enumerate(categories):
+        for s in seeds:
+            for i, img in enumerate(images):
+                rows.append({"background": c, "seed": s, "image": img, "png_bpp": 10.0 * k,
+                             "removal": 0.5 - 0.1 * k + 0.01 * s + 0.002 * i, "bg_psnr": 30.0 + k + 0.5 * s})
+    return pd.DataFrame(rows)
+
+
+def test_category_summary_known_answers():
+    per_seed, summary = plotting.category_summary(_category_table(), "png_bpp", "removal")
+    assert len(per_seed) == 9 and list(summary["background"]) == ["faces", "urban", "blobs"]
+    # seed means: 0.5 - 0.1k + 0.01s + 0.001 (mean over the two images)
+    row = per_seed[(per_seed["background"] == "urban") & (per_seed["seed"] == 2)].iloc[0]
+    assert row["removal"] == pytest.approx(0.5 - 0.1 + 0.02 + 0.001)
+    urban = summary.set_index("background").loc["urban"]
+    assert urban["removal"] == pytest.approx(0.4 + 0.01 + 0.001)
+    half = scipy.stats.t.ppf(0.975, 2) * 0.01 / math.sqrt(3)  # sd of (0, .01, .02) is 0.01
+    assert urban["removal_hi"] - urban["removal"] == pytest.approx(half)
+    assert urban["png_bpp"] == 10.0 and urban["png_bpp_lo"] == urban["png_bpp_hi"] == 10.0  # constant x
+    assert urban["n_seeds"] == 3
+    _, ordered = plotting.category_summary(_category_table(), "png_bpp", "removal", order=["blobs", "faces"])
+    assert list(ordered["background"]) == ["blobs", "faces"]
+
+
+def test_category_summary_bad_input():
+    df = _category_table()
+    with pytest.raises(ValueError, match="lacks column"):
+        plotting.category_summary(df, "ae_loss", "removal")
+    with pytest.raises(ValueError, match="manga"):
+        plotting.category_summary(df, "png_bpp", "removal", order=["faces", "manga"])
+    with pytest.raises(ValueError, match="different columns"):
+        plotting.category_summary(df, "removal", "removal")
+    with pytest.raises(ValueError, match="no finite"):
+        plotting.category_summary(df.assign(removal=np.nan), "png_bpp", "removal")
+
+
+def test_category_scatter_points_and_error_bars():
+    ax = plotting.category_scatter(_category_table(), "png_bpp", "removal", legend=True)
+    scatters = [c for c in ax.collections if type(c).__name__ == "PathCollection"]
+    assert len(scatters) == 3 and all(len(c.get_offsets()) == 3 for c in scatters)  # 3 seeds per category
+    assert len(ax.containers) == 3  # one error bar per category
+    xs = sorted(float(c.lines[0].get_xdata()[0]) for c in ax.containers)
+    assert xs == [0.0, 10.0, 20.0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["faces", "urban", "blobs"]
+    assert ax.get_xlabel() == plotting.COMPLEXITY_LABELS["png_bpp"]
+    assert ax.get_ylabel() == plotting.METRIC_LABELS["removal"]
+    assert {t.get_text() for t in ax.texts} == {"faces", "urban", "blobs"}
+    with pytest.raises(ValueError, match="no colour"):
+        plotting.category_scatter(_category_table(), "png_bpp", "removal", palette={"faces": "red"})
+
+
+def test_category_palette_is_stable_and_distinct():
+    pal = plotting.category_palette(["faces", "urban", "faces", "blobs"])
+    assert list(pal) == ["faces", "urban", "blobs"] and len(set(pal.values())) == 3
+    assert len(set(plotting.category_palette([f"c{i}" for i in range(12)]).values())) == 12
+    with pytest.raises(ValueError, match="empty"):
+        plotting.category_palette([])
+
+
+def test_measures_by_category_one_panel_per_measure():
+    summary = pd.DataFrame({
+        "set": ["faces", "urban"] * 3,
+        "measure": ["png_bpp"] * 2 + ["grad_mean"] * 2 + ["ae_loss"] * 2,
+        "mean": [12.0, 15.0, 0.04, 0.09, 0.03, 0.05],
+        "std": [1.0, 2.0, 0.01, 0.02, 0.005, np.nan],
+    })
+    fig = plotting.measures_by_category(summary, ncols=2)
+    axes = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in axes] == [plotting.COMPLEXITY_LABELS[m] for m in ("png_bpp", "grad_mean",
+                                                                                          "ae_loss")]
+    assert len(fig.axes) == 4  # 2 x 2 grid, the last panel switched off
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["urban", "faces"]  # first category on top
+    assert len(axes[0].containers) == 2
+    with pytest.raises(ValueError, match="spectral_slope"):
+        plotting.measures_by_category(summary, measures=["spectral_slope"])
+    with pytest.raises(ValueError, match="lacks column"):
+        plotting.measures_by_category(summary.drop(columns="std"))
+
+
+def test_rank_agreement_heatmap_and_bad_input():
+    corr = pd.DataFrame([[1.0, -0.5], [-0.5, 1.0]], index=["png_bpp", "ae_loss"], columns=["png_bpp", "ae_loss"])
+    ax = plotting.rank_agreement(corr, title="rho")
+    assert sorted(t.get_text() for t in ax.texts) == ["-0.50", "-0.50", "1.00", "1.00"]
+    assert ax.collections[0].get_clim() == (-1.0, 1.0)
+    with pytest.raises(ValueError, match="square"):
+        plotting.rank_agreement(corr.iloc[:1])
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        plotting.rank_agreement(corr * 2)
