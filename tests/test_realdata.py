@@ -38,7 +38,8 @@ def _streak_layer(angle: float, size: int = 64, width: float = 1.5, n: int = 1, 
 # ----------------------------------------------------------------------------------------- folders
 
 
-def test_resolve_folder_path_name_and_errors(tmp_path):
+def test_resolve_folder_path_name_and_errors(tmp_path, monkeypatch):
+    monkeypatch.delenv("DERAIN_DATA", raising=False)  # CI exports it; this test needs it unset
     (tmp_path / "setA").mkdir()
     assert realdata.resolve_folder(tmp_path / "setA") == (tmp_path / "setA").resolve()
     assert realdata.resolve_folder("setA", tmp_path) == (tmp_path / "setA").resolve()
