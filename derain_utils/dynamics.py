@@ -275,33 +275,13 @@ class DynamicsResult:
 
 
 def _load_model(path: Path, device: str | torch.device = "cpu") -> nn.Module:
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"model file not found: {path}") from None
-    except Exception as e:  # torch raises several types for a damaged file
-        raise ValueError(f"model file {path} cannot be read: {e}") from e
-    missing = [k for k in ("state_dict", "arch", "kwargs", "in_channels") if k not in blob]
-    if missing:
-        raise ValueError(f"model file {path} lacks the entries {missing}")
-    model = models.build_model(blob["arch"], in_channels=blob["in_channels"], **blob["kwargs"])
-    model.load_state_dict(blob["state_dict"], strict=True)
-    return model.to(device).eval()
+    """The model saved at ``path`` (the same file format as an experiments cache entry)."""
+    return experiments._load_model(path, device=device)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path)
-    if "in_distribution" in df.columns:
-        df["in_distribution"] = df["in_distribution"].astype("boolean")
-    return df
+# the cache-entry helpers are the experiments cache's own, so both caches read and check files alike
+_sha256 = experiments._sha256_file
+_read_csv = experiments._read_csv
 
 
 def _verify(entry: Path, config: ExperimentConfig, points: int) -> str | None:
@@ -345,8 +325,7 @@ def load_dynamics(config: ExperimentConfig, points: int, *, cache_root: str | Pa
     return _read(entry, config, points, cached=True)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+_write_json = experiments._atomic_write_json
 
 
 def run_dynamics(
