@@ -191,6 +191,20 @@ def _shape_str(x: Any) -> str:
     return str(tuple(x.shape)) if hasattr(x, "shape") else str(np.shape(x))
 
 
+
+def _as_triplet(background: Any, rainy: Any, derained: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B, O, D) as images of one shape; a mismatch names both shapes."""
+    b = _as_image(background, "background")
+    o = _as_image(rainy, "rainy")
+    d = _as_image(derained, "derained")
+    for name, arr, src in (("rainy", o, rainy), ("derained", d, derained)):
+        if arr.shape != b.shape:
+            raise ValueError(
+                f"shape mismatch: background is {_shape_str(background)} -> image {b.shape}, "
+                f"{name} is {_shape_str(src)} -> image {arr.shape}"
+            )
+    return b, o, d
+
 def _to_y(img: np.ndarray, data_range: float = 1.0) -> np.ndarray:
     """BT.601 Y / 255 of a validated float64 image on [0, data_range], same scale out."""
     unit = img / data_range
@@ -342,15 +356,7 @@ def decoupled(background: Any, rainy: Any, derained: Any, mask: Any, *, margin: 
         ``mask_fraction`` fraction of pixels in M.
     """
     margin = _check_margin(margin)
-    b = _as_image(background, "background")
-    o = _as_image(rainy, "rainy")
-    d = _as_image(derained, "derained")
-    for name, arr, src in (("rainy", o, rainy), ("derained", d, derained)):
-        if arr.shape != b.shape:
-            raise ValueError(
-                f"shape mismatch: background is {_shape_str(background)} -> image {b.shape}, "
-                f"{name} is {_shape_str(src)} -> image {arr.shape}"
-            )
+    b, o, d = _as_triplet(background, rainy, derained)
     m = _as_mask(mask, b.shape[:2])
 
     err = (d - b) ** 2
@@ -539,15 +545,7 @@ def evaluate_pair(
         background, all channels: what doing nothing scores); the
         :data:`DECOUPLED_KEYS`; and ``mask_source`` = "given" or "estimated".
     """
-    b = _as_image(background, "background")
-    o = _as_image(rainy, "rainy")
-    d = _as_image(derained, "derained")
-    for name, arr, src in (("rainy", o, rainy), ("derained", d, derained)):
-        if arr.shape != b.shape:
-            raise ValueError(
-                f"shape mismatch: background is {_shape_str(background)} -> image {b.shape}, "
-                f"{name} is {_shape_str(src)} -> image {arr.shape}"
-            )
+    b, o, d = _as_triplet(background, rainy, derained)
     rgb = b.ndim == 3
     out: dict[str, float | str] = {
         "psnr": psnr(b, d),
