@@ -14,10 +14,14 @@ ways in.
 2. **A public copy, fetched when online.** ``data/registry.tsv`` (metadata only,
    never images) lists, for every file, the public GitHub repository, the commit,
    the path, the URL ``https://raw.githubusercontent.com/<repo>/<commit>/<path>``,
-   its sha256, its size, and the set's licence/terms and citation.
+   its sha256 and its size; ``data/sets.tsv`` gives, once per set, what it is, where
+   it comes from, its licence/terms, its citation, and its file count and size.
    :func:`fetch` downloads a set with pooch into a user cache, checks every
    sha256, and returns the folder. A file whose hash does not match is deleted,
-   never kept: the cache holds verified files or nothing.
+   never kept: the cache holds verified files or nothing. The command line
+   ``python -m derain_utils.data fetch [SET ...] [--dest DIR]`` (:func:`main`)
+   fetches sets into a folder laid out like ``$DERAIN_DATA`` (one sub-folder per set,
+   the same names as the development data), ready for ``export DERAIN_DATA=DIR``.
 
    The fetched files are the **untouched originals at full resolution** (e.g.
    Urban100 at 1024 px, Manga109 covers at 827x1170). The development copies in
@@ -29,16 +33,18 @@ ways in.
    the stem, agree between the two.
 
 The registry is regenerated from ``ORIGINALS.tsv`` (the provenance table that
-ships beside the development data) with :func:`build_registry`; the per-set
-descriptions, licence/terms and citations live in :data:`SETS` and in
-``data/README.md``.
+ships beside the development data) with :func:`build_registry`, which writes both
+tables; the per-set descriptions, licence/terms and citations live in :data:`SETS`
+(and, for readers, in ``data/README.md``).
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -51,6 +57,8 @@ __all__ = [
     "RAW_BASE_URL",
     "REGISTRY_PATH",
     "REGISTRY_COLUMNS",
+    "SETS_PATH",
+    "SETS_COLUMNS",
     "SETS",
     "data_root",
     "cache_root",
@@ -60,6 +68,8 @@ __all__ = [
     "sets_table",
     "fetch",
     "sha256_file",
+    "fetch_sets",
+    "main",
 ]
 
 ENV_DATA = "DERAIN_DATA"
@@ -75,7 +85,14 @@ REGISTRY_PATH = Path(__file__).resolve().parents[1] / "data" / "registry.tsv"
 """The registry in a source checkout (``data/registry.tsv`` beside the package)."""
 
 ORIGINALS_COLUMNS = ("set", "shared_file", "repo", "commit", "path", "sha256", "bytes")
-REGISTRY_COLUMNS = ("set", "file", "url", "sha256", "bytes", "repo", "commit", "path", "licence", "citation")
+REGISTRY_COLUMNS = ("set", "file", "url", "sha256", "bytes", "repo", "commit", "path")
+"""Columns of ``data/registry.tsv``: one row per original file."""
+
+SETS_PATH = REGISTRY_PATH.with_name("sets.tsv")
+"""The per-set table in a source checkout (``data/sets.tsv``)."""
+
+SETS_COLUMNS = ("set", "files", "bytes", "what", "source", "licence", "citation")
+"""Columns of ``data/sets.tsv``: one row per set (file count and total size from the registry)."""
 
 #: Per-set facts for the registry and data/README.md. ``licence`` is the licence or
 #: terms *as stated in the source repositories* (see each set's PROVENANCE.md), kept
@@ -126,6 +143,25 @@ SETS: dict[str, dict[str, str]] = {
         "source": "ytpeng-aimlab/Rain2Avoid-Self-Supervised-Single-Image-Deraining-with-Non-local-Stochastic-Sampling",
         "licence": "no licence or data terms stated; research use",
         "citation": "Yang et al., Deep Joint Rain Detection and Removal from a Single Image, CVPR 2017",
+    },
+    "rain100H_dev": {
+        "what": "8 paired Rain100H test images (heavy rain; same indices and clean targets as rain100L_dev)",
+        "source": "kuijiang94/MSPFN (model/test/test_data/R100H)",
+        "licence": "no licence or data terms stated (the repository asks to cite the MSPFN papers); research use",
+        "citation": "Yang et al., Deep Joint Rain Detection and Removal from a Single Image, CVPR 2017",
+    },
+    "real_rain_paired_dev": {
+        "what": "2 real rainy photographs with ground truth (SPA-Data test pairs, heavy-rain cases)",
+        "source": "hongwang01/VRGNet (for_spa/interpolation_results/test_data/spa-data)",
+        "licence": (
+            "VRGNet: no licence or data terms stated; SPA-Data: copyright Dalian University of Technology and "
+            "City University of Hong Kong, redistribution permitted with the copyright notice, conditions and "
+            "disclaimer (SPANet License.txt); research evaluation"
+        ),
+        "citation": (
+            "Wang et al., Spatial Attentive Single-Image Deraining with a High Quality Real Rain Dataset, "
+            "CVPR 2019 (SPA-Data)"
+        ),
     },
     "real_rain_misc": {
         "what": "real rainy photos without ground truth (only 5 of the 15 development files have a public original)",
@@ -201,21 +237,27 @@ def build_registry(
     originals_tsv: str | os.PathLike,
     out_tsv: str | os.PathLike | None = None,
     sets: dict[str, dict[str, str]] | None = None,
+    sets_tsv: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Build ``data/registry.tsv`` from an ``ORIGINALS.tsv`` provenance table.
+    """Build ``data/registry.tsv`` (and ``data/sets.tsv``) from an ``ORIGINALS.tsv`` provenance table.
 
     Args:
         originals_tsv: tab-separated file with columns ``set, shared_file, repo, commit,
             path, sha256, bytes`` (one row per original file).
         out_tsv: where to write the registry (tab-separated, sorted by set then file);
             ``None`` writes nothing.
-        sets: per-set ``licence`` and ``citation`` (default :data:`SETS`). Every set in
-            the table must have an entry: a registry row without terms is not allowed.
+        sets: per-set ``what``, ``source``, ``licence`` and ``citation`` (default
+            :data:`SETS`). Every set in the table must have an entry with a licence and
+            a citation: a file without terms is not allowed.
+        sets_tsv: where to write the per-set table (:func:`sets_table`, columns
+            :data:`SETS_COLUMNS`); default ``sets.tsv`` beside ``out_tsv`` (nothing when
+            ``out_tsv`` is None too).
 
     Returns:
         The registry with columns :data:`REGISTRY_COLUMNS`. ``file`` is the name the
         file gets in the cache: the development copy's name (sub-folders kept, e.g.
-        ``input/16.png``) with the original's extension.
+        ``input/16.png``) with the original's extension. Licence and citation are not
+        repeated per file: they are in the per-set table.
 
     Raises:
         FileNotFoundError: ``originals_tsv`` does not exist.
@@ -259,8 +301,6 @@ def build_registry(
                 "repo": r["repo"],
                 "commit": r["commit"],
                 "path": r["path"],
-                "licence": sets[r["set"]]["licence"],
-                "citation": sets[r["set"]]["citation"],
             }
         )
     out = pd.DataFrame(rows, columns=list(REGISTRY_COLUMNS))
@@ -271,6 +311,12 @@ def build_registry(
     if out_tsv is not None:
         Path(out_tsv).parent.mkdir(parents=True, exist_ok=True)
         out.to_csv(out_tsv, sep="\t", index=False, lineterminator="\n")
+        if sets_tsv is None:
+            sets_tsv = Path(out_tsv).with_name("sets.tsv")
+    if sets_tsv is not None:
+        table = sets_table(out, sets={s: sets[s] for s in sets if s in set(out["set"])})
+        Path(sets_tsv).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(sets_tsv, sep="\t", index=False, lineterminator="\n")
     return out
 
 
@@ -304,15 +350,21 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def sets_table(registry: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per set: set, what, source, licence, citation, files (count in the registry)."""
+def sets_table(registry: pd.DataFrame | None = None, sets: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
+    """One row per set of ``sets`` (default :data:`SETS`), columns :data:`SETS_COLUMNS`.
+
+    ``files`` and ``bytes`` count the set's rows of the registry (default the shipped one);
+    the other columns come from ``sets`` (a missing ``what`` or ``source`` is left empty).
+    """
     reg = load_registry() if registry is None else registry
-    counts = reg.groupby("set").size()
-    rows = [
-        {"set": s, **{k: info[k] for k in ("what", "source", "licence", "citation")}, "files": int(counts.get(s, 0))}
-        for s, info in SETS.items()
-    ]
-    return pd.DataFrame(rows)
+    sets = SETS if sets is None else sets
+    sizes = pd.to_numeric(reg["bytes"]).groupby(reg["set"]).agg(["size", "sum"])
+    rows = []
+    for s, info in sets.items():
+        files, total = (int(sizes.loc[s, "size"]), int(sizes.loc[s, "sum"])) if s in sizes.index else (0, 0)
+        rows.append({"set": s, "files": files, "bytes": total,
+                     **{k: info.get(k, "") for k in ("what", "source", "licence", "citation")}})
+    return pd.DataFrame(rows, columns=list(SETS_COLUMNS))
 
 
 # --------------------------------------------------------------------------- fetch
@@ -396,3 +448,124 @@ def fetch(
                 f"(a local copy) or the offline sources ('skimage', procedural backgrounds)."
             ) from err
     return folder
+
+
+# --------------------------------------------------------------------------- command line
+def _stem_clashes(folder: Path, registered: list[str]) -> list[tuple[str, str]]:
+    """(present file, registered file) pairs with the same relative stem but another name."""
+    if not folder.is_dir():
+        return []
+    by_stem = {str(PurePosixPath(f).with_suffix("")): f for f in registered}
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        rel = p.relative_to(folder).as_posix()
+        twin = by_stem.get(str(PurePosixPath(rel).with_suffix("")))
+        if twin is not None and twin != rel:
+            out.append((rel, twin))
+    return out
+
+
+def fetch_sets(
+    names: list[str] | tuple[str, ...] | None = None,
+    dest: str | os.PathLike | None = None,
+    base_url: str | None = None,
+    *,
+    registry: pd.DataFrame | str | os.PathLike | None = None,
+    progressbar: bool = True,
+) -> dict[str, Path]:
+    """Fetch several registered sets into one folder laid out like ``$DERAIN_DATA``.
+
+    Each set lands in ``<dest>/<set>/`` (the development data's folder names, e.g.
+    ``<dest>/bg_urban100/urban100_img_001.png``, ``<dest>/rain100L_dev/input/16.png``), every
+    file checked against its sha256 (:func:`fetch`); files already there with the right hash
+    are kept, so rerunning only completes what is missing.
+
+    Args:
+        names: sets to fetch (default: every set in the registry).
+        dest: the folder (default :func:`cache_root`: ``$DERAIN_CACHE`` or pooch's user cache).
+        base_url, registry, progressbar: as for :func:`fetch`.
+
+    Returns:
+        set name -> its folder, in the order fetched.
+
+    Raises:
+        ValueError: an unknown set (lists the registered ones, before anything is downloaded),
+            a checksum mismatch, or a destination folder that already holds *another copy* of a
+            registered file (same name, other extension, e.g. the downscaled ``.jpg`` development
+            copy of a ``.png`` original): two copies of one image would both be read as
+            backgrounds, so nothing is fetched there.
+        ConnectionError: offline, or the server failed (the message says which file and URL).
+    """
+    reg = registry if isinstance(registry, pd.DataFrame) else load_registry(registry)
+    known = sorted(reg["set"].unique())
+    names = list(known if not names else names)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown set(s) {unknown}; registered sets: {known}")
+    root = cache_root(dest)
+    for name in names:
+        clashes = _stem_clashes(root / name, reg.loc[reg["set"] == name, "file"].tolist())
+        if clashes:
+            show = ", ".join(f"{a} (registered: {b})" for a, b in clashes[:3])
+            raise ValueError(
+                f"{str(root / name)!r} already holds {len(clashes)} other copies of registered files, e.g. {show}; "
+                f"fetching the originals there would put two copies of one image in the set. Choose another --dest "
+                f"(the development copies are downscaled JPEGs, the registry fetches the full-resolution originals)"
+            )
+    out: dict[str, Path] = {}
+    for name in dict.fromkeys(names):
+        out[name] = fetch(name, cache_dir=root, base_url=base_url, registry=reg, progressbar=progressbar)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m derain_utils.data {list, fetch}``: list the registered sets, or fetch them.
+
+    ``fetch [SET ...] [--dest DIR]`` downloads the sets (default: all) into ``DIR/<set>/``
+    (default ``$DERAIN_CACHE`` or pooch's user cache), checks every sha256, and prints the
+    ``export DERAIN_DATA=...`` line to use them. Exit status 0 on success, 1 when offline or a
+    download fails (a one-line message, no traceback), 2 for bad arguments.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m derain_utils.data",
+        description="The registry of public image sets: list them, or fetch them (checksums verified) "
+                    "into a folder to use as DERAIN_DATA.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="print the registered sets (files, size, licence, citation)")
+    fp = sub.add_parser("fetch", help="download registered sets into DEST/<set>/ (sha256 checked)")
+    fp.add_argument("sets", nargs="*", metavar="SET", help="sets to fetch (default: all registered sets)")
+    fp.add_argument("--dest", default=None,
+                    help="folder to lay the sets out in, one sub-folder per set (default: $DERAIN_CACHE, "
+                         "else pooch's user cache for 'slacking-off')")
+    fp.add_argument("--base-url", default=None, help="mirror serving <repo>/<commit>/<path> (default: "
+                                                     f"{RAW_BASE_URL})")
+    fp.add_argument("--registry", default=None, help="registry TSV (default: data/registry.tsv)")
+    fp.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            table = sets_table(load_registry()).assign(MB=lambda t: (t["bytes"] / 1e6).round(1))
+            print(table[["set", "files", "MB", "what"]].to_string(index=False))
+            print("licences and citations: data/sets.tsv and data/README.md")
+            return 0
+        folders = fetch_sets(args.sets, args.dest, args.base_url, registry=args.registry,
+                             progressbar=not args.quiet)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ValueError) and "unknown set" in str(err) else 1
+    except ConnectionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for name, folder in folders.items():
+        count = sum(1 for p in folder.rglob("*") if p.is_file())
+        print(f"{name}: {count} verified files in {folder}")
+    root = next(iter(folders.values())).parent if folders else cache_root(args.dest)
+    print(f"export {ENV_DATA}={root}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through main() in the tests
+    raise SystemExit(main())

@@ -76,9 +76,15 @@ def test_build_registry_tiny(tmp_path):
     assert reg["file"].tolist() == ["input/7.png", "z_img.png"]  # sorted; original suffix, sub-folder kept
     assert reg.loc[1, "url"] == "https://raw.githubusercontent.com/own/repo/abc123/dir%20%281%29/z%20img.png"
     assert reg.loc[0, "sha256"] == h2  # normalised to lower case
-    assert set(reg["licence"]) == {"toy licence"} and set(reg["citation"]) == {"Toy 2024"}
+    assert "licence" not in reg.columns  # per-set facts live in sets.tsv, once per set
     back = data.load_registry(out)
     assert back["file"].tolist() == reg["file"].tolist() and back["url"].tolist() == reg["url"].tolist()
+    sets = pd.read_csv(tmp_path / "reg" / "sets.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert list(sets.columns) == list(data.SETS_COLUMNS)
+    assert sets.to_dict("records") == [{"set": "toy", "files": "2", "bytes": "6", "what": "toy set", "source": "o/r",
+                                        "licence": "toy licence", "citation": "Toy 2024"}]
+    data.build_registry(src, None, sets=TOY_SETS, sets_tsv=tmp_path / "only_sets.tsv")
+    assert (tmp_path / "only_sets.tsv").read_bytes() == (tmp_path / "reg" / "sets.tsv").read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -117,7 +123,10 @@ def test_shipped_registry_is_well_formed(repo_root):
     assert not reg.duplicated(["set", "file"]).any()
     urls = [data.raw_url(r.repo, r.commit, r.path) for r in reg.itertuples()]
     assert reg["url"].tolist() == urls
-    assert (reg["licence"] != "").all() and (reg["citation"] != "").all()
+    sets = pd.read_csv(data.SETS_PATH, sep="\t", keep_default_na=False)
+    assert list(sets.columns) == list(data.SETS_COLUMNS)
+    assert sets.astype(str).equals(data.sets_table(reg).astype(str)), "run build_registry again"
+    assert set(sets["set"]) == set(reg["set"]) and (sets["licence"] != "").all() and (sets["citation"] != "").all()
     assert not any(p.suffix.lower() in {".png", ".jpg", ".jpeg"} for p in (repo_root / "data").rglob("*"))
     readme = (repo_root / "data" / "README.md").read_text()
     table = data.sets_table(reg)
@@ -131,7 +140,12 @@ def test_shipped_registry_is_well_formed(repo_root):
 def test_shipped_registry_matches_originals(shared_data, tmp_path):
     rebuilt = data.build_registry(shared_data / "ORIGINALS.tsv", tmp_path / "r.tsv")
     assert (tmp_path / "r.tsv").read_bytes() == data.REGISTRY_PATH.read_bytes(), "run build_registry again"
+    assert (tmp_path / "sets.tsv").read_bytes() == data.SETS_PATH.read_bytes(), "run build_registry again"
     assert len(rebuilt) == len(data.load_registry())
+    # every set folder of the development data that has public originals is registered
+    for folder in sorted(p for p in shared_data.iterdir() if (p / "PROVENANCE.md").is_file()):
+        if folder.name != "real_rain_nturain":  # frames come out of RAR archives: no single-file URL
+            assert folder.name in set(rebuilt["set"]), folder.name
 
 
 # --------------------------------------------------------------------------- fetch
@@ -235,3 +249,68 @@ def test_fetch_errors(server, tmp_path, monkeypatch):
     publish(server, "own/repo", "c0ffee", "ok.png", payload)
     reg = toy_registry(tmp_path, [("toy", "ok.png", "own/repo", "c0ffee", "ok.png", sha(payload), 2)])
     assert data.fetch("toy", base_url=server.url, registry=reg, progressbar=False) == tmp_path / "envcache" / "toy"
+
+
+# --------------------------------------------------------------------------- fetch command
+def two_set_registry(srv: LocalServer, tmp_path: Path) -> pd.DataFrame:
+    files = {("toy", "x.jpg", "imgs/x.png"): b"toy image x", ("toy", "input/1.png", "in/1.png"): b"rainy one",
+             ("toy2", "b.png", "b.png"): b"second set"}
+    rows = []
+    for (set_name, shared, path), payload in files.items():
+        publish(srv, "own/repo", "c0ffee", path, payload)
+        rows.append((set_name, shared, "own/repo", "c0ffee", path, sha(payload), len(payload)))
+    sets = {**TOY_SETS, "toy2": {"what": "t2", "source": "o/r", "licence": "l2", "citation": "c2"}}
+    return data.build_registry(write_originals(tmp_path / "O.tsv", rows), None, sets=sets)
+
+
+def test_fetch_sets_lays_out_a_data_root(server, tmp_path):
+    reg = two_set_registry(server, tmp_path)
+    dest = tmp_path / "derain_data"
+    got = data.fetch_sets(None, dest, server.url, registry=reg, progressbar=False)
+    assert got == {"toy": dest / "toy", "toy2": dest / "toy2"}
+    assert (dest / "toy" / "x.png").read_bytes() == b"toy image x"
+    assert (dest / "toy" / "input" / "1.png").read_bytes() == b"rainy one"
+    assert data.data_root(dest) == dest.resolve()  # usable as DERAIN_DATA
+    server.stop()  # already verified: no network needed the second time
+    assert data.fetch_sets(["toy2"], dest, server.url, registry=reg, progressbar=False) == {"toy2": dest / "toy2"}
+
+
+def test_fetch_sets_refuses_to_mix_copies(server, tmp_path):
+    reg = two_set_registry(server, tmp_path)
+    dest = tmp_path / "dev"
+    (dest / "toy").mkdir(parents=True)
+    (dest / "toy" / "x.jpg").write_bytes(b"downscaled development copy")  # same stem as the original x.png
+    with pytest.raises(ValueError, match=r"x\.jpg \(registered: x\.png\)"):
+        data.fetch_sets(["toy"], dest, server.url, registry=reg, progressbar=False)
+    assert not (dest / "toy" / "x.png").exists()
+    with pytest.raises(ValueError, match=r"unknown set.*\['nope'\].*registered sets"):
+        data.fetch_sets(["toy", "nope"], dest, server.url, registry=reg)
+
+
+def test_main_fetch_and_offline(server, tmp_path, capsys):
+    reg = two_set_registry(server, tmp_path)
+    reg_path = tmp_path / "reg.tsv"
+    reg.to_csv(reg_path, sep="\t", index=False)
+    dest = tmp_path / "out"
+    assert data.main(["fetch", "toy", "--dest", str(dest), "--base-url", server.url, "--registry", str(reg_path),
+                      "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "toy: 2 verified files" in out and f"export DERAIN_DATA={dest}" in out
+    assert (dest / "toy" / "x.png").is_file() and not (dest / "toy2").exists()
+    port = server.httpd.server_address[1]
+    server.stop()  # offline: nothing listens on the port any more
+    rc = data.main(["fetch", "toy2", "--dest", str(dest), "--base-url", f"http://127.0.0.1:{port}",
+                    "--registry", str(reg_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("error: could not download toy2/b.png") and "Offline?" in err
+    assert "Traceback" not in err and not list((dest / "toy2").glob("*.png"))
+    assert data.main(["fetch", "nope", "--registry", str(reg_path)]) == 2
+    assert "unknown set" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        data.main([])  # a command is required
+
+
+def test_main_list(capsys):
+    assert data.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(s in out for s in data.SETS) and "sets.tsv" in out
