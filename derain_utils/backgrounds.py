@@ -34,6 +34,19 @@ This module supplies backgrounds from three kinds of source, all behind one
   gratings in ``texture`` are soft sinusoids with a period of at least 4 px, not
   isolated lines.
 
+* **Dead leaves** (``"deadleaves"``, :func:`dead_leaves`), the embedded default that
+  stands in for natural photographs: opaque coloured discs dropped one in front of the
+  other until they cover the frame, with radii drawn from a power law p(r) ~ r**-3
+  (:data:`DEADLEAVES`). That size law makes the picture scale invariant, which gives it
+  the ~1/f**2 power spectrum of natural images (Lee, Mumford & Huang, IJCV 2001). Each
+  disc has its own colour (image palette: a mean colour, luminance and chroma spreads)
+  and a faint linear shading, and the image is slightly defocused (a gaussian of
+  0.25-0.6 px). Unlimited distinct images, seeded like the ladder: training image ``i``
+  of seed ``s`` and the separate test stream are disjoint. It is *not* on the ladder:
+  its complexity is that of a photograph, not a rung. Sharp disc edges are arcs, never
+  thin bright lines; a sliver between discs can be thin, but is not straight and bright
+  the way a streak is.
+
 * **Embedded photographs**: the sample images scikit-image ships inside its wheel
   (:func:`skimage_samples`, source name ``"skimage"``). They load offline and stand
   in for natural photos when no real data folder is configured.
@@ -55,6 +68,7 @@ from __future__ import annotations
 import abc
 import functools
 import hashlib
+import math
 import os
 import re
 import warnings
@@ -69,6 +83,8 @@ from .data import data_root
 
 __all__ = [
     "LADDER",
+    "PROCEDURAL_KINDS",
+    "DEADLEAVES",
     "CATEGORIES",
     "IMAGE_EXTENSIONS",
     "TEST_FRACTION",
@@ -77,6 +93,7 @@ __all__ = [
     "SKIMAGE_PHOTOS",
     "SKIMAGE_EXCLUDED",
     "procedural",
+    "dead_leaves",
     "power_law_noise",
     "skimage_samples",
     "to_float_rgb",
@@ -98,6 +115,25 @@ __all__ = [
 
 LADDER: tuple[str, ...] = ("flat", "gradient", "blobs", "shapes", "noise", "texture")
 """Procedural background kinds, from the simplest to the most complex."""
+
+PROCEDURAL_KINDS: tuple[str, ...] = (*LADDER, "deadleaves")
+"""Every procedural kind: the ladder plus the dead-leaves model (natural-image statistics)."""
+
+DEADLEAVES: dict[str, float | tuple[float, float]] = {
+    "alpha": 3.0,  # radius density p(r) ~ r**-alpha; 3 = scale invariant (1/f**2 power spectrum)
+    "r_min": 1.0,  # px: the smallest discs are pixel-sized
+    "r_max_frac": 0.5,  # the largest radius, as a fraction of the image's short side
+    "blur": (0.25, 0.6),  # px: gaussian defocus, one sigma per image
+    "tint_sd": 0.08,  # per-channel colour cast of the image's mean colour (a grey level in [0.25, 0.7])
+    "lum_sd": (0.06, 0.15),  # spread of disc luminance around the image's mean colour, one value per image
+    "chroma_sd": (0.02, 0.05),  # per-channel colour spread, one value per image
+    "shade_sd": 0.05,  # sd of each disc's linear shading (change across one radius)
+}
+"""Parameters of :func:`dead_leaves` (ranges are drawn per image). Calibrated on 2026-12-04 against
+300 64 px tiles of the development ``bg_natural`` set: medians of :mod:`derain_utils.complexity` for
+300 64 px dead-leaves images vs the tiles: spectral slope -2.31 vs -2.43, mean gradient 0.056 vs
+0.053, gradient entropy 4.18 vs 4.09 bits, JPEG 1.95 vs 1.73 bpp, PNG 13.7 vs 15.6 bpp (the JPEG
+sources' noise costs PNG bits). A shared-data test keeps slope and gradient close."""
 
 CATEGORIES: dict[str, str] = {
     "faces": "bg_faces_celebahq",
@@ -350,8 +386,74 @@ def _gratings(rng: np.random.Generator, cv: _Canvas, count: int) -> np.ndarray:
     return np.einsum("kty,ktx,kc->yxc", rows, cols, amp, optimize=True)
 
 
+def _cover_discs(label: np.ndarray, start: int, cy: np.ndarray, cx: np.ndarray, r: np.ndarray, h: int,
+                 w: int) -> None:
+    """``label[p] = min(label[p], start + k)`` for every pixel p whose centre lies in disc k (in place).
+
+    Vectorised over discs: the pixels of every disc's bounding box are enumerated at once
+    (np.repeat), tested against the disc, and the smallest (front-most) index per pixel is
+    kept with ``np.minimum.at``. Work is the total bounding-box area, about 1.3x the disc area.
+    """
+    y0 = np.clip(np.floor(cy - r), 0, h).astype(np.int64)
+    y1 = np.clip(np.ceil(cy + r) + 1, 0, h).astype(np.int64)
+    x0 = np.clip(np.floor(cx - r), 0, w).astype(np.int64)
+    x1 = np.clip(np.ceil(cx + r) + 1, 0, w).astype(np.int64)
+    bh, bw = np.maximum(y1 - y0, 0), np.maximum(x1 - x0, 0)
+    count = bh * bw
+    k = np.repeat(np.arange(r.size), count)
+    off = np.arange(k.size) - np.repeat(np.cumsum(count) - count, count)
+    yy, xx = y0[k] + off // bw[k], x0[k] + off % bw[k]
+    inside = (yy + 0.5 - cy[k]) ** 2 + (xx + 0.5 - cx[k]) ** 2 <= r[k] ** 2
+    np.minimum.at(label, yy[inside] * w + xx[inside], start + k[inside])
+
+
+def _dead_leaves(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """One dead-leaves image (h, w, 3), float32, not yet clipped (see :func:`dead_leaves`)."""
+    from scipy import ndimage
+
+    p = DEADLEAVES
+    alpha, r_min = float(p["alpha"]), float(p["r_min"])
+    r_max = max(2.0 * r_min, float(p["r_max_frac"]) * min(h, w))
+    mean = rng.uniform(0.25, 0.7) + rng.normal(0.0, float(p["tint_sd"]), 3)  # a grey level with a colour cast
+    lum_sd, chroma_sd = rng.uniform(*p["lum_sd"]), rng.uniform(*p["chroma_sd"])
+    blur = rng.uniform(*p["blur"])
+    a = 1.0 - alpha  # inverse-CDF exponent (alpha != 1)
+
+    def moment(e: float) -> float:  # integral of r**e over [r_min, r_max]
+        return math.log(r_max / r_min) if e == -1 else (r_max ** (e + 1) - r_min ** (e + 1)) / (e + 1)
+
+    # mean disc area of the truncated power law: enough discs per round to cover the frame ~4 times
+    mean_area = math.pi * moment(2.0 - alpha) / moment(-alpha)
+    n_round = int(np.ceil(4.0 * h * w / mean_area)) + 16
+    empty = np.iinfo(np.int64).max
+    label = np.full(h * w, empty, np.int64)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    total = 0
+    while True:  # front to back: each round's discs lie behind all earlier ones
+        r = (r_min ** a + rng.random(n_round) * (r_max ** a - r_min ** a)) ** (1.0 / a)
+        # discs are a Poisson process on the plane: keep those that reach the frame, i.e. weight r by
+        # the area (h + 2r)(w + 2r) of centres that do, then place the centre uniformly in it
+        r = r[rng.random(n_round) < (h + 2 * r) * (w + 2 * r) / ((h + 2 * r_max) * (w + 2 * r_max))]
+        cy, cx = rng.random(r.size) * (h + 2 * r) - r, rng.random(r.size) * (w + 2 * r) - r
+        _cover_discs(label, total, cy, cx, r, h, w)
+        parts.append((cy, cx, r))
+        total += r.size
+        if not (label == empty).any():
+            break
+    cy, cx, r = (np.concatenate(v) for v in zip(*parts))
+    colour = mean + rng.normal(0.0, lum_sd, (total, 1)) + rng.normal(0.0, chroma_sd, (total, 3))
+    phi = rng.uniform(0.0, 2 * np.pi, total)
+    shade = rng.normal(0.0, float(p["shade_sd"]), total)
+    yy, xx = np.divmod(np.arange(h * w), w)
+    t = ((xx + 0.5 - cx[label]) * np.cos(phi[label]) + (yy + 0.5 - cy[label]) * np.sin(phi[label])) / r[label]
+    img = (colour[label] + (shade[label] * t)[:, None]).reshape(h, w, 3).astype(np.float32)
+    return ndimage.gaussian_filter(img, (blur, blur, 0.0), mode="reflect")
+
+
 def _render(kind: str, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     cv = _Canvas(h, w)
+    if kind == "deadleaves":
+        return _dead_leaves(rng, h, w)
     if kind == "flat":
         img = np.broadcast_to(rng.uniform(0.0, 1.0, 3).astype(np.float32), (h, w, 3))
     elif kind == "gradient":
@@ -371,7 +473,7 @@ def _render(kind: str, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         img = img + _colour_noise(rng, cv, 1.0, 0.07, 0.02) + _gratings(rng, cv, 1)
         img = _fit01(img)
     else:
-        raise ValueError(f"kind={kind!r} is not a procedural kind; valid: {list(LADDER)}")
+        raise ValueError(f"kind={kind!r} is not a procedural kind; valid: {list(PROCEDURAL_KINDS)}")
     return np.asarray(img, np.float32)
 
 
@@ -388,7 +490,7 @@ def procedural(kind: str, size: int | tuple[int, int], seed: int, n: int = 1) ->
     """Procedural backgrounds of a given complexity (see :data:`LADDER` and the module docstring).
 
     Args:
-        kind: one of :data:`LADDER`.
+        kind: one of :data:`PROCEDURAL_KINDS` (the :data:`LADDER` or ``"deadleaves"``).
         size: side in px, or ``(H, W)``.
         seed: non-negative int. Image ``i`` depends only on ``(kind, size, seed, i)``, so
             ``procedural(k, s, seed, n)[:m] == procedural(k, s, seed, m)``.
@@ -401,10 +503,25 @@ def procedural(kind: str, size: int | tuple[int, int], seed: int, n: int = 1) ->
     makes draws nest); all pixel work inside is vectorised numpy (about 0.1-3 ms per
     64x64 image on one CPU core, simplest to most complex kind).
     """
-    if kind not in LADDER:
-        raise ValueError(f"kind={kind!r} is not a procedural kind; valid: {list(LADDER)}")
+    if kind not in PROCEDURAL_KINDS:
+        raise ValueError(f"kind={kind!r} is not a procedural kind; valid: {list(PROCEDURAL_KINDS)}")
     _check_int(seed, "seed", 0)
     return _procedural_stream(kind, size, int(seed), 0, _check_int(n, "n", 0), stream=0)
+
+
+def dead_leaves(size: int | tuple[int, int], seed: int, n: int = 1) -> np.ndarray:
+    """Dead-leaves images with natural-image statistics: ``procedural("deadleaves", size, seed, n)``.
+
+    Discs are dropped front to back (each new disc lies behind all earlier ones) until every
+    pixel is covered; radii follow p(r) ~ r**-3 between 1 px and half the short side
+    (:data:`DEADLEAVES`), centres a uniform Poisson process over the plane (only discs that
+    reach the frame are drawn). Rendering is vectorised over discs; about 3 ms per 64 x 64
+    image and 50 ms per 256 x 256 on one CPU core (README, "The embedded default").
+
+    Returns:
+        float32 (n, H, W, 3) in [0, 1]; image ``i`` depends only on ``(size, seed, i)``.
+    """
+    return procedural("deadleaves", size, seed, n)
 
 
 # =========================================================================== images
@@ -699,7 +816,7 @@ class SkimageSource(Source):
 
 
 class ProceduralSource(Source):
-    """Procedural backgrounds of one :data:`LADDER` kind (unbounded: ``ids()`` is None).
+    """Procedural backgrounds of one :data:`PROCEDURAL_KINDS` kind (unbounded: ``ids()`` is None).
 
     Ids name the seed stream: ``"<kind>:s<seed>:<i>"`` is training image ``i`` of
     ``seed`` (``procedural(kind, size, seed, i + 1)[i]``); ``"<kind>:test:<j>"`` is test
@@ -709,8 +826,8 @@ class ProceduralSource(Source):
     _ID = re.compile(r"^(?P<kind>\w+):(?:s(?P<seed>\d+)|(?P<test>test)):(?P<i>\d+)$")
 
     def __init__(self, kind: str, size: int | tuple[int, int] = 256):
-        if kind not in LADDER:
-            raise ValueError(f"kind={kind!r} is not a procedural kind; valid: {list(LADDER)}")
+        if kind not in PROCEDURAL_KINDS:
+            raise ValueError(f"kind={kind!r} is not a procedural kind; valid: {list(PROCEDURAL_KINDS)}")
         self.name = kind
         self.kind = kind
         self.shape = _as_hw(size)
@@ -741,7 +858,7 @@ class ProceduralSource(Source):
 def _category_hint() -> str:
     return (f"pass data_dir=... or set the environment variable DERAIN_DATA to the folder that holds "
             f"{sorted(CATEGORIES.values())} (in development: export DERAIN_DATA=../shared/data); offline "
-            f"alternatives: 'skimage' or a procedural kind {list(LADDER)}")
+            f"alternatives: 'deadleaves', 'skimage' or a procedural kind {list(LADDER)}")
 
 
 def get_source(name: str | os.PathLike | Source, data_dir: str | os.PathLike | None = None) -> Source:
@@ -750,7 +867,7 @@ def get_source(name: str | os.PathLike | Source, data_dir: str | os.PathLike | N
     * ``"faces"``, ``"natural"``, ``"urban"``, ``"manga"`` (or their folder names in
       :data:`CATEGORIES`) -> :class:`ImageFolder` of ``<data_dir or $DERAIN_DATA>/<folder>``;
     * ``"skimage"`` -> the embedded photographs;
-    * a :data:`LADDER` name -> :class:`ProceduralSource`;
+    * a :data:`PROCEDURAL_KINDS` name (the ladder, or ``"deadleaves"``) -> :class:`ProceduralSource`;
     * an existing folder path -> :class:`ImageFolder`;
     * a :class:`Source` is returned unchanged.
 
@@ -779,12 +896,13 @@ def get_source(name: str | os.PathLike | Source, data_dir: str | os.PathLike | N
         return ImageFolder(folder, name=category)
     if key == "skimage":
         return SkimageSource()
-    if key in LADDER:
+    if key in PROCEDURAL_KINDS:
         return ProceduralSource(key)
     if Path(key).expanduser().is_dir():
         return ImageFolder(key)
     raise ValueError(
-        f"source={key!r} is not a category {list(CATEGORIES)}, 'skimage', a procedural kind {list(LADDER)}, "
+        f"source={key!r} is not a category {list(CATEGORIES)}, 'skimage', a procedural kind "
+        f"{list(PROCEDURAL_KINDS)}, "
         f"or an existing folder"
     )
 
@@ -934,7 +1052,7 @@ def draw_split(
        every test image's centre crop (in id order), then, if more are needed, further
        grid crops that do not overlap the centre crop, one per image per round.
 
-    Procedural sources (a :data:`LADDER` name): training image ``i`` is
+    Procedural sources (a :data:`PROCEDURAL_KINDS` name): training image ``i`` is
     ``procedural(kind, tile, seed, n_train)[i]``, one whole image per tile; test images
     come from a separate stream (:data:`PROCEDURAL_TEST_SEED`, spawn key 1), the same for
     every seed.

@@ -445,7 +445,7 @@ def fetch(
         except requests.exceptions.RequestException as err:
             raise ConnectionError(
                 f"could not download {set_name}/{name} from {urls[name]}: {err}. Offline? Use DERAIN_DATA "
-                f"(a local copy) or the offline sources ('skimage', procedural backgrounds)."
+                f"(a local copy) or the offline sources ('deadleaves', 'skimage', procedural backgrounds)."
             ) from err
     return folder
 

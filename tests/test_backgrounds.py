@@ -458,6 +458,68 @@ def test_draw_split_procedural():
     assert not any(np.array_equal(s.test[0], bg.procedural("noise", 48, k, 1)[0]) for k in range(5))
 
 
+# --------------------------------------------------------------------------- dead leaves
+def slopes(images: np.ndarray) -> np.ndarray:
+    from derain_utils import complexity
+
+    return np.array([complexity.measure_image(x, ["spectral_slope"])["spectral_slope"] for x in images])
+
+
+def test_dead_leaves_shape_range_determinism_nesting():
+    a = bg.dead_leaves((40, 56), seed=3, n=4)
+    assert a.shape == (4, 40, 56, 3) and a.dtype == np.float32 and 0.0 <= a.min() and a.max() <= 1.0
+    np.testing.assert_array_equal(a, bg.dead_leaves((40, 56), seed=3, n=4))  # bitwise repeatable
+    np.testing.assert_array_equal(a[:2], bg.procedural("deadleaves", (40, 56), 3, 2))  # nested: image i = (seed, i)
+    assert not np.array_equal(a[0], bg.dead_leaves((40, 56), seed=4, n=1)[0])
+    assert bg.dead_leaves(24, 0, 0).shape == (0, 24, 24, 3)
+    assert "deadleaves" in bg.PROCEDURAL_KINDS and "deadleaves" not in bg.LADDER  # the ladder is unchanged
+    with pytest.raises(ValueError, match="seed"):
+        bg.dead_leaves(32, -1)
+
+
+def test_dead_leaves_are_distinct_and_not_flat():
+    x = bg.dead_leaves(32, seed=0, n=128).reshape(128, -1).astype(np.float64)
+    sq = (x**2).sum(1)
+    d2 = (sq[:, None] + sq[None] - 2 * x @ x.T) / x.shape[1]  # mean squared difference of every pair
+    off = d2[~np.eye(len(x), dtype=bool)]
+    assert off.min() > 1e-4, "two dead-leaves images are (nearly) identical"
+    per_image_sd = x.reshape(128, 32 * 32, 3).std(1).mean(-1)
+    assert (per_image_sd > 0.01).all()  # every image has structure (no flat image)
+
+
+def test_dead_leaves_has_natural_image_spectrum():
+    # photographs give about -2 to -3 in complexity's 1/16-1/2 cycles/px band; the ideal 1/f**2 law is -2
+    s = slopes(bg.dead_leaves(64, seed=0, n=48))
+    assert -2.7 < np.median(s) < -2.0, np.median(s)
+    assert (s > -4.5).all() and (s < -1.2).all(), (s.min(), s.max())
+
+
+def test_draw_split_deadleaves_disjoint_any_size():
+    s = bg.draw_split("deadleaves", 300, 12, tile=32, test_size=48, seed=0)
+    assert s.train.shape == (300, 32, 32, 3) and s.test.shape == (12, 48, 48, 3) and s.source == "deadleaves"
+    np.testing.assert_array_equal(s.train, bg.dead_leaves(32, 0, 300))
+    s1 = bg.draw_split("deadleaves", 16, 12, tile=48, test_size=48, seed=1)
+    np.testing.assert_array_equal(s1.test, s.test)  # one test stream for every seed and n_train
+    assert set(s.test_ids).isdisjoint(s.train_ids) and set(s.test_ids).isdisjoint(s1.train_ids)
+    train48 = np.concatenate([bg.dead_leaves(48, k, 16) for k in range(4)])
+    assert not any(np.array_equal(t, u) for t in s.test for u in train48)
+    src = bg.get_source("deadleaves")
+    assert isinstance(src, bg.ProceduralSource) and src.ids() is None
+    np.testing.assert_array_equal(src.load("deadleaves:test:3"), bg.draw_split("deadleaves", 0, 4, test_size=256).test[3])
+
+
+@pytest.mark.shared_data
+def test_dead_leaves_statistics_match_natural_tiles(shared_data):
+    from derain_utils import complexity
+
+    nat = bg.draw_split("natural", 96, 1, tile=64, seed=0, data_dir=shared_data).train
+    dl = bg.dead_leaves(64, seed=0, n=96)
+    m_nat, m_dl = complexity.measure_set(nat).median(numeric_only=True), complexity.measure_set(dl).median(
+        numeric_only=True)
+    assert abs(m_dl["spectral_slope"] - m_nat["spectral_slope"]) < 0.3, (m_dl, m_nat)
+    assert 0.67 < m_dl["grad_mean"] / m_nat["grad_mean"] < 1.5, (m_dl, m_nat)
+
+
 def test_draw_split_skimage_offline():
     s = bg.draw_split("skimage", 64, 4, seed=0)
     assert s.train.shape == (64, 64, 64, 3) and set(s.train_images).isdisjoint(s.test_images)
