@@ -62,7 +62,7 @@ oversubscribed intra-op threads made a 2-core machine 5-10x slower in our tests.
 Names
 -----
 :meth:`ExperimentConfig.name` is the house vocabulary for a model named by what made
-it, ``<arch>_bg-<background>_n<n_train>_rain-<train_rain>[_gray]_s<seed>``, e.g.
+it, ``<arch>_bg-<background>_n<n_train>_rain-<train_rain>[_gray][_pred-bg]_s<seed>``, e.g.
 ``resnet_bg-natural_n64_rain-small_s0``. A name is for reading, not identity: two
 configs that differ only in, say, ``steps`` share a name; the key is the identity.
 """
@@ -122,6 +122,7 @@ CONFIG_COLUMNS: tuple[str, ...] = (
     "name",
     "arch",
     "model_size",
+    "predict",
     "background",
     "n_train",
     "gray",
@@ -201,6 +202,8 @@ class ExperimentConfig:
         model_size: named size of ``arch`` (``"tiny"``, ``"quick"``, ``"paper"``).
         model_kwargs: overrides of single size entries, e.g. ``{"depth": 3}``; a dict is
             accepted and stored as a sorted tuple of ``(name, value)`` pairs.
+        predict: what the network's body outputs, ``"rain"`` (``derained = rainy - f``, the
+            default) or ``"background"`` (``derained = f``); see ``models.PREDICT``.
     Training data
         background: a ``backgrounds.get_source`` name (``"skimage"``, a LADDER name,
             a category such as ``"natural"``, or a folder path).
@@ -223,6 +226,7 @@ class ExperimentConfig:
     arch: str = "resnet"
     model_size: str = "quick"
     model_kwargs: tuple[tuple[str, Any], ...] = ()
+    predict: str = "rain"
     background: str = "skimage"
     n_train: int = 16
     tile: int = 64
@@ -251,6 +255,10 @@ class ExperimentConfig:
                 f"model_size: unknown size {self.model_size!r} for arch {self.arch!r}; valid: {', '.join(sizes)}"
             )
         set_("model_kwargs", _normalise_kwargs(self.model_kwargs))
+        if self.predict not in models.PREDICT:
+            raise ValueError(f"predict must be one of {models.PREDICT}, got {self.predict!r}")
+        if "predict" in dict(self.model_kwargs):
+            raise ValueError("model_kwargs: 'predict' is a config field of its own; use predict=... instead")
         for name in ("background", "train_rain"):
             v = getattr(self, name)
             if not isinstance(v, str) or not v.strip():
@@ -315,6 +323,7 @@ class ExperimentConfig:
         """The constructor kwargs: ``MODEL_SIZES[arch][model_size]`` updated by ``model_kwargs``."""
         kw = models.model_kwargs(self.arch, self.model_size)
         kw.update(dict(self.model_kwargs))
+        kw["predict"] = self.predict
         return {k: _freeze(v, k) for k, v in sorted(kw.items())}
 
     def to_dict(self) -> dict[str, Any]:
@@ -363,13 +372,14 @@ class ExperimentConfig:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def name(self) -> str:
-        """Readable model name ``<arch>_bg-<background>_n<N>_rain-<preset>[_gray]_s<seed>`` (not unique)."""
+        """Readable name ``<arch>_bg-<background>_n<N>_rain-<preset>[_gray][_pred-bg]_s<seed>`` (not unique)."""
         bg = self.background
         if os.sep in bg or "/" in bg:  # a folder path: its last component
             bg = Path(bg.rstrip("/" + os.sep)).name or bg
         bg = re.sub(r"[^A-Za-z0-9.\-]+", "-", bg).strip("-") or "bg"
         gray = "_gray" if self.gray else ""
-        return f"{self.arch}_bg-{bg}_n{self.n_train}_rain-{self.train_rain}{gray}_s{self.seed}"
+        pred = "_pred-bg" if self.predict == "background" else ""
+        return f"{self.arch}_bg-{bg}_n{self.n_train}_rain-{self.train_rain}{gray}{pred}_s{self.seed}"
 
 
 def _jsonable(v: Any) -> Any:
@@ -858,6 +868,7 @@ def _compute(
         "name": config.name(),
         "arch": config.arch,
         "model_size": config.model_size,
+        "predict": config.predict,
         "background": config.background,
         "n_train": config.n_train,
         "gray": config.gray,

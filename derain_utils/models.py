@@ -8,7 +8,7 @@ families so that the monograph can repeat each experiment across them.
 
 The common idea: a global residual
 -----------------------------------
-Every model here predicts the **rain layer** rather than the background::
+By default every model here predicts the **rain layer** rather than the background::
 
     derained = rainy - f(rainy)          f = the network body ("residual")
 
@@ -19,6 +19,19 @@ times ``tail_scale``, default 0.01; bias zero; ``tail_scale=0`` makes the untrai
 model exactly the identity). This keeps early training stable and makes the two
 failure modes of the paper easy to read: a network that has only learned the
 training rain subtracts little on unseen rain and returns (nearly) the rainy input.
+
+What the network predicts
+-------------------------
+Predicting the rain may itself tilt a network toward learning the rain, the very
+thing the study is about, so every model takes ``predict``:
+
+* ``predict="rain"`` (default): ``derained = rainy - f(rainy)``, as above;
+* ``predict="background"``: ``derained = f(rainy)``, the body's output directly, no
+  global residual. The last layer starts with the same small weights and a bias of
+  0.5, so the untrained model returns a flat mid-grey image (it knows nothing of the
+  background) instead of the rainy input; ``tail_scale=0`` makes it exactly 0.5.
+
+The architecture and its parameter count do not change; only the output does.
 
 ``forward`` is *not* clamped (clamping would kill gradients wherever the output
 leaves [0, 1]); use :meth:`DerainNet.predict` for evaluation, which runs without
@@ -60,6 +73,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ARCHS",
+    "PREDICT",
     "MODEL_SIZES",
     "DerainNet",
     "ResNetDerain",
@@ -114,6 +128,13 @@ MODEL_SIZES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 ARCHS: tuple[str, ...] = tuple(MODEL_SIZES)
+
+PREDICT: tuple[str, ...] = ("rain", "background")
+"""What a model's body predicts (the ``predict`` argument of every model); the first is the default."""
+
+#: Initial bias of the last layer, per ``predict``: 0 for the rain layer (identity at start), 0.5 for the
+#: background (a flat mid-grey image at start).
+_TAIL_BIAS: dict[str, float] = {"rain": 0.0, "background": 0.5}
 
 
 def model_kwargs(arch: str, size: str) -> dict[str, Any]:
@@ -182,22 +203,24 @@ def _he_init(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def _init_tail(conv: nn.Conv2d, scale: float) -> None:
-    """Shrink the last conv (its weights times ``scale``, bias zero): f ~ 0 at init."""
+def _init_tail(conv: nn.Conv2d, scale: float, bias: float = 0.0) -> None:
+    """Shrink the last conv (its weights times ``scale``, bias ``bias``): f ~ bias at init."""
     with torch.no_grad():
         conv.weight.mul_(scale)
         if conv.bias is not None:
-            conv.bias.zero_()
+            conv.bias.fill_(bias)
 
 
 # --------------------------------------------------------------------------- base
 
 
 class DerainNet(nn.Module):
-    """Base class: ``forward(rainy) = rainy - residual(rainy)``.
+    """Base class: ``forward(rainy) = rainy - residual(rainy)``, or ``residual(rainy)`` itself.
 
-    Subclasses implement :meth:`residual` (the estimated rain layer, same shape as
-    the input). Attributes: ``arch`` (registry name), ``in_channels`` and
+    Subclasses implement :meth:`residual` (the body's output f, same shape as the
+    input: the estimated rain layer, or the background when ``predicts ==
+    "background"``). Attributes: ``arch`` (registry name), ``in_channels``,
+    ``predicts`` (one of :data:`PREDICT`, from the ``predict`` argument) and
     ``config`` (the keyword arguments that rebuild the architecture with
     ``build_model(**model.config)``).
     """
@@ -207,6 +230,7 @@ class DerainNet(nn.Module):
     def __init__(self, in_channels: int, config: dict[str, Any]) -> None:
         super().__init__()
         self.in_channels = _check_int("in_channels", in_channels, 1)
+        self.predicts: str = _check_choice("predict", config.get("predict", PREDICT[0]), PREDICT)
         self.config: dict[str, Any] = {"name": self.arch, "in_channels": in_channels, **config}
 
     def residual(self, rainy: Tensor) -> Tensor:  # pragma: no cover - abstract
@@ -222,7 +246,8 @@ class DerainNet(nn.Module):
     def forward(self, rainy: Tensor) -> Tensor:
         """rainy (N, C, H, W) float in [0, 1] -> derained (N, C, H, W), *not* clamped."""
         self._check_input(rainy)
-        return rainy - self.residual(rainy)
+        out = self.residual(rainy)
+        return out if self.predicts == "background" else rainy - out
 
     @torch.no_grad()
     def predict(self, rainy: Tensor) -> Tensor:
@@ -258,7 +283,7 @@ class _ResBlock(nn.Module):
 
 
 class ResNetDerain(DerainNet):
-    """Residual CNN with a global residual: ``derained = rainy - f(rainy)``.
+    """Residual CNN with a global residual: ``derained = rainy - f(rainy)`` (``f(rainy)`` if ``predict="background"``).
 
     ``f`` has exactly ``depth`` 3x3 conv layers (stride 1, zero padding, so the
     receptive field is ``2*depth + 1`` px):
@@ -283,9 +308,11 @@ class ResNetDerain(DerainNet):
         width: int = 32,
         block: str = "plain",
         tail_scale: float = 0.01,
+        predict: str = "rain",
     ) -> None:
         super().__init__(
-            in_channels, {"depth": depth, "width": width, "block": block, "tail_scale": tail_scale}
+            in_channels,
+            {"depth": depth, "width": width, "block": block, "tail_scale": tail_scale, "predict": predict},
         )
         _check_int("width", width, 1)
         _check_choice("block", block, ("plain", "residual"))
@@ -313,7 +340,7 @@ class ResNetDerain(DerainNet):
                 # not double the activation variance block after block.
                 with torch.no_grad():
                     m.conv2.weight.mul_(0.1)
-        _init_tail(self.tail, tail_scale)
+        _init_tail(self.tail, tail_scale, _TAIL_BIAS[self.predicts])
 
     def residual(self, rainy: Tensor) -> Tensor:
         return self.tail(self.body(rainy))
@@ -330,7 +357,7 @@ class _DoubleConv(nn.Sequential):
 
 
 class UNetDerain(DerainNet):
-    """Small UNet with a global residual: ``derained = rainy - f(rainy)``.
+    """Small UNet with a global residual: ``derained = rainy - f(rainy)`` (``f(rainy)`` if ``predict="background"``).
 
     Encoder: a double-conv at full resolution with ``base_width`` channels, then
     ``levels`` times [2x down-sampling, double-conv doubling the channels]. Decoder:
@@ -352,10 +379,12 @@ class UNetDerain(DerainNet):
         down: str = "maxpool",
         up: str = "bilinear",
         tail_scale: float = 0.01,
+        predict: str = "rain",
     ) -> None:
         super().__init__(
             in_channels,
-            {"levels": levels, "base_width": base_width, "down": down, "up": up, "tail_scale": tail_scale},
+            {"levels": levels, "base_width": base_width, "down": down, "up": up, "tail_scale": tail_scale,
+             "predict": predict},
         )
         _check_int("levels", levels, 0)
         _check_int("base_width", base_width, 1)
@@ -385,7 +414,7 @@ class UNetDerain(DerainNet):
             self.dec.append(_DoubleConv(cin, widths[i]))
         self.tail = nn.Conv2d(widths[0], in_channels, 1)
         _he_init(self)
-        _init_tail(self.tail, tail_scale)
+        _init_tail(self.tail, tail_scale, _TAIL_BIAS[self.predicts])
 
     def residual(self, rainy: Tensor) -> Tensor:
         h, w = rainy.shape[-2:]
@@ -575,7 +604,8 @@ class SwinIRDerain(DerainNet):
     (RSTB: ``depths[i]`` Swin blocks with ``num_heads[i]`` heads, windows shifted
     by ws/2 on every second block, then a conv3x3, plus a residual around the
     group) -> LayerNorm -> conv3x3 + shallow features -> conv3x3(embed_dim -> C)
-    (scaled by ``tail_scale``) -> crop -> ``derained = rainy - that``.
+    (scaled by ``tail_scale``) -> crop -> ``derained = rainy - that`` (or ``that`` itself with
+    ``predict="background"``).
 
     Linear layers use truncated-normal(0.02) init and LayerNorms (1, 0), as in
     SwinIR; convs keep PyTorch's default. ``window_size`` must be even (the shift
@@ -594,6 +624,7 @@ class SwinIRDerain(DerainNet):
         window_size: int = 8,
         mlp_ratio: float = 2.0,
         tail_scale: float = 0.01,
+        predict: str = "rain",
     ) -> None:
         depths = tuple(depths) if isinstance(depths, (tuple, list)) else depths
         if isinstance(num_heads, int) and not isinstance(num_heads, bool) and isinstance(depths, tuple):
@@ -608,6 +639,7 @@ class SwinIRDerain(DerainNet):
                 "window_size": window_size,
                 "mlp_ratio": mlp_ratio,
                 "tail_scale": tail_scale,
+                "predict": predict,
             },
         )
         _check_int("embed_dim", embed_dim, 1)
@@ -643,7 +675,7 @@ class SwinIRDerain(DerainNet):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        _init_tail(self.conv_last, tail_scale)
+        _init_tail(self.conv_last, tail_scale, _TAIL_BIAS[self.predicts])
 
     def residual(self, rainy: Tensor) -> Tensor:
         h, w = rainy.shape[-2:]

@@ -69,6 +69,7 @@ class Profile:
         model_size: named size of ``arch`` (``"tiny"``, ``"quick"``, ``"paper"``).
         model_kwargs: overrides of single size entries (e.g. ``{"depth": 3}``);
             stored as a sorted tuple of ``(name, value)`` pairs.
+        predict: what the network's body outputs, ``"rain"`` (default) or ``"background"``.
     Training
         background: default training background source (``backgrounds.get_source`` name).
         steps: optimiser steps per trained model.
@@ -117,6 +118,7 @@ class Profile:
     ckpt_every: int
     warmup_steps: int = 0
     model_kwargs: tuple[tuple[str, Any], ...] = ()
+    predict: str = "rain"
     background: str = "skimage"
     train_rain: str = rain.TRAIN_PRESET
     eval_presets: tuple[str, ...] = (rain.TRAIN_PRESET, *rain.OOD_PRESETS)
@@ -167,7 +169,7 @@ _INT = {"steps", "batch_size", "patch", "tile", "n_test", "test_size", "category
         "workers", "ckpt_every", "eval_seed", "warmup_steps"}
 _FLOAT = {"lr"}
 _BOOL = {"gray"}
-_STR = {"name", "arch", "model_size", "background", "train_rain"}
+_STR = {"name", "arch", "model_size", "background", "train_rain", "predict"}
 _INT_TUPLE = {"seeds", "n_list"}
 _STR_TUPLE = {"eval_presets"}
 
@@ -287,6 +289,7 @@ def experiment(profile: str | Profile, **fields: Any) -> ExperimentConfig:
         "arch": prof.arch,
         "model_size": prof.model_size,
         "model_kwargs": prof.model_kwargs,
+        "predict": prof.predict,
         "background": prof.background,
         "n_train": prof.category_n,
         "tile": prof.tile,

@@ -96,6 +96,7 @@ CHANGED = {
     "arch": "unet",
     "model_size": "tiny",
     "model_kwargs": {"depth": 3},
+    "predict": "background",
     "background": "flat",
     "n_train": 17,
     "tile": 65,
@@ -177,7 +178,7 @@ def test_model_kwargs_are_normalised_and_hashable():
     a = tiny(model_kwargs={"width": 4, "depth": 2})
     b = tiny(model_kwargs=(("depth", 2), ("width", 4)))
     assert a == b and a.model_kwargs == (("depth", 2), ("width", 4))
-    assert a.resolved_model_kwargs() == {"block": "plain", "depth": 2, "width": 4}
+    assert a.resolved_model_kwargs() == {"block": "plain", "depth": 2, "width": 4, "predict": "rain"}
     s = ExperimentConfig(arch="swinir", model_size="tiny", model_kwargs={"depths": [2, 2], "num_heads": [2, 2]})
     assert s.model_kwargs == (("depths", (2, 2)), ("num_heads", (2, 2)))
     assert len({a, b, s}) == 2
@@ -207,6 +208,8 @@ def test_model_kwargs_are_normalised_and_hashable():
         ("eval_background", ""),
         ("model_kwargs", {"depth": object()}),
         ("model_kwargs", [("depth",)]),
+        ("predict", "residual"),
+        ("predict", None),
     ],
 )
 def test_bad_fields_raise_naming_the_field(field, value):
@@ -231,6 +234,21 @@ def test_name_follows_the_vocabulary():
     assert tiny(gray=True, seed=3).name() == "resnet_bg-gradient_n2_rain-small_gray_s3"
     assert tiny(arch="unet", train_rain="mixed").name() == "unet_bg-gradient_n2_rain-mixed_s0"
     assert tiny(background="/data/sets/bg_my_set/").name() == "resnet_bg-bg-my-set_n2_rain-small_s0"
+    assert tiny(predict="background", gray=True).name() == "resnet_bg-gradient_n2_rain-small_gray_pred-bg_s0"
+    assert tiny(predict="rain").name() == tiny().name()  # the default adds nothing
+
+
+def test_predict_reaches_the_model_and_the_table(tmp_path):
+    c = tiny(predict="background")
+    assert c.resolved_model_kwargs()["predict"] == "background" and tiny().resolved_model_kwargs()["predict"] == "rain"
+    with pytest.raises(ValueError, match="predict=... instead"):
+        tiny(model_kwargs={"depth": 2, "predict": "background"})
+    r = experiments.run(c, cache_root=tmp_path, progress=False)
+    model = r.load_model()
+    assert model.predicts == "background" and model.config["predict"] == "background"
+    assert (r.eval["predict"] == "background").all()
+    assert list(r.eval.columns[:4]) == ["key", "name", "arch", "model_size"] and "predict" in r.eval.columns
+    assert ExperimentConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
 
 
 def test_cache_root_precedence(monkeypatch, tmp_path):
@@ -263,7 +281,7 @@ def test_run_writes_a_complete_entry_and_reuses_it(golden, tmp_path, monkeypatch
     assert ExperimentConfig.from_dict(stored["config"]) == c
     blob = torch.load(r.dir / "model.pt", weights_only=True)
     assert blob["arch"] == "resnet" and blob["in_channels"] == 3
-    assert blob["kwargs"] == {"block": "plain", "depth": 2, "width": 4}
+    assert blob["kwargs"] == {"block": "plain", "depth": 2, "width": 4, "predict": "rain"}
 
     # eval: one row per test image x (presets + clean), config columns first
     ev = r.eval

@@ -207,6 +207,51 @@ def test_overfits_one_tiny_batch(arch):
     assert losses[-1] < 0.5 * losses[0], losses[::10]
 
 
+# --------------------------------------------------------------------------- predict = "background"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_background_prediction_outputs_the_network_directly(arch):
+    rain_m = _seeded(arch, size="tiny")
+    bg_m = _seeded(arch, size="tiny", predict="background")
+    assert rain_m.predicts == "rain" and bg_m.predicts == "background" and bg_m.config["predict"] == "background"
+    assert models.count_params(bg_m) == models.count_params(rain_m)  # same architecture, other output
+    x = torch.rand(2, 3, 20, 24)
+    with torch.no_grad():
+        assert torch.equal(bg_m(x), bg_m.residual(x))  # no global residual
+        assert torch.equal(rain_m(x), x - rain_m.residual(x))
+        # identity-like init: the rain model returns the input, the background model a flat mid-grey image
+        assert (bg_m(x) - 0.5).abs().max() < 0.1 and (rain_m(x) - x).abs().max() < 0.1
+    exact = _seeded(arch, size="tiny", predict="background", tail_scale=0.0)
+    assert torch.equal(exact(x), torch.full_like(x, 0.5))
+    clone = build_model(**json.loads(json.dumps(bg_m.config)))
+    assert clone.predicts == "background"
+
+
+@pytest.mark.parametrize("arch", ["resnet", "unet"])
+def test_a_background_predicting_model_trains(arch):
+    torch.manual_seed(0)
+    m = build_model(arch, size="tiny", predict="background")
+    clean, rainy = _toy_pair()
+    opt = torch.optim.Adam(m.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(60):
+        loss = F.mse_loss(m(rainy), clean)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    # at init the output is mid-grey: the loss is the backgrounds' spread around 0.5, far above the rain's
+    assert losses[0] == pytest.approx(F.mse_loss(torch.full_like(clean, 0.5), clean).item(), rel=0.2)
+    assert losses[-1] < 0.3 * losses[0], losses[::10]
+
+
+def test_predict_must_be_rain_or_background():
+    with pytest.raises(ValueError, match="predict"):
+        build_model("resnet", size="tiny", predict="residual")
+    assert models.PREDICT == ("rain", "background")
+
+
 # --------------------------------------------------------------------------- swin machinery
 
 

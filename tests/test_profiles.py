@@ -100,6 +100,7 @@ def test_overrides_from_papermill_or_the_command_line_are_coerced():
         ("train_rain", "drizzle"),
         ("eval_presets", "small,drizzle"),
         ("model_size", "huge"),
+        ("predict", "noise"),
     ],
 )
 def test_bad_override_values_name_the_field(field, value):
@@ -124,6 +125,15 @@ def test_experiment_builds_the_base_config_with_overrides():
         profiles.experiment("quick", n_trains=4)
     with pytest.raises(ValueError, match="unknown profile"):
         profiles.experiment("huge")
+
+
+def test_predict_is_a_profile_field_and_a_grid_axis():
+    assert PROFILES["quick"].predict == "rain" and profiles.experiment("quick").predict == "rain"
+    p = profiles.resolve("smoke", predict=" background ")
+    assert p.predict == "background" and profiles.experiment(p).predict == "background"
+    both = profiles.grid("smoke", predict=["rain", "background"], seed=0)
+    assert [c.predict for c in both] == ["rain", "background"] and both[0].key() != both[1].key()
+    assert both[1].name().endswith("_pred-bg_s0")
 
 
 def test_grid_is_the_product_of_its_axes():
