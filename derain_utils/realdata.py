@@ -558,8 +558,8 @@ def paired_sets(
     seen: dict[str, Path] = {}
     for ps in out:
         if ps.name in seen and seen[ps.name] != ps.root:
-            raise ValueError(f"two paired sets share the name {ps.name!r}: {str(seen[ps.name])!r} and {str(ps.root)!r}; "
-                             f"rename one folder")
+            raise ValueError(f"two paired sets share the name {ps.name!r}: {str(seen[ps.name])!r} and "
+                             f"{str(ps.root)!r}; rename one folder")
         seen[ps.name] = ps.root
     return list({ps.root: ps for ps in out}.values())  # the same folder twice is used once
 
