@@ -435,7 +435,14 @@ def _dead_leaves(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         # the area (h + 2r)(w + 2r) of centres that do, then place the centre uniformly in it
         r = r[rng.random(n_round) < (h + 2 * r) * (w + 2 * r) / ((h + 2 * r_max) * (w + 2 * r_max))]
         cy, cx = rng.random(r.size) * (h + 2 * r) - r, rng.random(r.size) * (w + 2 * r) - r
-        _cover_discs(label, total, cy, cx, r, h, w)
+        todo = np.flatnonzero(label == empty)
+        if todo.size * r.size > float(np.sum((2 * r + 2) ** 2)):
+            _cover_discs(label, total, cy, cx, r, h, w)
+        else:  # the few pixels still uncovered against every new disc: cheaper than the discs' boxes
+            py, px = todo // w + 0.5, todo % w + 0.5
+            hit = (py[None] - cy[:, None]) ** 2 + (px[None] - cx[:, None]) ** 2 <= (r * r)[:, None]
+            got = hit.any(0)
+            label[todo[got]] = total + hit.argmax(0)[got]
         parts.append((cy, cx, r))
         total += r.size
         if not (label == empty).any():
@@ -515,8 +522,9 @@ def dead_leaves(size: int | tuple[int, int], seed: int, n: int = 1) -> np.ndarra
     Discs are dropped front to back (each new disc lies behind all earlier ones) until every
     pixel is covered; radii follow p(r) ~ r**-3 between 1 px and half the short side
     (:data:`DEADLEAVES`), centres a uniform Poisson process over the plane (only discs that
-    reach the frame are drawn). Rendering is vectorised over discs; about 3 ms per 64 x 64
-    image and 50 ms per 256 x 256 on one CPU core (README, "The embedded default").
+    reach the frame are drawn). Rendering is vectorised over discs (the last uncovered pixels
+    are tested against each new disc instead): about 4 ms per 64 x 64 image, 9 ms per 128 x 128
+    and 50 ms per 256 x 256 on one core of a busy 2-core machine (README, "The embedded default").
 
     Returns:
         float32 (n, H, W, 3) in [0, 1]; image ``i`` depends only on ``(size, seed, i)``.
