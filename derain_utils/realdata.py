@@ -817,12 +817,14 @@ def measure_rain(
         records = list(pairs)
     else:
         records = load_pairs(pairs, data_dir, max_pairs=max_pairs, factor=factor)
+    if not records:
+        raise ValueError(f"no pairs to measure in {pairs!r}")
     s_frames, i_rows = [], []
     for p in records:
         st, im = measure_pair_rain(p.rainy, p.target, threshold=threshold, tophat=tophat, min_area=min_area)
         s_frames.append(st.assign(set=p.set, image=p.name))
         i_rows.append({"set": p.set, "image": p.name, "height": p.rainy.shape[0], "width": p.rainy.shape[1], **im})
-    streaks = pd.concat(s_frames, ignore_index=True) if s_frames else pd.DataFrame()
+    streaks = pd.concat(s_frames, ignore_index=True)
     streaks = streaks[["set", "image", *[c for c in streaks.columns if c not in ("set", "image")]]]
     return streaks, pd.DataFrame(i_rows)
 

@@ -138,6 +138,8 @@ def test_rain_summary_per_image():
     per = realdata.rain_summary(st, im, by=["set", "image"])
     assert per["image"].tolist() == ["0", "1", "2"] and (per["streaks"] > 5).all()
     assert {"length_q25", "length_q75", "coverage", "merged"} <= set(per.columns)
+    with pytest.raises(ValueError, match="no pairs"):
+        realdata.measure_rain([])
 
 
 # ----------------------------------------------------------------------------------------- folders and scale
