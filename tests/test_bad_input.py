@@ -790,3 +790,151 @@ def test_every_preset_fits_every_size_it_is_scaled_for() -> None:
         for size, batch in ((16, 256), (64, 64), (256, 16), (1024, 1)):
             rain.spec_for_size(name, size).check_size(size, batch)
         rain.get_spec(name).check_size(8, 1)  # unscaled presets fit even tiny images
+
+
+# --------------------------------------------------------------------------------------------------
+# report card: user modules and their outputs, atomic outputs
+
+_REPORT_ARGS = ["--presets", "small", "--n-test", "2", "--test-size", "32", "--perspective-size", "0"]
+
+_USER_MODULES: dict[str, tuple[str, str]] = {
+    # name: (source of file.py, what the one-line error says)
+    "raises at import": ("raise RuntimeError('boom at import')\n",
+                         r"running '.*raises_at_import\.py' raised RuntimeError: boom at import"),
+    "syntax error": ("def M(:\n", r"raised SyntaxError: .*line 1"),
+    "factory raises": ("def M():\n    raise KeyError('no weights')\n", r"calling factory_raises:M\(\) raised KeyError: 'no weights'"),
+    "forward raises": ("import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+                       "        raise RuntimeError('boom in forward')\n",
+                       r"running it on a batch of shape \(2, 3, 32, 32\) raised RuntimeError: boom in forward"),
+    "returns a tuple": ("import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return x, x\n",
+                        r"returned an object of type tuple, not a torch tensor"),
+    "returns a numpy array": ("import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+                              "        return x.numpy()\n", r"returned an object of type ndarray, not a torch tensor"),
+    "returns 0..255 (was: clamped and scored)": (
+        "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return x * 255\n",
+        r"returned values in \[[\d.]+, 255\], not on the \[0, 1\] scale"),
+    "returns uint8 (was: clamped and scored)": (
+        "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+        "        return (x * 255).to(torch.uint8)\n", r"returned dtype torch\.uint8; expected floats in \[0, 1\]"),
+    "returns +inf (was: clamped and scored)": (
+        "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return x + float('inf')\n",
+        r"returned NaN or infinite values \(6144 of 6144\)"),
+    "returns NaN": ("import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return x * float('nan')\n",
+                    r"returned NaN or infinite values"),
+    "returns another shape": ("import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+                              "        return x[..., 1:, :]\n", r"returned shape \(2, 3, 31, 32\) for an input"),
+}
+
+
+@pytest.mark.parametrize("case", list(_USER_MODULES))
+def test_report_user_module_faults_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       case: str) -> None:
+    # was: a Python traceback (exit 1) for all but NaN; 0..255, uint8 and +inf were clamped and scored
+    from derain_utils import report
+
+    source, message = _USER_MODULES[case]
+    module = _write(tmp_path / (re.sub(r"\W+", "_", case.split(" (")[0]) + ".py"), source.encode())
+    out = tmp_path / "card"
+    status = report.main([f"{module}:M", "--out", str(out), *_REPORT_ARGS])
+    stdout, err = capsys.readouterr()
+    assert status == 2 and stdout == "" and err.count("\n") == 1, err
+    assert err.startswith("python -m derain_utils.report: error: model " + repr(f"{module}:M")), err
+    assert re.search(message, err), err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [module.name]
+
+
+def test_report_checks_leave_the_models_mode_alone() -> None:
+    from derain_utils import report
+
+    net = torch.nn.Identity()
+    for training in (True, False):
+        net.train(training)
+        report.apply(net, [np.zeros((8, 8, 3), np.float32)])
+        assert net.training is training
+    img = np.full((8, 8, 3), 1.0, np.float32)  # a network's overshoot (here 1.3) is clamped, not refused
+    assert report.apply(lambda_module(lambda x: x * 1.3), [img])[0].max() == 1.0
+
+
+class lambda_module(torch.nn.Module):  # noqa: N801 - reads like the lambda it wraps
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def test_report_real_folder_with_a_non_utf8_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # was: exit 2 after writing report.png and a partial report.csv
+    from derain_utils import report
+
+    real = tmp_path / "real"
+    real.mkdir()
+    _save_png(real / "a.png")
+    _undecodable(real)
+    out = tmp_path / "card"
+    identity = Path(__file__).parent / "_identity_model.py"
+    status = report.main([f"{identity}:Identity", "--out", str(out), "--real", str(real), *_REPORT_ARGS])
+    assert status == 0, capsys.readouterr().err
+    rows = pd.read_csv(out / "report.csv")
+    assert "caf\\xe9.png" in set(rows.loc[rows["kind"] == "real", "image"])
+
+
+def test_report_writes_all_files_or_none(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from derain_utils import report
+
+    identity = Path(__file__).parent / "_identity_model.py"
+    real_to_csv = pd.DataFrame.to_csv
+
+    def fail_on_summary(self: pd.DataFrame, path: Any = None, **kwargs: Any) -> Any:
+        if str(path).endswith("summary.csv"):
+            raise OSError(28, "No space left on device")
+        return real_to_csv(self, path, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", fail_on_summary)
+    out = tmp_path / "card"
+    status = report.main([f"{identity}:Identity", "--out", str(out), *_REPORT_ARGS])
+    assert status == 2 and "No space left on device" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # neither report.png nor report.csv, nor a staging folder
+    # into an existing folder: its old card stays as it was
+    out.mkdir()
+    (out / "report.md").write_text("old card")
+    assert report.main([f"{identity}:Identity", "--out", str(out), *_REPORT_ARGS]) == 2
+    assert [p.name for p in out.iterdir()] == ["report.md"] and (out / "report.md").read_text() == "old card"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card"]
+    monkeypatch.setattr(pd.DataFrame, "to_csv", real_to_csv)
+    assert report.main([f"{identity}:Identity", "--out", str(out), *_REPORT_ARGS]) == 0
+    assert {"report.md", "report.png", "report.csv", "summary.csv", "report.json"} == {p.name for p in out.iterdir()}
+
+
+def test_report_out_that_is_a_file_and_a_bomb_background(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from derain_utils import report
+
+    identity = Path(__file__).parent / "_identity_model.py"
+    a_file = _write(tmp_path / "card.txt", b"x")
+    assert report.main([f"{identity}:Identity", "--out", str(a_file), *_REPORT_ARGS]) == 2
+    assert "--out " + repr(str(a_file)) + " is a file" in capsys.readouterr().err
+    # was: Pillow's raw DecompressionBombError (a traceback) without the file's name
+    bg = tmp_path / "bg"
+    bg.mkdir()
+    for i in range(6):
+        _save_png(bg / f"img_{i}.png", seed=i)
+    bomb = _png_header(bg / "bomb.png", 30_000, 30_000)
+    status = report.main([f"{identity}:Identity", "--out", str(tmp_path / "card"), "--background", str(bg),
+                          *_REPORT_ARGS])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and repr(str(bomb)) in err and "decompression bomb" in err
+    assert not (tmp_path / "card").exists()
+
+
+@pytest.mark.parametrize("script", ["derain-complexity", "derain-report", "derain-monograph"])
+def test_console_scripts_carry_their_own_name(script: str) -> None:
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / script
+    if not exe.is_file():
+        pytest.skip(f"{script} is not installed beside {sys.executable} (pip install -e . installs it)")
+    res = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith(f"usage: {script} "), res.stdout[:200]
