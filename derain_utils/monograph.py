@@ -58,7 +58,8 @@ What ``run`` does
 The kernel
 ----------
 Notebooks must run in this environment (the same ``derain_utils``, torch, ...).
-The runner starts kernels with matplotlib's inline backend whatever ``MPLBACKEND``
+The kernel process's own messages go to ``kernel.log`` in the run folder, not to
+the terminal. The runner starts kernels with matplotlib's inline backend whatever ``MPLBACKEND``
 says (figures land in the executed notebook and its HTML page), with text progress
 bars, with CurveZMQ transport encryption where the kernel supports it (so ipykernel
 does not warn about plain-text TCP), and with ``JPY_PARENT_PID`` set so that a
@@ -503,6 +504,25 @@ def _kernel_environment() -> Iterator[None]:
                 os.environ[key] = value
 
 
+KERNEL_LOG = "kernel.log"
+"""What a run's kernel process itself prints (its log: warnings, crashes), kept in the run folder
+so that it does not clutter the runner's terminal. The notebook's outputs are not in it."""
+
+
+def _kernel_manager_class(log_path: Path) -> type:
+    """A jupyter_client kernel manager whose kernel writes its own stdout/stderr to ``log_path``."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            with open(log_path, "ab") as log:  # Popen keeps its own copy of the descriptor
+                kw.setdefault("stdout", log)
+                kw.setdefault("stderr", log)
+                await super().start_kernel(**kw)
+
+    return LoggedKernelManager
+
+
 def _client_config() -> Any:
     """nbclient configuration of the runner: CurveZMQ transport encryption where the kernel supports it.
 
@@ -675,6 +695,7 @@ def execute(
                 str(info.path), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
                 cwd=str(info.path.parent), progress_bar=progress, log_output=log_output,
                 config=_client_config(), coalesce_streams=True,
+                kernel_manager_class=_kernel_manager_class(folder / KERNEL_LOG),
             )
         rec.status = "completed"
     except (KeyboardInterrupt, _Terminated) as err:
@@ -688,6 +709,9 @@ def execute(
                      + strip_color("\n".join(err.traceback)))
     except Exception as err:  # kernel death, timeouts, unreadable notebooks: report, do not crash the run
         rec.error = f"{type(err).__name__}: {err}"
+        log = folder / KERNEL_LOG
+        if log.is_file() and log.stat().st_size:
+            rec.error += f" (the kernel's own log: {log})"
     rec.wall_s = time.perf_counter() - t0
     _write_runner_json(rec, profile, started)
     if rec.status == "completed":
