@@ -434,3 +434,20 @@ def test_a_kernel_that_inherits_mplbackend_agg_still_shows_figures(tmp_path: Pat
     outputs = [o for c in done.cells for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs), outputs
     assert any("inline" in o.get("text", "") for o in outputs)  # plotting.use_style() switched from Agg
+
+
+def test_html_command_exports_the_latest_runs(tmp_path: Path) -> None:
+    runs, nbdir = tmp_path / "runs", tmp_path / "nb"
+    nbdir.mkdir()
+    src = _executed_notebook(nbdir)
+    folder = _fake_run(runs, "01_offline", "20260101T000000Z", "completed")
+    (folder / "01_offline.ipynb").write_bytes(src.read_bytes())
+    monograph._update_latest_if_newest(folder)
+    code, out, err = _main(["html", "--notebooks-dir", str(nbdir), "--runs-dir", str(runs), "--profile", "smoke",
+                            "--no-input"])
+    assert code == 0, err
+    assert (folder / "01_offline.reader.html").is_file() and not (folder / "01_offline.html").exists()
+    index = (runs / "smoke" / "index.html").read_text()
+    assert 'href="01_offline/20260101T000000Z/01_offline.reader.html"' in index
+    code, _, err = _main(["html", "--notebooks-dir", str(nbdir), "--runs-dir", str(tmp_path / "none")])
+    assert code == 2 and "no runs of profile quick" in err
