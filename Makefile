@@ -3,10 +3,18 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PROFILE ?= quick
-# The CPU wheel of torch is installed first, so that the project's `torch>=2.1`
-# is already satisfied and pip does not pull a multi-GB CUDA build.
+# torch is installed first, so that the project's `torch>=2.1` is already satisfied
+# and pip does not pull anything bigger afterwards. TORCH_SPEC pins the build.
 # On a GPU machine: make TORCH_SPEC="torch" install
 TORCH_SPEC ?= torch==2.13.0
+# On the public PyPI, Linux wheels of torch are CUDA builds (several GB of nvidia-*
+# packages). CPU-only machines take PyTorch's CPU wheel index instead:
+#   make install CPU_ONLY=1
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu   (the same, spelled out)
+# The default (no index) installs from the configured package index (pip.conf), as CI does.
+CPU_TORCH_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?= $(if $(CPU_ONLY),$(CPU_TORCH_INDEX),)
+TORCH_PIP_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 PYTEST_ARGS ?=
 ARGS ?=
 
@@ -15,7 +23,7 @@ ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 

@@ -98,6 +98,7 @@ __all__ = [
     "skimage_samples",
     "to_float_rgb",
     "to_gray",
+    "MAX_PIXELS",
     "load_image",
     "image_size",
     "Source",
@@ -155,6 +156,14 @@ two streams are disjoint whatever the training seed."""
 
 MIN_LINE_WIDTH: float = 3.0
 """Minimum width (px) of drawn lines and of the short side of drawn shapes: rain streaks are 1-2 px."""
+
+MAX_PIXELS: int = 2**25
+"""Largest image, in pixels (H x W), that :func:`load_image` decodes: 33,554,432 px (8192 x 4096; an
+8K UHD frame of 7680 x 4320 fits). A larger file is refused, naming it, before any pixel is decoded:
+its float32 RGB copy alone would take more than 400 MB, the complexity meter needs about 57 bytes per
+pixel (measured on a 4096 x 4096 image: 1.9 GB at this limit), and a small compressed file can declare
+a huge size (a "decompression bomb"). Downscale such images first, or pass ``max_pixels`` to
+:func:`load_image`."""
 
 _SPLIT_SALT = "derain-split-v1:"
 
@@ -533,10 +542,33 @@ def dead_leaves(size: int | tuple[int, int], seed: int, n: int = 1) -> np.ndarra
 
 
 # =========================================================================== images
+def _check_float_range(x: np.ndarray) -> np.ndarray:
+    """The one rule for float images (arrays and float files alike): every value finite and in [0, 1].
+
+    Values within 1e-6 of the range (float rounding) are clipped into it. Anything else -- NaN or
+    infinite values, or another scale such as 0..255 or 0..1000 -- is refused with the range found:
+    clipping would turn a 0..1000 image white and NaN black, silently. Rescale it first
+    (e.g. ``x / x.max()``) or store it as 8- or 16-bit.
+    """
+    if not x.size:
+        return x
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = int((~finite).sum())
+        what = "all of its" if bad == x.size else f"{bad} of its {x.size}"
+        raise ValueError(f"float image has NaN or infinite values in {what} values; expected floats in [0, 1]")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise ValueError(f"float image has values in [{lo:.6g}, {hi:.6g}], outside [0, 1]; rescale it to [0, 1] "
+                         "(e.g. divide by its maximum) or store it as an 8- or 16-bit image")
+    return np.clip(x, 0.0, 1.0)
+
+
 def to_float_rgb(arr: np.ndarray) -> np.ndarray:
     """Convert a numpy image to float32 RGB (H, W, 3) in [0, 1].
 
-    Accepts bool, uint8 (/255), uint16 (/65535) or float in [0, 1]; shapes (H, W) and
+    Accepts bool, uint8 (/255), uint16 (/65535) or float in [0, 1] (finite; anything else raises
+    ValueError, see :func:`_check_float_range`: never clipped silently); shapes (H, W) and
     (H, W, 1) (gray, replicated), (H, W, 2) (gray + alpha), (H, W, 3) and (H, W, 4)
     (RGBA). Alpha is **composited over white**: ``rgb * a + (1 - a)``, so fully
     transparent pixels become white rather than whatever colour they happen to store.
@@ -547,10 +579,7 @@ def to_float_rgb(arr: np.ndarray) -> np.ndarray:
     elif a.dtype in (np.uint8, np.uint16):
         x = a.astype(np.float32) / np.iinfo(a.dtype).max
     elif np.issubdtype(a.dtype, np.floating):
-        x = a.astype(np.float32)
-        if x.size and (not np.isfinite(x).all() or x.min() < -1e-6 or x.max() > 1 + 1e-6):
-            raise ValueError(f"float image values must lie in [0, 1], got range [{x.min()}, {x.max()}]")
-        x = np.clip(x, 0.0, 1.0)
+        x = _check_float_range(a.astype(np.float32))
     else:
         raise ValueError(f"image dtype {a.dtype} is not supported (use bool, uint8, uint16 or float in [0, 1])")
     if x.ndim == 2:
@@ -583,9 +612,13 @@ def _pil_to_float_rgb(im) -> np.ndarray:
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return to_float_rgb(np.asarray(im).astype(np.uint16))
     if mode == "I":  # 32-bit int: Pillow's mode for some 16-bit files; read as 16-bit
-        return to_float_rgb(np.clip(np.asarray(im), 0, 65535).astype(np.uint16))
-    if mode == "F":
-        return to_float_rgb(np.clip(np.nan_to_num(np.asarray(im, np.float32)), 0.0, 1.0))
+        a = np.asarray(im)
+        if a.size and (int(a.min()) < 0 or int(a.max()) > 65535):
+            raise ValueError(f"32-bit integer image has values in [{int(a.min())}, {int(a.max())}], outside the "
+                             "16-bit range [0, 65535]; store it as an 8- or 16-bit image")
+        return to_float_rgb(a.astype(np.uint16))
+    if mode == "F":  # 32-bit float (TIFF): the same rule as float arrays, no clipping
+        return to_float_rgb(np.asarray(im, np.float32))
     if mode == "1":
         return to_float_rgb(np.asarray(im.convert("L")))
     if mode == "P" or mode == "PA":
@@ -608,7 +641,21 @@ def _check_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
+def _too_large(p: Path, im, limit: int) -> str | None:
+    """Why an opened (not yet decoded) image is refused: more than ``limit`` pixels; None when it is not."""
+    w, h = im.size
+    if w * h <= limit:
+        return None
+    return (f"image file {str(p)!r} is {w}x{h} px ({w * h / 1e6:.1f} Mpx), more than the {limit / 1e6:.1f} Mpx "
+            "that are decoded (backgrounds.MAX_PIXELS, or max_pixels); downscale it first")
+
+
+def _bomb_message(p: Path, err: Exception) -> str:
+    return (f"image file {str(p)!r} declares more pixels than Pillow will decode (a possible decompression "
+            f"bomb; backgrounds.MAX_PIXELS is {MAX_PIXELS / 1e6:.1f} Mpx): {err}")
+
+
+def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file (PNG, JPEG, TIFF, BMP, ... via Pillow) as float32 RGB (H, W, 3) in [0, 1].
 
     Conversions: gray (``L``, ``1``) is replicated to RGB; 16-bit gray (``I;16``) is
@@ -618,19 +665,35 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     files give their first frame. Pillow reads 16-bit *colour* PNGs at 8-bit
     precision (a Pillow limitation; <0.4% of the range, irrelevant for backgrounds).
 
+    Float files (TIFF mode ``F``) follow the rule for float arrays (:func:`to_float_rgb`): values
+    must be finite and in [0, 1]; they are never clipped. Files larger than ``max_pixels``
+    (default :data:`MAX_PIXELS`) are refused from their header, before decoding.
+
     Raises:
         FileNotFoundError: the file does not exist (names it).
-        ValueError: the file is a folder, or is not a readable image (names it).
+        ValueError: the file is a folder, is not a readable image, is too large, or holds float
+            values outside [0, 1] (names it).
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    limit = MAX_PIXELS if max_pixels is None else _check_int(max_pixels, "max_pixels", 1)
     p = _check_file(path)
     try:
         with Image.open(p) as im:
-            im.load()
-            return _pil_to_float_rgb(ImageOps.exif_transpose(im))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            refused = _too_large(p, im, limit)
+            if refused is None:
+                im.load()
+                im = ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError as err:
+        raise ValueError(_bomb_message(p, err)) from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image file {str(p)!r}: {err}") from err
+    if refused is not None:
+        raise ValueError(refused)
+    try:
+        return _pil_to_float_rgb(im)
+    except ValueError as err:
+        raise ValueError(f"image file {str(p)!r}: {err}") from err
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -643,6 +706,8 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
             w, h = im.size
             if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
                 w, h = h, w
+    except Image.DecompressionBombError as err:
+        raise ValueError(_bomb_message(p, err)) from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image file {str(p)!r}: {err}") from err
     return int(h), int(w)
@@ -720,11 +785,19 @@ class Source(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r}, images={'unbounded' if ids is None else len(ids)})"
 
 
+def _safe_name(name: str) -> str:
+    """A file name as valid UTF-8 text: bytes that are not UTF-8 (which Python keeps as lone
+    surrogates, ``'caf\\udce9.png'``) become backslash escapes (``'caf\\\\xe9.png'``), so ids can be
+    hashed and written to CSV and JSON. Valid names are returned unchanged."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class ImageFolder(Source):
     """The images directly inside a folder (not recursive), sorted by file name.
 
     Files with a suffix in :data:`IMAGE_EXTENSIONS` (any case) are listed; other files
-    (``PROVENANCE.md``, hidden files) are ignored. Ids are the file names.
+    (``PROVENANCE.md``, hidden files) are ignored. Ids are the file names (a name that is not
+    valid UTF-8 gets its odd bytes as backslash escapes, e.g. ``caf\\xe9.png``).
 
     Args:
         root: the folder.
@@ -774,8 +847,10 @@ class ImageFolder(Source):
                 raise ValueError(f"image folder {str(self.root)!r}: no image is at least min_size={min_size} px")
             paths = kept
         self.paths: list[Path] = paths
-        self.names: list[str] = [p.name for p in paths]
+        self.names: list[str] = [_safe_name(p.name) for p in paths]
         self._by_name = dict(zip(self.names, self.paths))
+        if len(self._by_name) != len(self.paths):  # a literal backslash name beside its undecodable twin
+            raise ValueError(f"image folder {str(self.root)!r}: two file names give the same id {self.names}")
         self.name = name if name is not None else self.root.name
 
     def __len__(self) -> int:
@@ -931,7 +1006,8 @@ def available_categories(data_dir: str | os.PathLike | None = None) -> list[str]
 # =========================================================================== split
 def _unit_hash(key: str) -> float:
     """Stable hash of a string to [0, 1) (sha1; identical on every machine and Python)."""
-    return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2.0**64
+    # surrogateescape: a key holding undecodable file-name bytes hashes those bytes (valid text is unchanged)
+    return int.from_bytes(hashlib.sha1(key.encode("utf-8", "surrogateescape")).digest()[:8], "big") / 2.0**64
 
 
 def is_test_image(image_id: str) -> bool:

@@ -314,8 +314,9 @@ def _resolve(x: Any, set_name: str | None) -> tuple[str, list[str], Callable[[in
         ids = x.ids()
         if ids is None:
             raise ValueError(
-                f"source {getattr(x, 'name', x)!r} is procedural (unbounded); "
-                "pass a list or array of its images instead"
+                f"source {getattr(x, 'name', x)!r} is procedural (unbounded): it has no fixed set of images; "
+                "measure a folder or image set, or pass an array of its images "
+                f"(e.g. backgrounds.procedural({getattr(x, 'name', 'kind')!r}, 256, seed=0, n=30))"
             )
         if len(ids) == 0:
             raise ValueError(f"source {getattr(x, 'name', x)!r} contains no images")
@@ -753,11 +754,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     one-line error on stderr (unreadable file, empty or missing folder).
     """
     parser = argparse.ArgumentParser(
-        prog="python -m derain_utils.complexity",
+        prog=_prog(argv),
         description="Compare the complexity of image folders (all measures: higher = more complex).",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="folders of images (or background source names)")
-    parser.add_argument("--csv", type=Path, help="write the per-image table (one row per image) to this CSV file")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="folders of images, or the names of image sets: faces, natural, urban, manga (folders "
+                             "under $DERAIN_DATA) or skimage (the embedded photos). The procedural kinds (flat, "
+                             "blobs, ...) have no fixed set of images: measure arrays of them with measure_set")
+    parser.add_argument("--csv", type=Path, help="write the per-image table (one row per image) to this CSV file "
+                                                 "(written whole or not at all)")
     parser.add_argument("--max-images", type=int, metavar="K", help="measure a seeded random K images per folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-images subset (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -767,15 +772,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"training steps of that autoencoder (default {AE_STEPS})")
     args = parser.parse_args(argv)
 
-    bases = [Path(p).name or str(p) for p in args.paths]
-    labels = bases if len(set(bases)) == len(bases) else [str(p) for p in args.paths]
+    paths = _distinct_paths(args.paths)
+    bases = [_text(Path(p).name or str(p)) for p in paths]
+    labels = bases if len(set(bases)) == len(bases) else [_text(str(p)) for p in paths]
     try:
         if args.max_images is not None and args.max_images < 1:
             raise ValueError(f"--max-images must be a positive integer, got {args.max_images}")
         if args.ae_steps < 1:
             raise ValueError(f"--ae-steps must be a positive integer, got {args.ae_steps}")
+        if args.csv is not None:
+            _check_output_file(args.csv, "--csv")
         frames = []
-        for path, label in zip(args.paths, labels):
+        for path, label in zip(paths, labels):
             df = measure_set(
                 path,
                 progress=not args.no_progress,
@@ -804,10 +812,72 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name in df.columns:
             print(f"{name}: {sentence}")
     if args.csv is not None:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.csv, index=False)
+        try:
+            _write_csv_atomic(df, args.csv)
+        except OSError as err:
+            print(f"{parser.prog}: error: --csv {str(args.csv)!r} cannot be written: {err}", file=sys.stderr)
+            return 2
         print(f"\nper-image table written to {args.csv}")
     return 0
+
+
+def _prog(argv: Sequence[str] | None) -> str:
+    """The usage name: the console script's name when run as ``derain-complexity``."""
+    if argv is None and Path(sys.argv[0]).name.startswith("derain-complexity"):
+        return "derain-complexity"
+    return "python -m derain_utils.complexity"
+
+
+def _text(name: str) -> str:
+    """``name`` as valid UTF-8 text (undecodable file-name bytes as backslash escapes), printable and CSV-safe."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _distinct_paths(paths: Sequence[str]) -> list[str]:
+    """``paths`` without repeats: a folder given twice (as the same or another spelling) is measured once."""
+    seen: dict[str, str] = {}
+    out = []
+    for p in paths:
+        key = os.path.realpath(p) if os.path.exists(p) else p
+        if key in seen:
+            print(f"note: {_text(p)!r} is the same image set as {_text(seen[key])!r}; measured once",
+                  file=sys.stderr)
+            continue
+        seen[key] = p
+        out.append(p)
+    return out
+
+
+def _check_output_file(path: Path, option: str) -> None:
+    """Fail before any work when ``path`` cannot become a file (a folder, or a parent that is a file)."""
+    if path.is_dir():
+        raise ValueError(f"{option} {str(path)!r} is a folder; give a file name such as {str(path / 'complexity.csv')!r}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{option} {str(path)!r}: {str(parent)!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{option} {str(path)!r}: folder {str(parent)!r} is not writable")
+
+
+def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    """Write ``df`` to ``path`` whole or not at all (a temporary file beside it, then ``os.replace``).
+
+    Text cells are written as valid UTF-8 (undecodable file-name bytes as backslash escapes).
+    """
+    safe = df.copy()
+    for col in safe.columns:
+        if safe[col].dtype == object:
+            safe[col] = [_text(v) if isinstance(v, str) else v for v in safe[col]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        safe.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 if __name__ == "__main__":

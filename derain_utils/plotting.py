@@ -147,8 +147,36 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
 def use_style() -> None:
-    """The monograph's plot style: seaborn ``whitegrid``, ``notebook`` context, colour-blind palette."""
+    """The monograph's plot style: seaborn ``whitegrid``, ``notebook`` context, colour-blind palette.
+
+    In a Jupyter kernel it also makes figures appear in the notebook when the environment chose a
+    file-only backend (:func:`inline_figures`).
+    """
     sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
+    inline_figures()
+
+
+_FILE_BACKENDS = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
+
+
+def inline_figures() -> bool:
+    """In a Jupyter kernel whose matplotlib backend draws to files only, switch to ``%matplotlib inline``.
+
+    Headless servers and CI often export ``MPLBACKEND=Agg``; a kernel started there inherits it,
+    and its figures never reach the notebook (nor its HTML export). Inside a kernel (JupyterLab,
+    papermill) that backend is switched to the inline one; interactive backends (ipympl, Qt) and
+    plain Python scripts are left alone. Returns whether it switched.
+    """
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or not hasattr(shell, "kernel"):
+        return False
+    if plt.get_backend().lower() not in _FILE_BACKENDS:
+        return False
+    shell.run_line_magic("matplotlib", "inline")
+    return True
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -113,6 +113,10 @@ __all__ = [
     "MASK_THRESHOLD",
     "REFERENCE_SIZE",
     "SAMPLE_SPACING",
+    "MAX_LENGTH",
+    "MAX_WIDTH",
+    "MAX_BLUR",
+    "MAX_SPLAT_SAMPLES",
     "RainSpec",
     "PRESETS",
     "ROLES",
@@ -143,6 +147,20 @@ REFERENCE_SIZE: int = 64
 
 SAMPLE_SPACING: float = 0.5
 """px; largest distance between splatted samples, along and across a streak."""
+
+MAX_LENGTH: float = 4096.0
+"""px; longest streak a RainSpec accepts (a preset scaled for a 4096-px image is 2560 px at most)."""
+
+MAX_WIDTH: float = 256.0
+"""px; widest streak a RainSpec accepts."""
+
+MAX_BLUR: float = 256.0
+"""px; largest blur sigma a RainSpec accepts."""
+
+MAX_SPLAT_SAMPLES: int = 2**25
+"""Expected splat samples one ``synthesize`` call may render: about 33.5 million, i.e. about 2.5 GB of
+temporaries at the ~76 bytes per sample measured on CPU (a training batch of 16 ``mixed`` 64-px layers
+needs about 0.6 million). :meth:`RainSpec.check_size` refuses a call that would need more, naming the fields."""
 
 _RANGE_FIELDS = ("density", "length", "width", "intensity")
 _BOX_FIELDS = ("density", "length", "width", "angles", "intensity")  # the fields overlaps() compares
@@ -262,17 +280,53 @@ class RainSpec:
     def __post_init__(self) -> None:
         put = lambda key, val: object.__setattr__(self, key, val)  # noqa: E731 (frozen dataclass)
         put("density", _range("RainSpec.density", self.density, minimum=0.0, minimum_open=True, maximum=1.0))
-        put("length", _range("RainSpec.length", self.length, minimum=0.0, minimum_open=True, what=" px"))
-        put("width", _range("RainSpec.width", self.width, minimum=1.0, minimum_open=False, what=" px"))
+        put("length", _range("RainSpec.length", self.length, minimum=0.0, minimum_open=True, maximum=MAX_LENGTH,
+                             what=" px (rain.MAX_LENGTH)"))
+        put("width", _range("RainSpec.width", self.width, minimum=1.0, minimum_open=False, maximum=MAX_WIDTH,
+                            what=" px (rain.MAX_WIDTH)"))
         put("intensity", _range("RainSpec.intensity", self.intensity, minimum=0.0, minimum_open=True, maximum=1.0))
         put("angles", _angles(self.angles))
         blur = _number("RainSpec.blur", self.blur)
         if blur < 0:
             raise ValueError(f"RainSpec.blur must be >= 0 px, got {blur:g}")
+        if blur > MAX_BLUR:
+            raise ValueError(f"RainSpec.blur must be <= {MAX_BLUR:g} px (rain.MAX_BLUR), got {blur:g}")
         put("blur", blur)
         for key in ("name", "description"):
             if not isinstance(getattr(self, key), str):
                 raise ValueError(f"RainSpec.{key} must be a str, got {getattr(self, key)!r}")
+
+    def check_size(self, size: int | tuple[int, int], n: int = 1) -> None:
+        """Check the spec against an image size, where it is known (``sample_streaks`` calls this).
+
+        A streak may be at most 4 times the image's longer side (or 4 x ``REFERENCE_SIZE``, so every
+        preset fits any image), and width and blur at most its longer side (or ``REFERENCE_SIZE``):
+        streak centres are drawn in a margin of half a streak around the frame, so absurd lengths
+        make absurd numbers of streaks. And the expected number of splat samples of ``n`` images
+        (mean density x the frame with its margin x samples per streak) must stay below
+        :data:`MAX_SPLAT_SAMPLES`. Raises ValueError naming the field and the limit.
+        """
+        h, w = _parse_size(size)
+        n = _parse_n(n)
+        side = max(h, w, REFERENCE_SIZE)
+        where = f"for a {h}x{w} px image"
+        if self.length[1] > 4 * side:
+            raise ValueError(f"RainSpec.length: {self.length[1]:g} px is more than 4 x {side} px {where} "
+                             f"(at most {4 * side} px); use spec.scaled() or a larger image")
+        for key, value in (("width", self.width[1]), ("blur", self.blur)):
+            if value > side:
+                raise ValueError(f"RainSpec.{key}: {value:g} px is more than {side} px {where}")
+        margin = self.length[1] / 2 + self.width[1] / 2 + 1.0 + math.ceil(3.0 * self.blur)
+        area = (h + 2 * margin) * (w + 2 * margin)
+        mean = lambda r: 0.5 * (r[0] + r[1])  # noqa: E731
+        per_streak = math.ceil(mean(self.length) / SAMPLE_SPACING) * math.ceil(mean(self.width) / SAMPLE_SPACING)
+        samples = n * mean(self.density) * area * per_streak
+        if samples > MAX_SPLAT_SAMPLES:
+            raise ValueError(
+                f"RainSpec density x length x width: {n} image(s) of {h}x{w} px would need about {samples:.3g} "
+                f"splat samples (rain.MAX_SPLAT_SAMPLES = {MAX_SPLAT_SAMPLES:.3g}; density {self.density}, length "
+                f"{self.length} px, width {self.width} px); lower them, synthesize fewer images at once, or raise "
+                "rain.MAX_SPLAT_SAMPLES if the memory is there")
 
     def scaled(self, factor: float) -> RainSpec:
         """The same rain seen on an image ``factor`` times larger (e.g. ``size / REFERENCE_SIZE``).
@@ -573,6 +627,7 @@ def sample_streaks(
     spec = get_spec(spec)
     h, w = _parse_size(size)
     n = _parse_n(n)
+    spec.check_size((h, w), n)
     gen = _generator(seed)
     dev = gen.device
     m = _margin(spec)

@@ -58,6 +58,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -163,6 +164,74 @@ def _read_config(path: Path) -> experiments.ExperimentConfig:
         raise ValueError(f"config file {path} is not an ExperimentConfig: {e}") from e
 
 
+def _one_line(err: BaseException) -> str:
+    """``TypeName: message`` on one line (a SyntaxError names its file and line)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, SyntaxError) and err.lineno is not None and "line" not in text:
+        text = f"{text} (line {err.lineno})"
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _call_factory(obj: Any, name: str, text: str) -> nn.Module:
+    """``obj()`` for an ``nn.Module`` subclass or a zero-argument factory; every failure named."""
+    try:
+        model = obj()
+    except TypeError as e:
+        raise ValueError(f"model {text!r}: {name} must be an nn.Module or a zero-argument callable "
+                         f"returning one ({e})") from e
+    except Exception as e:  # noqa: BLE001 - the user's constructor failed
+        raise ValueError(f"model {text!r}: calling {name}() raised {_one_line(e)}") from e
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model {text!r}: {name}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+OUTPUT_SCALE: tuple[float, float] = (-0.5, 1.5)
+"""Raw model outputs must lie in this range to be scored. Inside it they are clamped to [0, 1] (a
+network's overshoot); outside it the model works on another scale (0..255, say) and is refused."""
+
+
+def _check_output(y: Any, x: torch.Tensor, name: str) -> torch.Tensor:
+    """A model's raw output, checked: one float tensor, finite, on the [0, 1] scale (:data:`OUTPUT_SCALE`)."""
+    how = "map a rainy batch (N, C, H, W) in [0, 1] to one derained tensor of the same shape"
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f"{name} returned an object of type {type(y).__name__}, not a torch tensor; "
+                         f"the model must {how}")
+    if not torch.is_floating_point(y):
+        raise ValueError(f"{name} returned dtype {y.dtype}; expected floats in [0, 1] (divide 0..255 outputs "
+                         f"by 255); the model must {how}")
+    if y.shape != x.shape:
+        raise ValueError(f"{name} returned shape {tuple(y.shape)} for an input of shape {tuple(x.shape)}; "
+                         f"the model must {how}")
+    finite = torch.isfinite(y)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(f"{name} returned NaN or infinite values ({bad} of {y.numel()}); the model must {how}")
+    lo, hi = float(y.min()), float(y.max())
+    if lo < OUTPUT_SCALE[0] or hi > OUTPUT_SCALE[1]:
+        raise ValueError(f"{name} returned values in [{lo:.4g}, {hi:.4g}], not on the [0, 1] scale (accepted: "
+                         f"{list(OUTPUT_SCALE)}, then clamped); the model must {how}")
+    return y
+
+
+class _CheckedModel(nn.Module):
+    """Wraps the model being scored: its errors and its bad outputs become ValueErrors naming it."""
+
+    def __init__(self, inner: nn.Module, name: str):
+        super().__init__()
+        self.inner = inner
+        self.label = name
+        self.train(inner.training)  # predict() restores the mode it found: the inner model's
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            y = self.inner(x)
+        except Exception as e:  # noqa: BLE001 - any failure of the model is reported, not a traceback
+            raise ValueError(f"{self.label}: running it on a batch of shape {tuple(x.shape)} raised "
+                             f"{_one_line(e)}") from e
+        return _check_output(y, x, self.label)
+
+
 def _import_attr(spec: str) -> tuple[Any, str]:
     """``module:attr`` or ``file.py:attr`` -> (object, readable name)."""
     mod_name, _, attr = spec.rpartition(":")
@@ -176,7 +245,10 @@ def _import_attr(spec: str) -> tuple[Any, str]:
         if mspec is None or mspec.loader is None:
             raise ValueError(f"model {spec!r}: cannot import {str(file)!r}")
         module = importlib.util.module_from_spec(mspec)
-        mspec.loader.exec_module(module)
+        try:
+            mspec.loader.exec_module(module)  # runs the file: the report card executes the code it is given
+        except Exception as e:  # noqa: BLE001 - any error in the user's file is a bad input, named
+            raise ValueError(f"model {spec!r}: running {str(file)!r} raised {_one_line(e)}") from e
     else:
         if os.getcwd() not in sys.path and "" not in sys.path:
             sys.path.insert(0, os.getcwd())  # `python -m` puts the cwd first; a console script does not
@@ -184,6 +256,8 @@ def _import_attr(spec: str) -> tuple[Any, str]:
             module = importlib.import_module(mod_name)
         except ImportError as e:
             raise ValueError(f"model {spec!r}: cannot import module {mod_name!r}: {e}") from e
+        except Exception as e:  # noqa: BLE001 - the module itself raised while being imported
+            raise ValueError(f"model {spec!r}: importing module {mod_name!r} raised {_one_line(e)}") from e
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -252,13 +326,7 @@ def load_model(
     if isinstance(obj, nn.Module):
         model = obj
     elif isinstance(obj, type) and issubclass(obj, nn.Module) or callable(obj):
-        try:
-            model = obj()
-        except TypeError as e:
-            raise ValueError(f"model {text!r}: {name} must be an nn.Module or a zero-argument callable "
-                             f"returning one ({e})") from e
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"model {text!r}: {name}() returned {type(model).__name__}, not a torch.nn.Module")
+        model = _call_factory(obj, name, text)
     else:
         raise ValueError(f"model {text!r}: {name} is a {type(obj).__name__}, not an nn.Module or a callable")
     return LoadedModel(model=model.eval(), name=name, source=text, train_rain=train_rain or rain.TRAIN_PRESET,
@@ -275,6 +343,7 @@ def apply(
     in_channels: int = 3,
     device: str | torch.device | None = None,
     batch_size: int = 16,
+    name: str = "the model",
 ) -> list[np.ndarray]:
     """Derain a list of images of any sizes: float32 numpy (H, W, 3) in, the same shapes out.
 
@@ -282,6 +351,10 @@ def apply(
     :func:`derain_utils.training.predict` (eval mode, no gradients, output clamped to [0, 1]). Whole
     images are processed: the package's networks are fully convolutional. A gray model
     (``in_channels=1``) gets the luma and its output is returned as (H, W, 1).
+
+    Before clamping, every raw output is checked (:func:`_check_output`): a tensor of the input's
+    shape, floating point, finite, within :data:`OUTPUT_SCALE`. A model that raises, returns a tuple
+    or an array, integers, NaN/inf or values on another scale gets a ValueError naming it (``name``).
     """
     if in_channels not in (1, 3):
         raise ValueError(f"in_channels must be 1 or 3, got {in_channels!r}")
@@ -297,10 +370,15 @@ def apply(
         if in_channels == 1:
             batch = backgrounds.to_gray(batch)
         x = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
-        y = training.predict(model, x, device=device, batch_size=batch_size).numpy().transpose(0, 2, 3, 1)
+        checked = _CheckedModel(model, name)
+        y = training.predict(checked, x, device=device, batch_size=batch_size).numpy().transpose(0, 2, 3, 1)
         for k, i in enumerate(idx):
             out[i] = np.ascontiguousarray(y[k])
     return out  # type: ignore[return-value]
+
+
+def _label(loaded: LoadedModel) -> str:
+    return f"model {loaded.source!r}"
 
 
 def _channels(img: np.ndarray, in_channels: int) -> np.ndarray:
@@ -574,14 +652,14 @@ def evaluate(
     ch = loaded.in_channels
     for s in sets.values():
         pairs = list(zip(s.names, s.rainy, s.background))
-        out = apply(loaded.model, [p[1] for p in pairs], in_channels=ch, device=device)
+        out = apply(loaded.model, [p[1] for p in pairs], in_channels=ch, device=device, name=_label(loaded))
         if examples is not None:
             k = int(np.argmax([_chroma(b) for b in s.background]))
             examples[s.name] = (s.rainy[k], out[k])
         df = paired_rows(pairs, out, masks=list(s.mask), in_channels=ch)
         frames.append(df.assign(set=s.name, kind=s.kind, in_distribution=s.in_distribution, ood_fields=s.ood_fields,
                                 relation=s.relation))
-    clean_out = apply(loaded.model, list(split.test), in_channels=ch, device=device)
+    clean_out = apply(loaded.model, list(split.test), in_channels=ch, device=device, name=_label(loaded))
     clean = []
     for name, b, d in zip(split.test_ids, split.test, clean_out):
         b = _channels(b, ch)
@@ -593,14 +671,14 @@ def evaluate(
     for folder in paired:
         ps = realdata.paired_set(folder, data_dir)
         pairs = [(n, o, t) for n, o, t in ps]
-        out = apply(loaded.model, [p[1] for p in pairs], in_channels=ch, device=device)
+        out = apply(loaded.model, [p[1] for p in pairs], in_channels=ch, device=device, name=_label(loaded))
         if examples is not None:
             examples[ps.name] = (pairs[0][1], out[0])
         frames.append(paired_rows(pairs, out, in_channels=ch).assign(
             set=ps.name, kind="paired", in_distribution=None, ood_fields="", relation="benchmark pairs"))
     for folder in real:
         photos = load_real(folder, data_dir=data_dir, limit=real_limit, long_side=real_long_side)
-        out = apply(loaded.model, [p[1] for p in photos], in_channels=ch, device=device)
+        out = apply(loaded.model, [p[1] for p in photos], in_channels=ch, device=device, name=_label(loaded))
         frames.append(real_rows(photos, out, in_channels=ch).assign(
             set=realdata.resolve_folder(folder, data_dir).name, kind="real", in_distribution=None, ood_fields="",
             relation="real photos"))
@@ -737,16 +815,68 @@ def write_report(
 ) -> dict[str, Path]:
     """Write the card into ``out_dir``: report.md, report.png, report.csv, summary.csv, report.json.
 
+    The files are written whole or not at all: into a staging folder beside ``out_dir``, then moved
+    into place (a new ``out_dir`` is one rename). A failure leaves ``out_dir`` as it was.
+
     Args:
         df: :func:`evaluate`'s table.
         loaded: the model scored.
         settings: how it was scored (test backgrounds, sizes, seeds), recorded in the page and JSON.
         examples: ``{set: (rainy, derained)}`` thumbnails for the figure (optional).
     """
+    final = Path(out_dir)
+    if final.exists() and not final.is_dir():
+        raise ValueError(f"output folder {str(final)!r} is a file")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = final.parent / f".{final.name}.partial-{os.getpid()}"  # staged, then published whole
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir()
+    try:
+        _write_card(_text_columns(df), loaded, out, settings=settings, examples=examples, seed=seed)
+        _publish(out, final)
+    finally:
+        if out.exists():
+            shutil.rmtree(out, ignore_errors=True)
+    return {k: final / f for k, f in (("md", "report.md"), ("png", "report.png"), ("csv", "report.csv"),
+                                      ("summary", "summary.csv"), ("json", "report.json"))}
+
+
+def _text(value: Any) -> Any:
+    """Strings as valid UTF-8 text (undecodable file-name bytes as backslash escapes); others unchanged."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
+        if isinstance(value, str) else value
+
+
+def _text_columns(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = [_text(v) for v in out[col]]
+    return out
+
+
+def _publish(staged: Path, final: Path) -> None:
+    """Move a finished card into place: one rename for a new folder, else file by file (each atomic)."""
+    if not final.exists():
+        os.rename(staged, final)
+        return
+    for f in sorted(staged.iterdir()):
+        os.replace(f, final / f.name)
+
+
+def _write_card(
+    df: pd.DataFrame,
+    loaded: LoadedModel,
+    out: Path,
+    *,
+    settings: Mapping[str, Any] | None,
+    examples: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
+    seed: int,
+) -> None:
+    """The files of :func:`write_report`, written into the (staging) folder ``out``."""
     from derain_utils import plotting
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     summary = summarize(df, seed=seed)
     h = headline(summary)
     fig = plotting.report_card(summary, examples=examples, title=f"Report card: {loaded.name}")
@@ -788,8 +918,6 @@ Settings:
 {setting_lines}
 """
     (out / "report.md").write_text(page, encoding="utf-8")
-    return {k: out / f for k, f in (("md", "report.md"), ("png", "report.png"), ("csv", "report.csv"),
-                                    ("summary", "summary.csv"), ("json", "report.json"))}
 
 
 def _chroma(img: np.ndarray) -> float:
@@ -803,7 +931,7 @@ def _chroma(img: np.ndarray) -> float:
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m derain_utils.report",
+        prog="derain-report" if Path(sys.argv[0]).name.startswith("derain-report") else "python -m derain_utils.report",
         description="Score any deraining model on in-distribution, out-of-distribution and real rain, and write "
                     "a one-page report card (report.md + report.png).")
     ap.add_argument("model", help="cache entry folder, model.pt, config.json, or module:callable / file.py:callable")
@@ -834,9 +962,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns 0 on success, 2 on bad input (the message names it)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:
+        if args.out is not None and args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {str(args.out)!r} is a file, not a folder")
         loaded = load_model(args.model, cache_root=args.cache_root, data_dir=args.data_dir, train=args.train,
                             train_rain=args.train_rain)
         device = training.select_device(args.device)
@@ -853,8 +984,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "real photo folders": [str(p) for p in args.real] or "none", "device": str(device),
                     "wall_s": round(time.perf_counter() - t0, 1)}
         paths = write_report(df, loaded, out, settings=settings, examples=examples)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # OSError: FileNotFoundError, an unwritable --out, a full disk
+        print(f"{parser.prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     h = headline(summarize(df))
     print(_sentence(h, loaded))

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -197,7 +198,7 @@ GOOD_SPEC: dict[str, Any] = dict(density=(0.004, 0.01), length=(6, 14), width=(1
 
 
 SPEC_CASES: list[tuple[str, Any, str]] = [
-    ("length", (-1, 5), r"RainSpec\.length must lie in \(0, inf\) px, got \(-1, 5\)"),
+    ("length", (-1, 5), r"RainSpec\.length must lie in \(0, 4096\] px \(rain\.MAX_LENGTH\), got \(-1, 5\)"),
     ("length", (14, 6), r"RainSpec\.length must have lo <= hi, got \(14, 6\)"),
     ("length", (), r"RainSpec\.length must be a \(lo, hi\) pair of numbers, got 0 values"),
     ("length", (1, 2, 3), r"RainSpec\.length must be a \(lo, hi\) pair of numbers, got 3 values"),
@@ -212,7 +213,7 @@ SPEC_CASES: list[tuple[str, Any, str]] = [
     ("angles", ((-10, 10), (30, 95)), r"RainSpec\.angles\[1\] must lie in \[-90, 90\] degrees"),
     ("angles", (), r"RainSpec\.angles must hold at least one \(lo, hi\) range"),
     ("angles", "vertical", r"RainSpec\.angles must be a sequence of \(lo, hi\) degree ranges"),
-    ("width", (0.5, 1), r"RainSpec\.width must lie in \[1, inf\) px, got \(0\.5, 1\)"),
+    ("width", (0.5, 1), r"RainSpec\.width must lie in \[1, 256\] px \(rain\.MAX_WIDTH\), got \(0\.5, 1\)"),
     ("blur", -0.1, r"RainSpec\.blur must be >= 0 px, got -0\.1"),
     ("blur", "0.5", r"RainSpec\.blur must be a finite number, got '0\.5' \(str\)"),
     ("name", 3, r"RainSpec\.name must be a str, got 3"),
@@ -553,3 +554,387 @@ def test_a_failing_config_mid_sweep_keeps_the_finished_runs(tmp_path: Path) -> N
     table = experiments.sweep([ok0, ok1], cache_root=root, progress=False)
     assert table["key"].unique().tolist() == [ok0.key(), ok1.key()]
     assert experiments.run(ok0, cache_root=root, progress=False).cached
+
+
+# ==================================================================================================
+# Issue 14: every bad input a clear error, every fault recoverable.
+#
+# Each case below was first reproduced against the unfixed code (the comment says what happened
+# then), then fixed; the test keeps it fixed.
+# --------------------------------------------------------------------------------------------------
+# images: odd file names, float and NaN files, decompression bombs and huge images
+
+
+def _undecodable(folder: Path, stem: bytes = b"caf\xe9") -> Path:
+    """A PNG whose file name is not valid UTF-8 (Latin-1 'é'); Python sees it with a lone surrogate."""
+    raw = os.fsencode(str(folder)) + b"/" + stem + b".png"
+    path = Path(os.fsdecode(raw))
+    try:
+        _save_png(path, seed=9)
+    except (UnicodeEncodeError, OSError):  # pragma: no cover - a file system that insists on UTF-8 names
+        pytest.skip("this file system does not accept file names that are not UTF-8")
+    return path
+
+
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG file that *declares* width x height px (a decompression bomb needs no real pixels)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit gray
+    body = zlib.compress(b"\x00" * (width + 1) * 4)  # four rows; the rest is missing
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+def _float_tiff(path: Path, values: np.ndarray) -> Path:
+    Image.fromarray(values.astype(np.float32), mode="F").save(path)
+    return path
+
+
+def test_non_utf8_file_names_get_escaped_ids_and_split(tmp_path: Path) -> None:
+    # was: draw_split raised UnicodeEncodeError (the split hash encodes ids as UTF-8)
+    for i in range(4):
+        _save_png(tmp_path / f"img_{i}.png", seed=i)
+    odd = _undecodable(tmp_path)
+    folder = backgrounds.ImageFolder(tmp_path)
+    assert "caf\\xe9.png" in folder.ids()  # valid text: prints, hashes and goes into CSV/JSON
+    assert folder.load("caf\\xe9.png").shape == (64, 64, 3) and odd.exists()
+    split = backgrounds.draw_split(tmp_path, 12, 1, tile=32, test_size=32)
+    assert len(split.train_ids) == 12 and all(i.encode("utf-8") for i in split.train_ids + split.test_ids)
+
+
+def test_complexity_csv_holds_the_row_of_a_non_utf8_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # was: exit status 1 with a traceback, leaving a CSV without that row
+    root = tmp_path / "set"
+    root.mkdir()
+    _save_png(root / "a.png")
+    _undecodable(root)
+    csv = tmp_path / "out.csv"
+    status, out, err = _cli(capsys, str(root), "--csv", str(csv))
+    assert status == 0, err
+    table = pd.read_csv(csv)
+    assert sorted(table["image"]) == ["a.png", "caf\\xe9.png"]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (np.linspace(0, 1000, 64 * 64).reshape(64, 64), r"values in \[0, 1000\], outside \[0, 1\]; rescale it"),
+        (np.full((64, 64), np.nan), r"NaN or infinite values in all of its values"),
+        (np.where(np.eye(64) > 0, np.inf, 0.5), r"NaN or infinite values in 64 of its 4096 values"),
+    ],
+    ids=["float 0..1000 (was: clipped to white)", "all NaN (was: black)", "some +inf"],
+)
+def test_float_files_and_arrays_follow_one_rule(tmp_path: Path, values: np.ndarray, message: str) -> None:
+    path = _float_tiff(tmp_path / "float.tif", values)
+    with pytest.raises(ValueError, match=_named(path) + ": float image has " + message):
+        backgrounds.load_image(path)
+    with pytest.raises(ValueError, match="float image has " + message):  # the same values as an array
+        backgrounds.to_float_rgb(values)
+    # and a folder holding one is refused when it is drawn from (naming the file), not trained on
+    for i in range(3):
+        _save_png(tmp_path / f"img_{i}.png", seed=i)
+    train, test = backgrounds.split_ids(backgrounds.ImageFolder(tmp_path).ids())
+    with pytest.raises(ValueError, match=_named(path)):  # every tile and test crop: the file is drawn
+        backgrounds.draw_split(tmp_path, 4 * len(train), len(test), tile=32, test_size=64)
+
+
+def test_float_files_within_rounding_of_the_range_still_load(tmp_path: Path) -> None:
+    values = np.linspace(-1e-7, 1 + 1e-7, 64 * 64).reshape(64, 64)
+    img = backgrounds.load_image(_float_tiff(tmp_path / "ok.tif", values))
+    assert img.min() == 0.0 and img.max() == 1.0
+
+
+def test_integer_tiff_outside_16_bits_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "int32.tif"
+    Image.fromarray(np.full((40, 40), 70000, np.int32), mode="I").save(path)
+    with pytest.raises(ValueError, match=_named(path) + r".*values in \[70000, 70000\], outside the 16-bit range"):
+        backgrounds.load_image(path)
+
+
+def test_decompression_bomb_is_named_everywhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # was: Pillow's DecompressionBombError without the file's name (ImageFolder, draw_split, report)
+    root = tmp_path / "set"
+    root.mkdir()
+    for i in range(3):
+        _save_png(root / f"img_{i}.png", seed=i)
+    bomb = _png_header(root / "bomb.png", 30_000, 30_000)  # 900 Mpx declared in 200 bytes
+    expected = _named(bomb) + r" declares more pixels than Pillow will decode \(a possible decompression bomb"
+    with pytest.raises(ValueError, match=expected):
+        backgrounds.load_image(bomb)
+    with pytest.raises(ValueError, match=expected):
+        backgrounds.image_size(bomb)
+    with pytest.raises(ValueError, match=expected):
+        backgrounds.ImageFolder(root, min_size=32)
+    with pytest.raises(ValueError, match=expected):
+        backgrounds.draw_split(root, 8, 1, tile=32, test_size=32)
+
+
+def test_huge_image_is_refused_before_decoding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # was: a 100 Mpx PNG of 292 KB took 4.9 GB of RAM in the complexity meter
+    big = _png_header(tmp_path / "big.png", 8000, 6000)  # 48 Mpx: below Pillow's limit, above ours
+    message = _named(big) + r" is 8000x6000 px \(48\.0 Mpx\), more than the 33\.6 Mpx that are decoded"
+    with pytest.raises(ValueError, match=message):
+        backgrounds.load_image(big)
+    with pytest.raises(ValueError, match=message):
+        complexity.measure_set(tmp_path)
+    status, out, err = _cli(capsys, str(tmp_path))
+    assert status == 2 and out == "" and err.count("\n") == 1 and "big.png" in err and "downscale it" in err
+    with pytest.raises(ValueError, match=r"more than the 0\.0 Mpx"):  # an explicit, smaller limit
+        backgrounds.load_image(_save_png(tmp_path / "small.png"), max_pixels=100)
+    with pytest.raises(ValueError, match=r"max_pixels must be an integer >= 1, got 0"):
+        backgrounds.load_image(tmp_path / "small.png", max_pixels=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# complexity command line
+
+
+def test_cli_csv_that_is_a_folder_exits_2_before_measuring(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # was: IsADirectoryError traceback after measuring everything
+    _save_png(tmp_path / "a.png")
+    status, out, err = _cli(capsys, str(tmp_path), "--csv", str(tmp_path))
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert "--csv " + repr(str(tmp_path)) + " is a folder" in err
+    a_file = _write(tmp_path / "file.txt", b"x")
+    status, out, err = _cli(capsys, str(tmp_path), "--csv", str(a_file / "sub" / "out.csv"))
+    assert status == 2 and out == "" and "is a file, not a folder" in err
+
+
+def test_cli_csv_is_written_whole_or_not_at_all(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "set"
+    root.mkdir()
+    _save_png(root / "a.png")
+    csv = tmp_path / "out.csv"
+    csv.write_text("previous,content\n")
+
+    def half_then_fail(self: pd.DataFrame, path: Any, **kwargs: Any) -> None:
+        Path(path).write_text("set,image\nset,a.png")  # a partial write ...
+        raise OSError(28, "No space left on device")  # ... then the disk fills up
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_fail)
+    status, _, err = _cli(capsys, str(root), "--csv", str(csv))
+    assert status == 2 and "cannot be written" in err and "No space left" in err
+    assert csv.read_text() == "previous,content\n"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "set"]  # no temporary file left
+
+
+def test_cli_counts_a_folder_given_twice_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # was: n = 4 for a folder of 2 images given twice
+    root = tmp_path / "two"
+    root.mkdir()
+    _save_png(root / "a.png")
+    _save_png(root / "b.png", seed=1)
+    csv = tmp_path / "out.csv"
+    status, out, err = _cli(capsys, str(root), str(root) + os.sep, str(tmp_path / "." / "two"), "--csv", str(csv))
+    assert status == 0 and "images: two 2\n" in out
+    assert err.count("measured once") == 2
+    assert len(pd.read_csv(csv)) == 2
+
+
+def test_cli_procedural_name_says_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
+    # was: --help promised "background source names", then 'flat' was rejected without a way out
+    status, _, err = _cli(capsys, "flat")
+    assert status == 2 and "has no fixed set of images" in err and "backgrounds.procedural('flat'" in err
+    with pytest.raises(SystemExit):
+        complexity.main(["--help"])
+    helptext = " ".join(capsys.readouterr().out.split())
+    assert "faces, natural, urban, manga" in helptext and "skimage" in helptext
+    assert "procedural kinds (flat, blobs, ...) have no fixed set of images" in helptext
+
+
+# --------------------------------------------------------------------------------------------------
+# rain specs: unbounded fields
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("length", (1e6, 1e6), r"RainSpec\.length must lie in \(0, 4096\] px \(rain\.MAX_LENGTH\), got \(1e\+06"),
+        ("width", (1e4, 1e4), r"RainSpec\.width must lie in \[1, 256\] px \(rain\.MAX_WIDTH\), got \(10000"),
+        ("blur", 1e6, r"RainSpec\.blur must be <= 256 px \(rain\.MAX_BLUR\), got 1e\+06"),
+    ],
+    ids=["length 1e6 (was: synthesize tried to allocate 480 GB)", "width 1e4", "blur 1e6"],
+)
+def test_rain_spec_absolute_bounds(field: str, value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        rain.RainSpec(**{**GOOD_SPEC, field: value})
+
+
+@pytest.mark.parametrize(
+    "fields, size, n, message",
+    [
+        (dict(length=(100, 300)), 64, 1, r"RainSpec\.length: 300 px is more than 4 x 64 px for a 64x64 px image"),
+        (dict(width=(100, 100)), (48, 80), 1, r"RainSpec\.width: 100 px is more than 80 px for a 48x80 px image"),
+        (dict(blur=100.0), 32, 1, r"RainSpec\.blur: 100 px is more than 64 px for a 32x32 px image"),
+        (dict(density=(0.5, 1.0), length=(40, 60), width=(20, 30)), 256, 16,
+         r"RainSpec density x length x width: 16 image\(s\) of 256x256 px would need about 7\.4\de\+09 splat"),
+    ],
+    ids=["length vs image", "width vs image", "blur vs image", "splat budget"],
+)
+def test_rain_spec_limits_relative_to_the_image(fields: dict[str, Any], size: Any, n: int, message: str) -> None:
+    spec = rain.RainSpec(**{**GOOD_SPEC, **fields})  # accepted: it may suit a larger image
+    with pytest.raises(ValueError, match=message):
+        rain.synthesize(spec, size, n, seed=0)
+    with pytest.raises(ValueError, match=message):
+        spec.check_size(size, n)
+
+
+def test_every_preset_fits_every_size_it_is_scaled_for() -> None:
+    for name in rain.PRESETS:
+        for size, batch in ((16, 256), (64, 64), (256, 16), (1024, 1)):
+            rain.spec_for_size(name, size).check_size(size, batch)
+        rain.get_spec(name).check_size(8, 1)  # unscaled presets fit even tiny images
+
+
+# --------------------------------------------------------------------------------------------------
+# report card: user modules and their outputs, atomic outputs
+
+_REPORT_ARGS = ["--presets", "small", "--n-test", "2", "--test-size", "32", "--perspective-size", "0"]
+
+_USER_MODULES: dict[str, tuple[str, str]] = {
+    # name: (source of file.py, what the one-line error says)
+    "raises at import": ("raise RuntimeError('boom at import')\n",
+                         r"running '.*raises_at_import\.py' raised RuntimeError: boom at import"),
+    "syntax error": ("def M(:\n", r"raised SyntaxError: .*line 1"),
+    "factory raises": ("def M():\n    raise KeyError('no weights')\n", r"calling factory_raises:M\(\) raised KeyError: 'no weights'"),
+    "forward raises": ("import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+                       "        raise RuntimeError('boom in forward')\n",
+                       r"running it on a batch of shape \(2, 3, 32, 32\) raised RuntimeError: boom in forward"),
+    "returns a tuple": ("import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return x, x\n",
+                        r"returned an object of type tuple, not a torch tensor"),
+    "returns a numpy array": ("import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+                              "        return x.numpy()\n", r"returned an object of type ndarray, not a torch tensor"),
+    "returns 0..255 (was: clamped and scored)": (
+        "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return x * 255\n",
+        r"returned values in \[[\d.]+, 255\], not on the \[0, 1\] scale"),
+    "returns uint8 (was: clamped and scored)": (
+        "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+        "        return (x * 255).to(torch.uint8)\n", r"returned dtype torch\.uint8; expected floats in \[0, 1\]"),
+    "returns +inf (was: clamped and scored)": (
+        "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return x + float('inf')\n",
+        r"returned NaN or infinite values \(6144 of 6144\)"),
+    "returns NaN": ("import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return x * float('nan')\n",
+                    r"returned NaN or infinite values"),
+    "returns another shape": ("import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+                              "        return x[..., 1:, :]\n", r"returned shape \(2, 3, 31, 32\) for an input"),
+}
+
+
+@pytest.mark.parametrize("case", list(_USER_MODULES))
+def test_report_user_module_faults_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       case: str) -> None:
+    # was: a Python traceback (exit 1) for all but NaN; 0..255, uint8 and +inf were clamped and scored
+    from derain_utils import report
+
+    source, message = _USER_MODULES[case]
+    module = _write(tmp_path / (re.sub(r"\W+", "_", case.split(" (")[0]) + ".py"), source.encode())
+    out = tmp_path / "card"
+    status = report.main([f"{module}:M", "--out", str(out), *_REPORT_ARGS])
+    stdout, err = capsys.readouterr()
+    assert status == 2 and stdout == "" and err.count("\n") == 1, err
+    assert err.startswith("python -m derain_utils.report: error: model " + repr(f"{module}:M")), err
+    assert re.search(message, err), err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [module.name]
+
+
+def test_report_checks_leave_the_models_mode_alone() -> None:
+    from derain_utils import report
+
+    net = torch.nn.Identity()
+    for training in (True, False):
+        net.train(training)
+        report.apply(net, [np.zeros((8, 8, 3), np.float32)])
+        assert net.training is training
+    img = np.full((8, 8, 3), 1.0, np.float32)  # a network's overshoot (here 1.3) is clamped, not refused
+    assert report.apply(lambda_module(lambda x: x * 1.3), [img])[0].max() == 1.0
+
+
+class lambda_module(torch.nn.Module):  # noqa: N801 - reads like the lambda it wraps
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def test_report_real_folder_with_a_non_utf8_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # was: exit 2 after writing report.png and a partial report.csv
+    from derain_utils import report
+
+    real = tmp_path / "real"
+    real.mkdir()
+    _save_png(real / "a.png")
+    _undecodable(real)
+    out = tmp_path / "card"
+    identity = Path(__file__).parent / "_identity_model.py"
+    status = report.main([f"{identity}:Identity", "--out", str(out), "--real", str(real), *_REPORT_ARGS])
+    assert status == 0, capsys.readouterr().err
+    rows = pd.read_csv(out / "report.csv")
+    assert "caf\\xe9.png" in set(rows.loc[rows["kind"] == "real", "image"])
+
+
+def test_report_writes_all_files_or_none(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from derain_utils import report
+
+    identity = Path(__file__).parent / "_identity_model.py"
+    real_to_csv = pd.DataFrame.to_csv
+
+    def fail_on_summary(self: pd.DataFrame, path: Any = None, **kwargs: Any) -> Any:
+        if str(path).endswith("summary.csv"):
+            raise OSError(28, "No space left on device")
+        return real_to_csv(self, path, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", fail_on_summary)
+    out = tmp_path / "card"
+    status = report.main([f"{identity}:Identity", "--out", str(out), *_REPORT_ARGS])
+    assert status == 2 and "No space left on device" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # neither report.png nor report.csv, nor a staging folder
+    # into an existing folder: its old card stays as it was
+    out.mkdir()
+    (out / "report.md").write_text("old card")
+    assert report.main([f"{identity}:Identity", "--out", str(out), *_REPORT_ARGS]) == 2
+    assert [p.name for p in out.iterdir()] == ["report.md"] and (out / "report.md").read_text() == "old card"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card"]
+    monkeypatch.setattr(pd.DataFrame, "to_csv", real_to_csv)
+    assert report.main([f"{identity}:Identity", "--out", str(out), *_REPORT_ARGS]) == 0
+    assert {"report.md", "report.png", "report.csv", "summary.csv", "report.json"} == {p.name for p in out.iterdir()}
+
+
+def test_report_out_that_is_a_file_and_a_bomb_background(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from derain_utils import report
+
+    identity = Path(__file__).parent / "_identity_model.py"
+    a_file = _write(tmp_path / "card.txt", b"x")
+    assert report.main([f"{identity}:Identity", "--out", str(a_file), *_REPORT_ARGS]) == 2
+    assert "--out " + repr(str(a_file)) + " is a file" in capsys.readouterr().err
+    # was: Pillow's raw DecompressionBombError (a traceback) without the file's name
+    bg = tmp_path / "bg"
+    bg.mkdir()
+    for i in range(6):
+        _save_png(bg / f"img_{i}.png", seed=i)
+    bomb = _png_header(bg / "bomb.png", 30_000, 30_000)
+    status = report.main([f"{identity}:Identity", "--out", str(tmp_path / "card"), "--background", str(bg),
+                          *_REPORT_ARGS])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and repr(str(bomb)) in err and "decompression bomb" in err
+    assert not (tmp_path / "card").exists()
+
+
+@pytest.mark.parametrize("script", ["derain-complexity", "derain-report", "derain-monograph"])
+def test_console_scripts_carry_their_own_name(script: str) -> None:
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / script
+    if not exe.is_file():
+        pytest.skip(f"{script} is not installed beside {sys.executable} (pip install -e . installs it)")
+    res = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith(f"usage: {script} "), res.stdout[:200]

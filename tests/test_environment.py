@@ -57,3 +57,26 @@ def test_parser_sees_the_packages(repo_root):
     # guards the test above against a parser that silently finds nothing
     env = _environment(repo_root)
     assert {"torch", "numpy", "papermill"} <= env
+
+
+def test_makefile_installs_torch_from_the_cpu_index_only_when_asked(repo_root):
+    """The default installs torch from the configured index (this machine, CI); CPU_ONLY=1 or
+    TORCH_INDEX=... selects PyTorch's CPU wheels for CPU-only machines on the public PyPI."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+
+    def torch_line(*args):
+        res = subprocess.run(["make", "-n", "-B", ".venv/.installed", *args], cwd=repo_root, capture_output=True,
+                             text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        return next(line for line in res.stdout.splitlines() if "torch" in line)
+
+    assert "--index-url" not in torch_line() and "download.pytorch.org" not in torch_line()
+    assert "--index-url https://download.pytorch.org/whl/cpu" in torch_line("CPU_ONLY=1")
+    assert "--index-url https://example.org/simple" in torch_line("TORCH_INDEX=https://example.org/simple")
+    assert '"torch==2.13.0"' in torch_line("CPU_ONLY=1")  # the same pinned version

@@ -273,6 +273,20 @@ def test_bad_usage_is_reported_not_executed(good_dir, tmp_path):
     assert not runs.exists()
 
 
+@pytest.mark.notebook
+def test_a_papermill_params_file_with_profile_runs(good_dir, tmp_path):
+    # was: `monograph run -f params.yaml` rejected a file that works with `papermill -f` because it sets PROFILE
+    f = tmp_path / "params.yaml"
+    f.write_text('PROFILE: smoke\nRUN_DIR: ""\nSIZES: [4, 16]\n')
+    runs = tmp_path / "runs"
+    code, out, err = _run(["run", "--notebooks-dir", str(good_dir), "--runs-dir", str(runs), "--only", "01",
+                           "-f", str(f), "--no-progress"])
+    assert code == 0, err
+    folder = verdict.latest_run("01_alpha", "smoke", runs)  # the file's profile, not the default quick
+    assert json.loads((folder / "runner.json").read_text())["parameters"]["PROFILE"] == "smoke"
+    assert sorted(pd.read_csv(folder / "results.csv")["n"].unique()) == [4, 16]
+
+
 def test_params_file_and_param_precedence(good_dir, tmp_path):
     f = tmp_path / "params.yaml"
     f.write_text("SIZES: [4, 16]\nSEED: 5\n")

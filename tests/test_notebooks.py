@@ -139,6 +139,13 @@ def test_smoke_run(path: Path, tmp_path: Path):
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    # the figures are in the executed notebook itself, although the tests run with MPLBACKEND=Agg
+    # (conftest, .ci/run): the runner starts kernels with the inline backend
+    assert os.environ.get("MPLBACKEND") == "Agg"
+    shown = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(shown) >= len(spec.get("figures", [])), f"{len(shown)} figures shown in the notebook"
+    assert not [o for c in executed.cells for o in c.get("outputs", [])
+                if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]  # text progress, no widgets
 
     v = verdict.read_verdict(folder)
     _, finding = monograph.parse_header(next(c for c in executed.cells if c.cell_type == "markdown").source)
