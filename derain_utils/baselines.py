@@ -31,7 +31,7 @@ the mildest blur (sigma 0.5: about 36 dB), and a straight line between the two
 would stand for every fidelity in between, the range where the quick models live
 (32-39 dB). Blends fill that range with filters that exist: on ``slanted`` rain the
 blend of the identity with a 7 x 7 median at t = 0.25 removes 0.29 at 35.5 dB,
-where the straight line would credit the fixed filters with 0.15.
+where the straight line would credit the fixed filters with 0.16.
 
 The frontier
 ------------

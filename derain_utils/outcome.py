@@ -47,9 +47,9 @@ nothing about the claim. The rule, applied the same way in every notebook:
     a model is **stalled** when its mean removal of its own training rain over its
     test images is below :data:`STALL_MIN_REMOVAL` = 0.10 (or cannot be computed).
 
-The identity scores 0 here and a trained model far more (0.78-0.85 for the two
-quick models of the check in the README), so 0.10 separates "stayed at the
-identity" from "learned the task" with room on both sides. Stalled models are left
+The identity scores 0 here and a trained model far more (0.75-0.77 for the four
+quick models of the check in the README, 300 steps on natural backgrounds), so 0.10
+separates "stayed at the identity" from "learned the task" with room on both sides. Stalled models are left
 out of the statistics, and :func:`stall_report` gives the stall rate per condition
 (a rate that differs between conditions is itself a finding and must be shown).
 """
