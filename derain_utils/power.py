@@ -330,6 +330,10 @@ def pairs_for_power(
             return 1.0 if effect > 0 and n_seeds >= inference.MIN_SEEDS and 0.5 ** n_seeds < inference.ALPHA else 0.0
         return _paired_power(effect, t, z, n_boot, seed)
 
+    if 0.5 ** n_seeds >= inference.ALPHA:
+        return {**base, "pairs_needed": None, "power": None, "power_limit": 0.0,
+                "reason": (f"a sign-flip test over {n_seeds} seeds cannot reach p < {inference.ALPHA:g} (smallest "
+                           f"p = 1/{2 ** n_seeds}), whatever the number of pairs: add seeds (5 at least)")}
     limit = pw(math.inf)
     if limit < target:
         return {**base, "pairs_needed": None, "power": None, "power_limit": limit,

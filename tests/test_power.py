@@ -89,9 +89,11 @@ def test_pairs_for_power():
     assert few["pairs_needed"] is not None and few["power"] >= 0.8 and few["power_limit"] == 1.0
     noisy = power.pairs_for_power(0.13, 0.0, 0.4, 6, n_sims=300, max_pairs=2000, seed=1)
     assert noisy["pairs_needed"] > few["pairs_needed"]  # a noisier image level needs more pairs
-    hopeless = power.pairs_for_power(0.13, 0.2, 0.2, 3, n_sims=300, seed=1)
-    assert hopeless["pairs_needed"] is None and "add seeds" in hopeless["reason"]
+    hopeless = power.pairs_for_power(0.13, 0.3, 0.2, 6, n_sims=300, seed=1)
+    assert hopeless["pairs_needed"] is None and "model-to-model spread" in hopeless["reason"]
     assert hopeless["power_limit"] < 0.8
+    three = power.pairs_for_power(0.13, 0.0, 0.2, 3, n_sims=300, seed=1)
+    assert three["pairs_needed"] is None and "cannot reach" in three["reason"] and "1/8" in three["reason"]
     with pytest.raises(ValueError, match="sd_model"):
         power.pairs_for_power(0.13, -0.1, 0.2, 6)
     with pytest.raises(ValueError, match="effect"):
