@@ -37,6 +37,17 @@ nested inside the model: they are the same for every model, and the unit of ever
 statistic in :mod:`derain_utils.inference` is the model). The frontier is built from
 the filters' means over the same images, so a model's mean is compared with means.
 
+Typical use (notebook 01)::
+
+    E = training.make_eval_set(split.test_tensor(), PRESETS, seed=PROF.eval_seed)  # the models' test inputs
+    FRONT = baselines.frontier_of(E)
+    DECL = inference.Declaration("01_set_size", "within_seed_trend", "negative", presets=OOD)
+    OUT = outcome.outcome_table(DF, FRONT, presets=DECL.presets, train_presets=IN_DIST,
+                                model_cols=("key", "n_train", "seed"))
+    STALLS = outcome.stall_report(OUT, "n_train", name_col="key")
+    RES = inference.within_seed_trend(OUT[~OUT["stalled"]], "n_train", DECL.outcome)
+    RECORD = inference.decide(RES, DECL, profile=PROFILE)  # RECORD.to_dict() -> verdict.json
+
 Stalled models
 --------------
 A network that stayed at the identity (its L1 training loss never left that of the
@@ -153,6 +164,11 @@ def model_table(
     if absent:
         raise ValueError(f"the frontier has no group {absent[0]!r} (of {by}); it was built for {sorted(known, key=repr)}. "
                          "Build it from baseline rows of the same presets and test images as the models")
+    n_front = {tuple(k): int(n) for *k, n in frontier.points[[*by, "n_images"]].itertuples(index=False)}
+    for key, n in zip(keys, t["n_images"].to_numpy()):
+        if int(n) != n_front[key]:
+            raise ValueError(f"a model has {int(n)} test images for {dict(zip(by, key))} but the frontier was "
+                             f"built on {n_front[key]}: build it from the same test images as the models")
     fr = np.full(len(t), np.nan)
     rng = np.empty(len(t), dtype=object)
     for key in dict.fromkeys(keys):
@@ -249,6 +265,10 @@ def outcome_table(
     if presets is None or train_presets is None:
         if "in_distribution" not in table.columns:
             raise ValueError("rows have no 'in_distribution' column: give presets and train_presets explicitly")
+        mixed = table.groupby("preset", sort=False)["in_distribution"].nunique(dropna=False)
+        if (mixed > 1).any():
+            raise ValueError(f"in_distribution differs between models for preset(s) {list(mixed[mixed > 1].index)} "
+                             "(models trained on different rain): give presets and train_presets explicitly")
         flag = table.drop_duplicates("preset").set_index("preset")["in_distribution"]
         if flag.isna().any():
             raise ValueError(f"in_distribution is NA for preset(s) {list(flag[flag.isna()].index)}: "

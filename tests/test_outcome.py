@@ -84,6 +84,18 @@ def test_outcome_table(model_rows, front):
     pd.testing.assert_frame_equal(explicit, o)
 
 
+def test_frontier_per_test_set(model_rows, eval_set):
+    rows = baselines.baseline_rows(eval_set, baselines.TABLE_BASELINES, whole_image=False)
+    two = baselines.frontier(pd.concat([rows.assign(test_set="own"), rows.assign(test_set="common")]),
+                             by=("test_set", "preset"))
+    models = pd.concat([model_rows.assign(test_set="own"), model_rows.assign(test_set="common")])
+    o = outcome.outcome_table(models, two, model_cols="key")
+    assert len(o) == 2 * model_rows["key"].nunique() and set(o["test_set"]) == {"own", "common"}
+    own = o[o["test_set"] == "own"].set_index("key")["excess_removal"]
+    common = o[o["test_set"] == "common"].set_index("key")["excess_removal"]
+    pd.testing.assert_series_equal(own, common)
+
+
 def test_stall_rule():
     assert outcome.STALL_MIN_REMOVAL == 0.10
     assert outcome.is_stalled(0.05) and outcome.is_stalled(float("nan")) and not outcome.is_stalled(0.5)
@@ -132,3 +144,10 @@ def test_bad_input(model_rows, front):
         outcome.outcome_table(model_rows.drop(columns="in_distribution"), front, model_cols="key")
     with pytest.raises(ValueError, match="stalled"):
         outcome.stall_report(pd.DataFrame({"n": [1]}), "n")
+    control = model_rows.copy()
+    control.loc[(control["key"] == "perfect") & (control["preset"] == "slanted"), "in_distribution"] = True
+    with pytest.raises(ValueError, match="differs between models"):
+        outcome.outcome_table(control, front, model_cols="key")
+    fewer = model_rows[model_rows["image"] != model_rows["image"].iloc[0]]
+    with pytest.raises(ValueError, match="same test images"):
+        outcome.model_table(fewer, front, model_cols="key")
