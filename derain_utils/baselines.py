@@ -1,0 +1,488 @@
+"""Fixed-filter baselines and their frontier: how much rain a filter removes at a given background fidelity.
+
+Why baselines
+-------------
+Rain removal (:func:`derain_utils.metrics.decoupled`) credits *any* change inside the
+rain mask that brings the output closer to the background, and a blur does that: on
+the 8 held-out natural test crops of the ``quick`` profile (64 px, evaluation seed
+1234; run of this module while writing it) a Gaussian blur with sigma = 0.75 px
+removes 0.28 of the ``slanted`` rain at 29.3 dB background PSNR, a 7 x 7 median
+0.60 at 23.5 dB. A network can therefore look good at removing unseen rain simply by
+smoothing. The only fair comparison is at equal background fidelity: how much more
+rain does a network remove than the best fixed filter that damages the background as
+little as the network does? That is the *excess removal* of
+:mod:`derain_utils.outcome`, and this module provides its reference.
+
+The filters
+-----------
+A :class:`Baseline` is ``D = (1 - t) O + t F(O)``: a fixed filter ``F`` applied to the
+rainy input ``O`` and blended with it at weight ``t`` (``t = 1``: the filter alone).
+``F`` is the identity, a Gaussian blur (``scipy.ndimage.gaussian_filter``, standard
+deviation ``sigma`` px, reflected borders) or a median filter
+(``scipy.ndimage.median_filter``, ``size`` x ``size`` window, reflected borders),
+per channel. Nothing is learned. :data:`DEFAULT_BASELINES` sweeps sigma in
+{0.5, 0.75, 1, 1.5, 2, 3}, size in {3, 5, 7} and t in {0.05, 0.1, 0.25, 0.5, 0.75, 1},
+plus the identity (55 baselines); :data:`TABLE_BASELINES` holds the identity and the
+nine plain filters, the rows that sit in results tables.
+
+Why blends: without them the frontier would jump from the identity (background PSNR
+69-80 dB on the crops above: only faint streak edges reach the background region) to
+the mildest blur (sigma 0.5: about 36 dB), and a straight line between the two
+would stand for every fidelity in between, the range where the quick models live
+(32-39 dB). Blends fill that range with filters that exist: on ``slanted`` rain the
+blend of the identity with a 7 x 7 median at t = 0.25 removes 0.29 at 35.5 dB,
+where the straight line would credit the fixed filters with 0.16.
+
+The frontier
+------------
+For each rain preset (more generally, each group of ``by`` columns) every baseline
+gives one point: its *mean* background PSNR and *mean* removal over the test images
+(the same images and the same rainy inputs as the models: build both from one
+:func:`derain_utils.training.make_eval_set`). The frontier is the monotone upper
+envelope of these points: the Pareto-optimal points (no other point has both a
+higher-or-equal background PSNR and a higher-or-equal removal), joined by straight
+lines in (background PSNR [dB], removal). :meth:`Frontier.removal_at` reads it off at
+any background PSNR ``b``:
+
+* between the least and the most faithful Pareto point: linear interpolation (the
+  envelope is non-increasing in ``b``);
+* above the most faithful point (normally the identity, removal 0): that point's
+  removal. A model more faithful than doing nothing is compared with doing nothing;
+* below the least faithful point (the strongest filter): that point's removal, the
+  most any baseline removes. No extrapolation beyond what a filter achieved.
+
+Points outside the frontier's range are flagged (``frontier_range`` = "above" or
+"below"; "inside" otherwise) so a table can say so.
+
+Rows for results tables
+-----------------------
+:func:`baseline_rows` scores the baselines exactly as :func:`derain_utils.training.evaluate`
+scores a model, with the same columns (:data:`derain_utils.training.EVAL_COLUMNS`)
+plus ``baseline``, ``family``, ``param`` and ``blend``: the decoupled columns come from
+:func:`derain_utils.metrics.decoupled_batch` on the same (background, rainy, mask) and
+the whole-image columns from :func:`derain_utils.metrics.evaluate_pair`, whose
+whole-image part is the one :func:`~derain_utils.training.evaluate` reports. As for
+models, one ``preset = "clean"`` row per image holds the filter applied to the
+rain-free background (a blur damages clean images too). :func:`as_module` turns a
+baseline into a ``torch.nn.Module`` for code that runs models (report cards, real
+benchmarks).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import ndimage
+from torch import Tensor, nn
+
+from derain_utils import metrics, rain, training
+
+__all__ = [
+    "FAMILIES",
+    "BLENDS",
+    "GAUSSIAN_SIGMAS",
+    "MEDIAN_SIZES",
+    "Baseline",
+    "IDENTITY",
+    "DEFAULT_BASELINES",
+    "TABLE_BASELINES",
+    "BASELINE_COLUMNS",
+    "apply",
+    "as_module",
+    "baseline_rows",
+    "Frontier",
+    "frontier",
+    "frontier_of",
+]
+
+FAMILIES: tuple[str, ...] = ("identity", "gaussian", "median")
+GAUSSIAN_SIGMAS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+"""Standard deviations [px] of the Gaussian blurs of :data:`DEFAULT_BASELINES`."""
+MEDIAN_SIZES: tuple[int, ...] = (3, 5, 7)
+"""Window sides [px] of the median filters of :data:`DEFAULT_BASELINES`."""
+BLENDS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+"""Weights t of the filtered image in ``(1 - t) O + t F(O)`` (1 = the plain filter)."""
+BASELINE_COLUMNS: tuple[str, ...] = ("baseline", "family", "param", "blend")
+"""Columns that :func:`baseline_rows` puts before :data:`derain_utils.training.EVAL_COLUMNS`."""
+
+_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A fixed (not learned) derainer ``D = (1 - blend) O + blend F(O)``.
+
+    Attributes:
+        family: ``"identity"``, ``"gaussian"`` or ``"median"``.
+        param: Gaussian standard deviation [px] (> 0), median window side [px] (odd
+            int >= 3), or 0 for the identity.
+        blend: weight t of the filtered image, in (0, 1]; 1 for the identity.
+    """
+
+    family: str
+    param: float = 0.0
+    blend: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"Baseline family must be one of {FAMILIES}, got {self.family!r}")
+        if isinstance(self.param, bool) or not isinstance(self.param, (int, float, np.integer, np.floating)):
+            raise ValueError(f"Baseline param must be a number, got {self.param!r}")
+        if isinstance(self.blend, bool) or not isinstance(self.blend, (int, float, np.integer, np.floating)):
+            raise ValueError(f"Baseline blend must be a number in (0, 1], got {self.blend!r}")
+        param, blend = float(self.param), float(self.blend)
+        if not (math.isfinite(blend) and 0.0 < blend <= 1.0):
+            raise ValueError(f"Baseline blend must be in (0, 1], got {self.blend!r}")
+        if self.family == "identity":
+            if param != 0.0 or blend != 1.0:
+                raise ValueError(f"the identity baseline takes param=0 and blend=1, got param={self.param!r}, "
+                                 f"blend={self.blend!r}")
+        elif self.family == "gaussian":
+            if not (math.isfinite(param) and param > 0):
+                raise ValueError(f"Gaussian baseline: param (sigma, px) must be > 0, got {self.param!r}")
+        elif not (param.is_integer() and param >= 3 and int(param) % 2 == 1):
+            raise ValueError(f"median baseline: param (window side, px) must be an odd integer >= 3, "
+                             f"got {self.param!r}")
+        object.__setattr__(self, "param", param)
+        object.__setattr__(self, "blend", blend)
+
+    @property
+    def name(self) -> str:
+        """``identity``, ``gaussian_s0.75``, ``median_5``, ``median_5_t0.25`` (blend < 1)."""
+        if self.family == "identity":
+            return "identity"
+        base = f"gaussian_s{self.param:g}" if self.family == "gaussian" else f"median_{int(self.param)}"
+        return base if self.blend == 1.0 else f"{base}_t{self.blend:g}"
+
+    @property
+    def base(self) -> Baseline:
+        """The plain filter (blend 1) this baseline blends with the input."""
+        return Baseline(self.family, self.param, 1.0)
+
+
+IDENTITY = Baseline("identity")
+TABLE_BASELINES: tuple[Baseline, ...] = (
+    IDENTITY,
+    *(Baseline("gaussian", s) for s in GAUSSIAN_SIGMAS),
+    *(Baseline("median", k) for k in MEDIAN_SIZES),
+)
+"""The identity and the plain filters (blend 1): the baseline rows of results tables."""
+DEFAULT_BASELINES: tuple[Baseline, ...] = (
+    IDENTITY,
+    *(Baseline(b.family, b.param, t) for b in TABLE_BASELINES[1:] for t in BLENDS),
+)
+"""Every baseline of the frontier: the identity and each plain filter at every blend of :data:`BLENDS`."""
+
+
+# --------------------------------------------------------------------------- applying filters
+def _filtered(base: Baseline, x: np.ndarray) -> np.ndarray:
+    """F(x) for a (N, C, H, W) float64 array (per image and channel)."""
+    if base.family == "identity":
+        return x
+    if base.family == "gaussian":
+        return ndimage.gaussian_filter(x, sigma=(0, 0, base.param, base.param), mode="reflect")
+    k = int(base.param)
+    return ndimage.median_filter(x, size=(1, 1, k, k), mode="reflect")
+
+
+def _as_images(images: Any, name: str) -> np.ndarray:
+    if isinstance(images, Tensor):
+        if not images.is_floating_point():
+            raise ValueError(f"{name} must hold floats in [0, 1], got dtype {images.dtype}")
+        arr = images.detach().to("cpu", torch.float64).numpy()
+    elif isinstance(images, np.ndarray):
+        if not np.issubdtype(images.dtype, np.floating):
+            raise ValueError(f"{name} must hold floats in [0, 1], got dtype {images.dtype}")
+        arr = images.astype(np.float64, copy=False)
+    else:
+        raise ValueError(f"{name} must be a torch.Tensor or numpy array (N, C, H, W), got {type(images).__name__}")
+    if arr.ndim != 4:
+        raise ValueError(f"{name} must have shape (N, C, H, W), got {tuple(arr.shape)}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def apply(baseline: Baseline, images: Tensor | np.ndarray) -> Tensor:
+    """``baseline`` applied to a batch: float32 (N, C, H, W) tensor in [0, 1] (clipped), on the CPU."""
+    if not isinstance(baseline, Baseline):
+        raise ValueError(f"baseline must be a Baseline, got {type(baseline).__name__}")
+    x = _as_images(images, "images")
+    out = _filtered(baseline.base, x)
+    if baseline.blend != 1.0:
+        out = (1.0 - baseline.blend) * x + baseline.blend * out
+    return torch.from_numpy(np.clip(out, 0.0, 1.0)).float()
+
+
+class _FixedFilter(nn.Module):
+    def __init__(self, baseline: Baseline) -> None:
+        super().__init__()
+        self.baseline = baseline
+
+    def forward(self, x: Tensor) -> Tensor:
+        return apply(self.baseline, x).to(x.device, x.dtype)
+
+    def extra_repr(self) -> str:
+        return self.baseline.name
+
+
+def as_module(baseline: Baseline) -> nn.Module:
+    """A parameter-free ``nn.Module`` that applies ``baseline`` (computes on the CPU with scipy)."""
+    if not isinstance(baseline, Baseline):
+        raise ValueError(f"baseline must be a Baseline, got {type(baseline).__name__}")
+    return _FixedFilter(baseline)
+
+
+# --------------------------------------------------------------------------- scoring
+def _check_baselines(baselines: Iterable[Baseline]) -> list[Baseline]:
+    try:
+        items = list(baselines)
+    except TypeError:
+        raise ValueError(f"baselines must be a sequence of Baseline, got {baselines!r}") from None
+    if not items:
+        raise ValueError("baselines is empty; give at least one Baseline (e.g. baselines.TABLE_BASELINES)")
+    for i, b in enumerate(items):
+        if not isinstance(b, Baseline):
+            raise ValueError(f"baselines[{i}] must be a Baseline, got {type(b).__name__}: {b!r}")
+    names = [b.name for b in items]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"baselines: duplicate baseline(s) {dup}")
+    return items
+
+
+def _check_eval_set(eval_set: Any) -> dict[str, training.EvalInputs]:
+    if isinstance(eval_set, training.EvalInputs):
+        eval_set = {eval_set.spec.name: eval_set}
+    if not isinstance(eval_set, Mapping) or not eval_set:
+        raise ValueError("eval_set must be the non-empty dict {preset: EvalInputs} of training.make_eval_set "
+                         f"(or one EvalInputs), got {type(eval_set).__name__}")
+    first = None
+    for name, e in eval_set.items():
+        if not isinstance(e, training.EvalInputs):
+            raise ValueError(f"eval_set[{name!r}] must be a training.EvalInputs, got {type(e).__name__}")
+        if name == "clean":
+            raise ValueError("eval_set: the preset name 'clean' is reserved for the rain-free rows")
+        if first is None:
+            first = e
+        elif e.background.shape != first.background.shape or not torch.equal(e.background, first.background):
+            raise ValueError(f"eval_set[{name!r}] has other background images than the first preset; "
+                             "build every preset from one training.make_eval_set call")
+    return dict(eval_set)
+
+
+_WHOLE = ("psnr", "ssim", "psnr_y", "ssim_y", "input_psnr", "input_ssim")
+_DECOUPLED = tuple(metrics.DECOUPLED_KEYS)
+
+
+def baseline_rows(
+    eval_set: Mapping[str, training.EvalInputs] | training.EvalInputs,
+    baselines: Sequence[Baseline] = DEFAULT_BASELINES,
+    *,
+    names: Sequence[str] | None = None,
+    train_spec: str | rain.RainSpec | None = "small",
+    whole_image: bool = True,
+    clean: bool = True,
+) -> pd.DataFrame:
+    """Score fixed-filter baselines on the test inputs of the models, as :func:`training.evaluate` scores a model.
+
+    Args:
+        eval_set: ``training.make_eval_set(test_images, presets, seed=...)`` (the same
+            call, hence the same rainy inputs, as the models' evaluation).
+        baselines: the baselines to score (default: all of :data:`DEFAULT_BASELINES`;
+            :data:`TABLE_BASELINES` for results tables).
+        names: one name per test image (default ``img000``, ``img001``, ... as in
+            :func:`training.evaluate`); pass the same names as the models' rows.
+        train_spec: the models' training rain; sets ``in_distribution`` and
+            ``ood_fields`` as :func:`training.evaluate` does (None: NA).
+        whole_image: also compute the whole-image columns (PSNR/SSIM, RGB and Y,
+            about 4 ms per image and baseline on 64 px crops); False leaves them NaN
+            (enough for :func:`frontier`, and much faster).
+        clean: add the ``preset = "clean"`` rows (the baseline on the rain-free images).
+
+    Returns:
+        DataFrame with :data:`BASELINE_COLUMNS` then :data:`training.EVAL_COLUMNS`: one
+        row per (baseline, preset, image) in the given orders, then the clean rows.
+    """
+    es = _check_eval_set(eval_set)
+    items = _check_baselines(baselines)
+    if not isinstance(whole_image, bool) or not isinstance(clean, bool):
+        raise ValueError(f"whole_image and clean must be bools, got {whole_image!r}, {clean!r}")
+    first = next(iter(es.values()))
+    n = first.background.shape[0]
+    if names is None:
+        names = [f"img{i:03d}" for i in range(n)]
+    else:
+        names = [str(x) for x in names]
+        if len(names) != n:
+            raise ValueError(f"names has {len(names)} entries but there are {n} test images")
+    train = rain.get_spec(train_spec) if train_spec is not None else None
+    by_base: dict[Baseline, list[Baseline]] = {}
+    for b in items:
+        by_base.setdefault(b.base, []).append(b)
+
+    inputs: list[tuple[str, Tensor, Tensor, Tensor | None, Any, Any]] = []
+    for pname, e in es.items():
+        if train is not None:
+            in_dist: Any = bool(rain.overlaps(train, e.spec))
+            ood: Any = ",".join(rain.ood_fields(train, e.spec))
+        else:
+            in_dist, ood = pd.NA, None
+        inputs.append((pname, e.background, e.rainy, e.mask, in_dist, ood))
+    if clean:
+        inputs.append(("clean", first.background, first.background, None, pd.NA, None))
+
+    rows: dict[str, list[dict[str, Any]]] = {b.name: [] for b in items}
+    for pname, background, rainy_t, mask, in_dist, ood in inputs:
+        x = rainy_t.detach().to("cpu", torch.float64).numpy()
+        for base, blends in by_base.items():
+            filt = _filtered(base, x)
+            outs = [filt if b.blend == 1.0 else (1.0 - b.blend) * x + b.blend * filt for b in blends]
+            derained = torch.from_numpy(np.clip(np.concatenate(outs), 0.0, 1.0)).float()
+            k = len(blends)
+            if mask is not None:  # one decoupled_batch call for every blend of this filter
+                dec = {key: v.cpu().tolist() for key, v in metrics.decoupled_batch(
+                    background.repeat(k, 1, 1, 1), rainy_t.repeat(k, 1, 1, 1), derained,
+                    mask.repeat(k, 1, 1, 1)).items()}
+            else:
+                dec = {key: [math.nan] * (k * n) for key in _DECOUPLED}
+            for j, b in enumerate(blends):
+                for i in range(n):
+                    d_i = derained[j * n + i]
+                    if not whole_image:
+                        whole = {key: math.nan for key in _WHOLE}
+                    elif mask is None:  # rain-free input: the input is the background itself
+                        scores = metrics.evaluate_pair(background[i], background[i], d_i,
+                                                       np.zeros(background.shape[-2:], dtype=bool))
+                        whole = {key: float(scores[key]) for key in _WHOLE}
+                    else:
+                        scores = metrics.evaluate_pair(background[i], rainy_t[i], d_i, mask[i])
+                        whole = {key: float(scores[key]) for key in _WHOLE}
+                    rows[b.name].append({
+                        "baseline": b.name, "family": b.family, "param": b.param, "blend": b.blend,
+                        "image": names[i], "preset": pname, "in_distribution": in_dist, "ood_fields": ood,
+                        **whole, **{key: float(dec[key][j * n + i]) for key in _DECOUPLED}})
+    df = pd.DataFrame([r for b in items for r in rows[b.name]],
+                      columns=[*BASELINE_COLUMNS, *training.EVAL_COLUMNS])
+    df["in_distribution"] = df["in_distribution"].astype("boolean")
+    return df
+
+
+# --------------------------------------------------------------------------- the frontier
+def _envelope(bg: np.ndarray, rm: np.ndarray) -> np.ndarray:
+    """Boolean mask of the Pareto-optimal points (maximise both bg and rm)."""
+    keep = np.ones(len(bg), dtype=bool)
+    for i in range(len(bg)):
+        dominated = (bg >= bg[i] - _TOL) & (rm >= rm[i] - _TOL) & ((bg > bg[i] + _TOL) | (rm > rm[i] + _TOL))
+        keep[i] = not dominated.any()
+    return keep
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """The fixed-filter frontier of every group (see the module docstring).
+
+    Attributes:
+        by: the group columns (``("preset",)`` by default).
+        points: one row per (group, baseline): the group columns, ``baseline``,
+            ``bg_psnr`` and ``removal`` (means over the images), ``n_images`` and
+            ``pareto`` (on the envelope).
+    """
+
+    by: tuple[str, ...]
+    points: pd.DataFrame
+
+    def groups(self) -> list[tuple]:
+        """The group keys (tuples of the ``by`` values), in order of appearance."""
+        return list(dict.fromkeys(map(tuple, self.points[list(self.by)].itertuples(index=False))))
+
+    def curve(self, key: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(bg_psnr, removal) of the Pareto points of one group, ascending in bg_psnr.
+
+        ``key``: the group's value (a preset name for the default ``by``) or a tuple.
+        """
+        key = key if isinstance(key, tuple) else (key,)
+        if len(key) != len(self.by):
+            raise ValueError(f"frontier key {key!r} must give one value per group column {self.by}")
+        sel = np.ones(len(self.points), dtype=bool)
+        for col, v in zip(self.by, key):
+            sel &= (self.points[col] == v).to_numpy()
+        pts = self.points[sel & self.points["pareto"].to_numpy()]
+        if pts.empty:
+            raise ValueError(f"no frontier for {dict(zip(self.by, key))}; the frontier has groups {self.groups()}")
+        order = np.argsort(pts["bg_psnr"].to_numpy(), kind="stable")
+        return pts["bg_psnr"].to_numpy(float)[order], pts["removal"].to_numpy(float)[order]
+
+    def removal_at(self, key: Any, bg_psnr: Any) -> np.ndarray:
+        """The frontier's removal at background PSNR ``bg_psnr`` [dB] (array-like; NaN stays NaN)."""
+        bg, rm = self.curve(key)
+        b = np.asarray(bg_psnr, dtype=float)
+        out = np.interp(b, bg, rm)  # flat beyond both ends
+        return np.where(np.isfinite(b), out, np.nan)
+
+    def range_of(self, key: Any, bg_psnr: Any) -> np.ndarray:
+        """``"inside"``, ``"above"`` (more faithful than every baseline) or ``"below"`` per value."""
+        bg, _ = self.curve(key)
+        b = np.asarray(bg_psnr, dtype=float)
+        return np.where(b > bg[-1] + _TOL, "above", np.where(b < bg[0] - _TOL, "below", "inside"))
+
+    def excess(self, key: Any, removal: Any, bg_psnr: Any) -> np.ndarray:
+        """``removal - removal_at(key, bg_psnr)``: removal beyond the fixed filters at equal background PSNR."""
+        r = np.asarray(removal, dtype=float)
+        return r - self.removal_at(key, bg_psnr)
+
+    def table(self) -> pd.DataFrame:
+        """The Pareto points, sorted by group and ascending background PSNR (for figures and reports)."""
+        pts = self.points[self.points["pareto"]]
+        return pts.sort_values([*self.by, "bg_psnr"], kind="stable").reset_index(drop=True)
+
+
+def frontier(rows: pd.DataFrame, by: Sequence[str] | str = ("preset",)) -> Frontier:
+    """The fixed-filter frontier of baseline rows (from :func:`baseline_rows`).
+
+    Args:
+        rows: one row per (baseline, group, image) with columns ``baseline``,
+            ``removal``, ``bg_psnr`` and the ``by`` columns (``preset = "clean"`` rows
+            are ignored).
+        by: the columns that define one frontier each (e.g. ``("test_set", "preset")``
+            when models are scored on several test sets).
+
+    Means over images skip NaN (as ``DataFrame.mean`` does for the models' rows:
+    average both with :mod:`derain_utils.outcome` so that they are comparable).
+    """
+    by = (by,) if isinstance(by, str) else tuple(by)
+    if not by:
+        raise ValueError("by must name at least one column (normally 'preset')")
+    if not isinstance(rows, pd.DataFrame):
+        raise ValueError(f"rows must be a DataFrame from baseline_rows, got {type(rows).__name__}")
+    missing = [c for c in ("baseline", "removal", "bg_psnr", *by) if c not in rows.columns]
+    if missing:
+        raise ValueError(f"rows lack column(s) {missing}; available: {list(rows.columns)}")
+    d = rows[rows["preset"] != "clean"] if "preset" in rows.columns else rows
+    if d.empty:
+        raise ValueError("rows hold no rainy rows (only 'clean' or none): nothing to build a frontier from")
+    pts = (d.groupby([*by, "baseline"], sort=False, dropna=False)
+            .agg(bg_psnr=("bg_psnr", "mean"), removal=("removal", "mean"), n_images=("removal", "size"))
+            .reset_index())
+    bad = pts[~np.isfinite(pts["bg_psnr"]) | ~np.isfinite(pts["removal"])]
+    if len(bad):
+        raise ValueError(f"baseline means are NaN for {len(bad)} (group, baseline) pair(s), e.g. "
+                         f"{bad.iloc[0][[*by, 'baseline']].to_dict()}: no image had a rain mask / background region")
+    pareto = np.zeros(len(pts), dtype=bool)
+    for _, idx in pts.groupby(list(by), sort=False, dropna=False).indices.items():
+        pareto[idx] = _envelope(pts["bg_psnr"].to_numpy(float)[idx], pts["removal"].to_numpy(float)[idx])
+    pts["pareto"] = pareto
+    return Frontier(by=by, points=pts)
+
+
+def frontier_of(
+    eval_set: Mapping[str, training.EvalInputs] | training.EvalInputs,
+    baselines: Sequence[Baseline] = DEFAULT_BASELINES,
+) -> Frontier:
+    """The per-preset frontier of ``baselines`` on an eval set (decoupled scores only: fast)."""
+    return frontier(baseline_rows(eval_set, baselines, whole_image=False, clean=False, train_spec=None))

@@ -1,0 +1,218 @@
+"""Fixed-filter baselines and their frontier: known answers, invariants, determinism, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import ndimage
+
+from derain_utils import backgrounds, baselines, metrics, training
+
+PRESETS = ["small", "slanted", "long_wide"]
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return backgrounds.draw_split("blobs", 0, 4, test_size=48, seed=0).test_tensor()
+
+
+@pytest.fixture(scope="module")
+def eval_set(images):
+    return training.make_eval_set(images, PRESETS, seed=3)
+
+
+@pytest.fixture(scope="module")
+def front(eval_set):
+    return baselines.frontier_of(eval_set)
+
+
+def _score(eval_set, fn):
+    """Mean (removal, bg_psnr) per preset of a derainer fn(rainy, background, rain) -> derained."""
+    out = {}
+    for p, e in eval_set.items():
+        d = fn(e.rainy, e.background, e.rain).clamp(0, 1)
+        r = metrics.decoupled_batch(e.background, e.rainy, d, e.mask)
+        out[p] = (float(r["removal"].mean()), float(r["bg_psnr"].mean()))
+    return out
+
+
+# --------------------------------------------------------------------------- the filters
+def test_default_sets():
+    names = [b.name for b in baselines.DEFAULT_BASELINES]
+    assert len(names) == len(set(names)) == 1 + 9 * len(baselines.BLENDS)
+    assert baselines.TABLE_BASELINES[0] is baselines.IDENTITY
+    assert all(b.blend == 1.0 for b in baselines.TABLE_BASELINES)
+    assert {b.name for b in baselines.TABLE_BASELINES} <= set(names)
+    assert baselines.Baseline("median", 5, 0.25).name == "median_5_t0.25"
+    assert baselines.Baseline("gaussian", 0.75).name == "gaussian_s0.75"
+
+
+def test_apply_known_answers(images):
+    x = images
+    assert torch.equal(baselines.apply(baselines.IDENTITY, x), x)
+    g = baselines.apply(baselines.Baseline("gaussian", 1.5), x)
+    ref = ndimage.gaussian_filter(x.double().numpy(), sigma=(0, 0, 1.5, 1.5), mode="reflect")
+    assert torch.allclose(g, torch.from_numpy(ref).float(), atol=1e-6)
+    m = baselines.apply(baselines.Baseline("median", 3), x)
+    ref = ndimage.median_filter(x.double().numpy(), size=(1, 1, 3, 3), mode="reflect")
+    assert torch.allclose(m, torch.from_numpy(ref).float(), atol=1e-6)
+    half = baselines.apply(baselines.Baseline("median", 3, 0.5), x)
+    assert torch.allclose(half, 0.5 * x + 0.5 * m, atol=1e-6)
+    # a constant image is left alone by every filter
+    flat = torch.full((1, 3, 16, 16), 0.4)
+    for b in baselines.TABLE_BASELINES:
+        assert torch.allclose(baselines.apply(b, flat), flat, atol=1e-6), b.name
+
+
+def test_as_module_matches_apply(images):
+    b = baselines.Baseline("gaussian", 0.75, 0.5)
+    mod = baselines.as_module(b)
+    assert sum(p.numel() for p in mod.parameters()) == 0
+    out = training.predict(mod, images)
+    assert torch.allclose(out, baselines.apply(b, images), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"family": "bilateral"}, "family"),
+    ({"family": "gaussian", "param": 0}, "sigma"),
+    ({"family": "gaussian", "param": float("nan")}, "sigma"),
+    ({"family": "median", "param": 4}, "odd integer"),
+    ({"family": "median", "param": 1}, "odd integer"),
+    ({"family": "median", "param": 3, "blend": 0}, "blend"),
+    ({"family": "median", "param": 3, "blend": 1.5}, "blend"),
+    ({"family": "identity", "param": 1}, "identity"),
+    ({"family": "gaussian", "param": "1"}, "param"),
+])
+def test_bad_baselines(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        baselines.Baseline(**kwargs)
+
+
+def test_apply_bad_input():
+    with pytest.raises(ValueError, match="images"):
+        baselines.apply(baselines.IDENTITY, torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match="floats"):
+        baselines.apply(baselines.IDENTITY, torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="NaN"):
+        baselines.apply(baselines.IDENTITY, torch.full((1, 1, 8, 8), float("nan")))
+    with pytest.raises(ValueError, match="Baseline"):
+        baselines.apply("identity", torch.zeros(1, 1, 8, 8))
+
+
+# --------------------------------------------------------------------------- rows
+def test_rows_have_evaluate_columns_and_match_evaluate(images, eval_set):
+    chosen = [baselines.IDENTITY, baselines.Baseline("median", 5), baselines.Baseline("gaussian", 1.0, 0.25)]
+    rows = baselines.baseline_rows(eval_set, chosen, names=[f"im{i}" for i in range(4)])
+    assert list(rows.columns) == [*baselines.BASELINE_COLUMNS, *training.EVAL_COLUMNS]
+    assert len(rows) == len(chosen) * 4 * (len(PRESETS) + 1)
+    assert rows["in_distribution"].dtype == "boolean"
+    for b in chosen:  # the baseline scored as a model by training.evaluate gives the same table
+        ev = training.evaluate(baselines.as_module(b), images, PRESETS, seed=3, names=[f"im{i}" for i in range(4)])
+        mine = rows[rows["baseline"] == b.name][list(training.EVAL_COLUMNS)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, ev, check_exact=False, atol=1e-5, rtol=1e-6)
+
+
+def test_identity_rows(eval_set):
+    rows = baselines.baseline_rows(eval_set, [baselines.IDENTITY], whole_image=False, clean=False)
+    assert np.allclose(rows["removal"], 0.0)
+    assert rows["psnr"].isna().all()
+    assert (rows["bg_psnr"] > 50).all()  # only faint streak edges reach the background region
+
+
+def test_rows_are_deterministic(eval_set):
+    a = baselines.baseline_rows(eval_set, baselines.TABLE_BASELINES[:3], whole_image=False)
+    b = baselines.baseline_rows(eval_set, baselines.TABLE_BASELINES[:3], whole_image=False)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_rows_bad_input(eval_set, images):
+    with pytest.raises(ValueError, match="EvalInputs"):
+        baselines.baseline_rows({"small": "x"}, [baselines.IDENTITY])
+    with pytest.raises(ValueError, match="make_eval_set"):
+        baselines.baseline_rows({}, [baselines.IDENTITY])
+    with pytest.raises(ValueError, match="empty"):
+        baselines.baseline_rows(eval_set, [])
+    with pytest.raises(ValueError, match="duplicate"):
+        baselines.baseline_rows(eval_set, [baselines.IDENTITY, baselines.Baseline("identity")])
+    with pytest.raises(ValueError, match="names"):
+        baselines.baseline_rows(eval_set, [baselines.IDENTITY], names=["a"])
+    other = training.make_eval_set(images.flip(-1), ["dense"], seed=3)
+    with pytest.raises(ValueError, match="other background"):
+        baselines.baseline_rows({**eval_set, **other}, [baselines.IDENTITY])
+
+
+# --------------------------------------------------------------------------- the frontier
+def test_frontier_is_a_monotone_envelope(front):
+    assert front.by == ("preset",)
+    assert [k[0] for k in front.groups()] == PRESETS
+    for p in PRESETS:
+        bg, rm = front.curve(p)
+        assert np.all(np.diff(bg) > 0) and np.all(np.diff(rm) <= 1e-12)
+        pts = front.points[front.points["preset"] == p]
+        assert pts.loc[pts["baseline"] == "identity", "pareto"].item()
+        # every baseline lies on or under the envelope; the Pareto points lie on it
+        assert np.all(front.excess(p, pts["removal"], pts["bg_psnr"]) <= 1e-9)
+        on = pts[pts["pareto"]]
+        assert np.allclose(front.excess(p, on["removal"], on["bg_psnr"]), 0.0, atol=1e-12)
+        # flat beyond both ends: the identity's removal above, the strongest filter's below
+        assert front.removal_at(p, 200.0) == pytest.approx(0.0)
+        assert front.removal_at(p, 0.0) == pytest.approx(pts["removal"].max())
+        assert list(front.range_of(p, [200.0, float(np.mean(bg)), 0.0])) == ["above", "inside", "below"]
+        assert np.isnan(front.removal_at(p, float("nan")))
+    table = front.table()
+    assert table["pareto"].all() and set(table["preset"]) == set(PRESETS)
+
+
+def test_perfect_and_identity_derainers(eval_set, front):
+    perfect = _score(eval_set, lambda o, b, r: b)
+    identity = _score(eval_set, lambda o, b, r: o)
+    for p in PRESETS:
+        rm, bg = perfect[p]
+        assert rm == pytest.approx(1.0) and bg == pytest.approx(metrics.PSNR_CAP)
+        assert front.excess(p, rm, bg) == pytest.approx(1.0)
+        rm, bg = identity[p]
+        assert front.excess(p, rm, bg) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_fixed_filters_off_the_grid_get_no_credit(eval_set, front):
+    """Filters that are not in the sweep land on or under the frontier (up to interpolation error)."""
+    filters = {
+        "gaussian 0.6": lambda o, b, r: baselines.apply(baselines.Baseline("gaussian", 0.6), o),
+        "gaussian 2.5 blended 0.4": lambda o, b, r: baselines.apply(baselines.Baseline("gaussian", 2.5, 0.4), o),
+        "median 5 blended 0.6": lambda o, b, r: baselines.apply(baselines.Baseline("median", 5, 0.6), o),
+        "3x3 mean": lambda o, b, r: torch.from_numpy(ndimage.uniform_filter(o.numpy(), size=(1, 1, 3, 3))),
+    }
+    for name, fn in filters.items():
+        for p, (rm, bg) in _score(eval_set, fn).items():
+            assert front.excess(p, rm, bg) < 0.04, (name, p)  # largest seen: 0.027 (gaussian 0.6)
+
+
+def test_a_rain_aware_derainer_is_above_the_frontier(eval_set, front):
+    """Subtracting 80% of the true rain layer removes 0.96 of it at near-identity fidelity."""
+    for p, (rm, bg) in _score(eval_set, lambda o, b, r: o - 0.8 * (o - b)).items():
+        assert rm == pytest.approx(0.96, abs=1e-3)
+        assert front.excess(p, rm, bg) > 0.9
+
+
+def test_frontier_groups_and_bad_input(eval_set):
+    rows = baselines.baseline_rows(eval_set, baselines.TABLE_BASELINES, whole_image=False)
+    two = pd.concat([rows.assign(test_set="own"), rows.assign(test_set="common")])
+    f = baselines.frontier(two, by=("test_set", "preset"))
+    assert len(f.groups()) == 2 * len(PRESETS)
+    assert f.removal_at(("own", "small"), 30.0) == pytest.approx(f.removal_at(("common", "small"), 30.0))
+    with pytest.raises(ValueError, match="one value per group column"):
+        f.curve("small")
+    with pytest.raises(ValueError, match="no frontier"):
+        baselines.frontier(rows).curve("dense")
+    with pytest.raises(ValueError, match="lack column"):
+        baselines.frontier(rows.drop(columns="bg_psnr"))
+    with pytest.raises(ValueError, match="no rainy rows"):
+        baselines.frontier(rows[rows["preset"] == "clean"])
+    with pytest.raises(ValueError, match="DataFrame"):
+        baselines.frontier(rows.to_dict())
+    with pytest.raises(ValueError, match="at least one column"):
+        baselines.frontier(rows, by=())
+    nan_rows = rows.assign(removal=np.nan)
+    with pytest.raises(ValueError, match="NaN"):
+        baselines.frontier(nan_rows)
