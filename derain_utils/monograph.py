@@ -72,6 +72,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from derain_utils import runs, store
 from derain_utils import verdict as _verdict
 
 __all__ = [
@@ -99,7 +100,7 @@ NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[A-Za-z0-9_\-]+\.ipynb$")
 
 def default_notebooks_dir() -> Path:
     """``<repo>/notebooks`` (the repository root is the folder holding the package)."""
-    return _verdict.repo_root() / "notebooks"
+    return store.repo_root() / "notebooks"
 
 
 # --------------------------------------------------------------------------------------
@@ -427,7 +428,7 @@ def ensure_python3_kernel(kernel_name: str = KERNEL_NAME) -> str:
 @contextlib.contextmanager
 def _kernel_environment() -> Iterator[None]:
     """Prepend the folder holding this ``derain_utils`` to ``PYTHONPATH`` while kernels start."""
-    root = str(_verdict.repo_root())
+    root = str(store.repo_root())
     old = os.environ.get("PYTHONPATH")
     parts = [root] + ([p for p in old.split(os.pathsep) if p and p != root] if old else [])
     os.environ["PYTHONPATH"] = os.pathsep.join(parts)
@@ -475,7 +476,7 @@ def _write_runner_json(rec: RunRecord, profile: str, started: str) -> None:
         "error": rec.error,
     }
     (rec.folder / RUNNER_FILE).write_text(
-        json.dumps(_verdict.to_jsonable(record, strict=False), indent=2) + "\n", encoding="utf-8")
+        json.dumps(store.to_jsonable(record, strict=False), indent=2) + "\n", encoding="utf-8")
 
 
 def execute(
@@ -496,11 +497,11 @@ def execute(
     import papermill
     from papermill.exceptions import PapermillExecutionError, strip_color
 
-    folder = _verdict.new_run_dir(info.stem, profile, runs_dir)
+    folder = runs.new_run_dir(info.stem, profile, runs_dir)
     output = folder / f"{info.stem}.ipynb"
     parameters = {"PROFILE": profile, "RUN_DIR": str(folder), **params}
     rec = RunRecord(info=info, status="failed", folder=folder, output=output, parameters=parameters)
-    started = _verdict.utc_stamp()
+    started = store.utc_stamp()
     t0 = time.perf_counter()
     try:
         with _kernel_environment():
@@ -521,7 +522,7 @@ def execute(
     rec.wall_s = time.perf_counter() - t0
     _write_runner_json(rec, profile, started)
     if rec.status == "completed":
-        _verdict.update_latest(folder)
+        runs.update_latest(folder)
     return rec
 
 
@@ -599,7 +600,7 @@ def latest_records(infos: Sequence[NotebookInfo], profile: str, runs_dir: Path) 
     """The latest completed run of each notebook (``not run`` where there is none)."""
     out = []
     for info in infos:
-        folder = _verdict.latest_run(info.stem, profile, runs_dir)
+        folder = runs.latest_run(info.stem, profile, runs_dir)
         if folder is None:
             out.append(RunRecord(info=info, status="not run"))
             continue
@@ -717,7 +718,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    runs_dir = _verdict.runs_root(args.runs_dir)
+    runs_dir = store.runs_root(args.runs_dir)
     infos = _load_infos(args.notebooks_dir)
     selected = select_notebooks(infos, args.only)
     given: list[_Param] = []
