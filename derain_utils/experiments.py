@@ -119,6 +119,7 @@ __all__ = [
     "config_columns",
     "run",
     "load",
+    "entry_config",
     "load_entry",
 ]
 
@@ -746,6 +747,24 @@ def load(config: ExperimentConfig, *, cache_root: str | Path | None = None,
     return _try_cached(entry, config, warn=warn, curve_points=curve_points)
 
 
+def entry_config(folder: str | Path) -> tuple[ExperimentConfig, int | None]:
+    """What a cache entry says it holds, from its ``config.json``: ``(config, curve_points)``.
+
+    Checks nothing else (see :func:`load_entry` for a verified result).
+
+    Raises:
+        CacheError: not a folder, or no readable ``config.json`` of this package (named).
+    """
+    entry = Path(folder).expanduser()
+    if not entry.is_dir():
+        raise CacheError(f"cache entry {entry} is not a folder")
+    try:
+        stored = store.read_json(entry / "config.json", "config.json of the cache entry")
+        return ExperimentConfig.from_dict(stored["config"]), stored.get("points")
+    except (ValueError, TypeError, KeyError) as e:
+        raise CacheError(f"{entry} is not a cache entry of this package: {e}") from None
+
+
 def load_entry(folder: str | Path) -> ExperimentResult:
     """Open a cache entry by its folder (what the report card scores), checksums enforced.
 
@@ -758,14 +777,7 @@ def load_entry(folder: str | Path) -> ExperimentResult:
     entry = Path(folder).expanduser()
     if not entry.exists():
         raise FileNotFoundError(f"cache entry {entry} does not exist")
-    if not entry.is_dir():
-        raise CacheError(f"cache entry {entry} is not a folder")
-    try:
-        stored = store.read_json(entry / "config.json", "config.json of the cache entry")
-        config = ExperimentConfig.from_dict(stored["config"])
-        points = stored.get("points")
-    except (ValueError, TypeError, KeyError) as e:
-        raise CacheError(f"{entry} is not a cache entry of this package: {e}") from None
+    config, points = entry_config(entry)
     reason = _verify_entry(entry, config, points)
     if reason is not None:
         raise CacheError(f"cache entry {entry} cannot be trusted: {reason}. Recompute it (e.g. run its config "

@@ -28,9 +28,9 @@ from typing import Any
 
 import pandas as pd
 
-from derain_utils import runs, store, verdict
+from derain_utils import backgrounds, profiles, rain, runs, store, verdict
 
-__all__ = ["NotebookRun", "start", "fmt", "excludes_zero", "outcome", "headline", "verdict_record", "finish"]
+__all__ = ["NotebookRun", "start", "profile", "training_background", "rain_roles", "fmt", "excludes_zero", "outcome", "headline", "verdict_record", "finish"]
 
 
 @dataclass
@@ -86,6 +86,43 @@ def start(
                      provenance=dict(provenance))
     nb.write_provenance()
     return nb
+
+
+# --------------------------------------------------------------------------- the design every notebook resolves
+
+
+def profile(name: str, **knobs: Any) -> profiles.Profile:
+    """The profile ``name`` with a notebook's knobs applied; a knob left empty, 0 or False keeps the profile's.
+
+    E.g. ``profile(PROFILE, steps=STEPS, seeds=SEEDS)`` with ``STEPS = 0`` and ``SEEDS = []`` is the
+    profile itself (strings from papermill are coerced by :func:`profiles.resolve`).
+    """
+    return profiles.resolve(name, **{k: v for k, v in knobs.items() if v})
+
+
+def training_background(choice: str, data_dir: str | Path | None) -> str:
+    """The training backgrounds of notebooks 01, 03 and 04, so that they share their models.
+
+    ``"auto"``: natural photos (``bg_natural``) when the data folder holds them, else the photos
+    embedded in scikit-image; anything else is the source name given.
+    """
+    if choice != "auto":
+        return choice
+    return "natural" if "natural" in backgrounds.available_categories(data_dir) else "skimage"
+
+
+def rain_roles(prof: profiles.Profile) -> tuple[str, list[str], list[str], list[str]]:
+    """``(training rain, evaluated presets, in-distribution presets, out-of-distribution presets)`` of a profile.
+
+    A preset is out-of-distribution when it leaves the training rain's ranges on some field
+    (:func:`rain.ood_fields`). Raises ValueError (naming the presets) unless both kinds are present.
+    """
+    train, presets = prof.train_rain, list(prof.eval_presets)
+    ood = [p for p in presets if rain.ood_fields(train, p)]
+    in_dist = [p for p in presets if p not in ood]
+    if not ood or not in_dist:
+        raise ValueError(f"eval_presets {presets} need the training rain {train!r} and at least one OOD rain")
+    return train, presets, in_dist, ood
 
 
 # --------------------------------------------------------------------------- words

@@ -1,7 +1,7 @@
 """Figures of the monograph: metric-versus-set-size curves and image grids.
 
 The notebooks only *call* these functions; every figure a reader sees is drawn here,
-from the tidy tables of :func:`derain_utils.experiments.sweep` (one row per trained
+from the tidy tables of :func:`derain_utils.sweeps.sweep` (one row per trained
 model x test image x rain preset), so that the figure and the verdict read the same
 numbers.
 

@@ -45,7 +45,6 @@ the decomposition covers every model there is.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -450,9 +449,8 @@ def cached_results(
         if not entry.is_dir() or entry.name[:1] in ("_", ".") or not (entry / "manifest.json").is_file():
             continue
         try:
-            stored = json.loads((entry / "config.json").read_text())
-            config = ExperimentConfig.from_dict(stored["config"])
-        except Exception:  # noqa: BLE001 - not an entry of this code version
+            config, _ = experiments.entry_config(entry)
+        except experiments.CacheError:  # not an entry of this code version
             continue
         if config.key() != entry.name or not matches_profile(config, profile, free):
             continue

@@ -99,7 +99,7 @@ class Profile:
         dynamics_points: number of evenly spaced points during training at which
             notebook 03 evaluates the model (the learning dynamics of the decoupled metrics).
     Execution
-        workers: parallel training runs in a sweep (``experiments.sweep(workers=...)``).
+        workers: parallel training runs in a sweep (``sweeps.sweep(workers=...)``).
     """
 
     name: str

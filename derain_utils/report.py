@@ -46,8 +46,8 @@ What can be scored
   outputs are clamped to [0, 1]). Its training rain is unknown to the card: ``--train-rain``
   names the preset that counts as in-distribution (default ``small``, the package's).
 
-This module sits at the level of :mod:`derain_utils.verdict` and :mod:`derain_utils.plotting` in
-the import order; notebook 04 uses its scoring functions (:func:`apply`, :func:`paired_rows`,
+This module sits above :mod:`derain_utils.verdict` and :mod:`derain_utils.plotting` in the import
+order (``ARCHITECTURE.md``); notebook 04 uses its scoring functions (:func:`apply`, :func:`paired_rows`,
 :func:`real_rows`, :func:`synthetic_sets`) so that the notebook and the card compute the same numbers.
 """
 from __future__ import annotations

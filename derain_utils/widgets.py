@@ -1,6 +1,6 @@
 """Explore trained models: any model of a sweep on any test image under any rain.
 
-A sweep (:func:`derain_utils.experiments.sweep`) trains one model per configuration and
+A sweep (:func:`derain_utils.sweeps.sweep`) trains one model per configuration and
 scores it on the same held-out test images under the same rain. The tables say *how
 much* rain each model removed; this module shows *what it did*.
 :class:`DerainExplorer` holds the models of a sweep (loaded lazily from the model

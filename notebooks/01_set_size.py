@@ -44,21 +44,13 @@ WORKERS: int = 0  # models trained in parallel processes; 0: the profile's
 # %%
 FINDING = ("Training a deraining network on more background images makes it remove less of the rain "
            "it has not seen.")
-knobs = {"arch": ARCH, "n_list": N_LIST, "seeds": SEEDS, "steps": STEPS, "workers": WORKERS}
-PROF = profiles.resolve(PROFILE, **{k: v for k, v in knobs.items() if v}, **({"gray": True} if GRAY else {}))
+PROF = notebook.profile(PROFILE, arch=ARCH, n_list=N_LIST, seeds=SEEDS, steps=STEPS, workers=WORKERS, gray=GRAY)
 DATA = DATA_DIR or None
-if BACKGROUND == "auto":
-    BG = "natural" if "natural" in backgrounds.available_categories(DATA) else "skimage"
-    why = ("natural photos (bg_natural) from the data folder" if BG == "natural" else
-           "the photos embedded in scikit-image (no bg_natural found: set DATA_DIR or DERAIN_DATA for real photos)")
-else:
-    BG, why = BACKGROUND, "as requested by BACKGROUND"
-TRAIN_RAIN = PROF.train_rain
-PRESETS = list(PROF.eval_presets)
-OOD = [p for p in PRESETS if rain.ood_fields(TRAIN_RAIN, p)]
-IN_DIST = [p for p in PRESETS if p not in OOD]
-if not OOD:
-    raise ValueError(f"eval_presets {PRESETS} hold no rain that is out-of-distribution for {TRAIN_RAIN!r}")
+BG = notebook.training_background(BACKGROUND, DATA)
+why = ("as requested by BACKGROUND" if BACKGROUND != "auto" else
+       "natural photos (bg_natural) from the data folder" if BG == "natural" else
+       "the photos embedded in scikit-image (no bg_natural found: set DATA_DIR or DERAIN_DATA for real photos)")
+TRAIN_RAIN, PRESETS, IN_DIST, OOD = notebook.rain_roles(PROF)
 SIZES, TRAIN_SEEDS = list(PROF.n_list), list(PROF.seeds)
 if len(SIZES) < 2:
     raise ValueError(f"N_LIST needs at least two training-set sizes, got {SIZES}")

@@ -57,8 +57,7 @@ WORKERS: int = 0  # models trained in parallel processes; 0: the profile's
 # %%
 FINDING = ("Networks trained on simpler background categories remove more of the rain they have not seen: "
            "removal of unseen rain falls as the complexity of the training backgrounds rises.")
-knobs = {"seeds": SEEDS, "steps": STEPS, "workers": WORKERS}
-PROF = profiles.resolve(PROFILE, **{k: v for k, v in knobs.items() if v})
+PROF = notebook.profile(PROFILE, seeds=SEEDS, steps=STEPS, workers=WORKERS)
 DATA = DATA_DIR or None
 FOUND = backgrounds.available_categories(DATA)
 bad = [c for c in REAL if c not in backgrounds.CATEGORIES]
@@ -82,12 +81,7 @@ SIZES = sorted({int(n) for n in N_TRAIN}) if N_TRAIN else sorted(
     {"paper": {64, PROF.category_n}}.get(PROF.name, {PROF.category_n}))
 N_MAIN = SIZES[-1]  # the verdict's training-set size
 TRAIN_SEEDS = list(PROF.seeds)
-TRAIN_RAIN = PROF.train_rain
-PRESETS = list(PROF.eval_presets)
-OOD = [p for p in PRESETS if rain.ood_fields(TRAIN_RAIN, p)]
-IN_DIST = [p for p in PRESETS if p not in OOD]
-if not OOD or not IN_DIST:
-    raise ValueError(f"eval_presets {PRESETS} need the training rain {TRAIN_RAIN!r} and at least one OOD rain")
+TRAIN_RAIN, PRESETS, IN_DIST, OOD = notebook.rain_roles(PROF)
 CONTROL_RAIN = "mixed"  # the wide-range preset: it covers every OOD preset
 if any(rain.ood_fields(CONTROL_RAIN, p) for p in PRESETS):
     raise ValueError(f"the control rain {CONTROL_RAIN!r} must cover every evaluated preset {PRESETS}")

@@ -26,7 +26,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from derain_utils import (backgrounds, dynamics, experiments, metric_table, metrics, notebook, plotting, probes,
-                          profiles, rain, sweeps, verdict)
+                          profiles, sweeps, verdict)
 
 plotting.use_style()
 
@@ -48,19 +48,10 @@ WORKERS: int = 0  # models trained in parallel processes; 0: the profile's
 FINDING = ("Networks trained on complex backgrounds learn to remove the rain they were trained on and little "
            "else: the gap between their removal of seen and unseen rain is larger than for networks trained on "
            "simple backgrounds.")
-knobs = {"workers": WORKERS, "dynamics_points": POINTS}
-PROF = profiles.resolve(PROFILE, **{k: v for k, v in knobs.items() if v})
+PROF = notebook.profile(PROFILE, workers=WORKERS, dynamics_points=POINTS)
 DATA = DATA_DIR or None
-if BACKGROUND == "auto":
-    BG = "natural" if "natural" in backgrounds.available_categories(DATA) else "skimage"
-else:
-    BG = BACKGROUND
-TRAIN_RAIN = PROF.train_rain
-PRESETS = list(PROF.eval_presets)
-OOD = [p for p in PRESETS if rain.ood_fields(TRAIN_RAIN, p)]
-IN_DIST = [p for p in PRESETS if p not in OOD]
-if not OOD or not IN_DIST:
-    raise ValueError(f"eval_presets {PRESETS} need the training rain {TRAIN_RAIN!r} and at least one OOD rain")
+BG = notebook.training_background(BACKGROUND, DATA)
+TRAIN_RAIN, PRESETS, IN_DIST, OOD = notebook.rain_roles(PROF)
 TRAIN_SEEDS = list(PROF.seeds)
 if SIMPLE == COMPLEX:
     raise ValueError(f"SIMPLE and COMPLEX must be different backgrounds, both are {SIMPLE!r}")

@@ -27,7 +27,6 @@ import time
 
 T0 = time.perf_counter()
 
-import json
 import math
 
 import numpy as np
@@ -62,13 +61,9 @@ WORKERS: int = 0  # models trained in parallel processes; 0: the profile's
 # %%
 FINDING = ("Networks trained on fewer background images remove more of a benchmark's unseen rain than networks "
            "trained on many, at an acceptable cost to the background.")
-knobs = {"arch": ARCH, "n_list": N_LIST, "seeds": SEEDS, "steps": STEPS, "workers": WORKERS}
-PROF = profiles.resolve(PROFILE, **{k: v for k, v in knobs.items() if v})
+PROF = notebook.profile(PROFILE, arch=ARCH, n_list=N_LIST, seeds=SEEDS, steps=STEPS, workers=WORKERS)
 DATA = DATA_DIR or None
-if BACKGROUND == "auto":  # the rule of notebook 01, so that its cached models are found
-    BG = "natural" if "natural" in backgrounds.available_categories(DATA) else "skimage"
-else:
-    BG = BACKGROUND
+BG = notebook.training_background(BACKGROUND, DATA)  # the rule of notebook 01, so that its cached models are found
 TRAIN_RAIN = PROF.train_rain
 SIZES, TRAIN_SEEDS = list(PROF.n_list), list(PROF.seeds)
 if len(SIZES) < 2:
@@ -116,10 +111,11 @@ def category_configs():
     found = {}
     res = pd.read_csv(last / runs.RESULTS_FILE) if (last / runs.RESULTS_FILE).is_file() else pd.DataFrame()
     for key in (res["key"].dropna().unique() if "key" in res.columns else []):
-        cfg_file = store.cache_root() / str(key) / "config.json"
-        if cfg_file.is_file():  # the exact configuration notebook 02 trained
-            cfg = experiments.ExperimentConfig.from_dict(json.loads(cfg_file.read_text())["config"])
-            found[cfg.key()] = cfg
+        try:  # the exact configuration notebook 02 trained
+            cfg, _ = experiments.entry_config(store.cache_root() / str(key))
+        except experiments.CacheError:
+            continue
+        found[cfg.key()] = cfg
     out = {}
     for group, cat in pick.items():
         mine = [c for c in found.values() if c.background == cat and c.train_rain == TRAIN_RAIN]

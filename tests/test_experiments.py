@@ -742,6 +742,7 @@ def test_load_entry_enforces_the_checksums(golden, tmp_path):
     entry = root / tiny().key()
     r = experiments.load_entry(entry)
     assert r.config == tiny() and r.cached
+    assert experiments.entry_config(entry) == (tiny(), None)
     blob = torch.load(entry / "model.pt", weights_only=True)
     name = next(iter(blob["state_dict"]))
     blob["state_dict"][name] = blob["state_dict"][name] + 1e-3  # one weight tensor changed, file still loads
