@@ -3,10 +3,11 @@
 Reproduces and extends Gu et al., "Networks are Slacking Off: Understanding
 Generalization Problem in Image Deraining" (NeurIPS 2023, arXiv 2305.15134).
 
-Imports flow one way (CONVENTIONS.md): ``rain``, ``backgrounds``, ``complexity``,
-``metrics`` first; then ``models`` and ``training``; then ``experiments``; then the
-notebooks. Import submodules explicitly, e.g.
-``from derain_utils import rain, backgrounds, complexity, metrics``.
+``ARCHITECTURE.md`` at the repository root is the map: the layers of this package
+(imports flow one way, from ``store``, ``rain`` and ``backgrounds`` up to
+``experiments``, ``sweeps`` and the notebooks' helpers), the data flow from a rain
+preset to a verdict, where a newcomer starts, and the house rules. Import submodules
+explicitly, e.g. ``from derain_utils import rain, backgrounds, experiments``.
 
 ``DERAIN_PROGRESS=text`` (set by the monograph runner for the kernels it starts) makes every
 ``tqdm.auto`` progress bar a text bar on stderr instead of a notebook widget, so that a batch run

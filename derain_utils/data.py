@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import os
 import re
 import sys
@@ -50,6 +49,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
+
+from derain_utils import store
 
 __all__ = [
     "ENV_DATA",
@@ -368,13 +369,7 @@ def sets_table(registry: pd.DataFrame | None = None, sets: dict[str, dict[str, s
 
 
 # --------------------------------------------------------------------------- fetch
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+sha256_file = store.file_hash  # the package's one file checksum (pooch.file_hash, sha256)
 
 
 def fetch(

@@ -3,61 +3,71 @@
 Every claim of the monograph is a comparison between *trained models*: a model
 trained on 4 background tiles against one trained on 1024, a model trained on
 faces against one trained on urban scenes, each repeated over seeds. This module
-turns "train a model" into a pure function of a frozen :class:`ExperimentConfig`::
+turns "train a model" into a pure function of a frozen :class:`ExperimentConfig`
+(whose sizes come from a profile, :func:`derain_utils.profiles.experiment`)::
 
-    result = run(ExperimentConfig(background="natural", n_train=64, seed=0))
+    result = run(config)
     result.eval        # tidy: one row per test image x rain preset (+ "clean" rows)
     result.history     # training loss curve
     model = result.load_model()
 
-and :func:`sweep` runs a list of configurations and returns ONE tidy table (one row
-per config x test image x preset, with the config columns attached), ready for
-``seaborn`` and for the verdict statistics.
+and :func:`derain_utils.sweeps.sweep` runs many of them into ONE tidy table.
+
+One pipeline
+------------
+:func:`held_out` builds the test inputs of a config (its held-out test images and their
+rain, :func:`derain_utils.training.make_eval_set` with ``eval_seed``), and
+:func:`derain_utils.training.evaluate` scores a model on them: every table of the package
+(the evaluation of a run, its learning curve, the model explorer of
+:mod:`derain_utils.widgets`) comes from these two, so they agree by construction.
+
+A run can also score its model *while it trains* (``run(config, curve_points=P)``): at
+step 0 (the untrained network, close to the identity) and at :func:`curve_steps` = ``P``
+evenly spaced steps, the last one the final step. The scoring happens in the training
+callback, uses no random numbers and restores the train mode, so it changes nothing about
+training: the model is bitwise the one of ``run(config)`` on the CPU. The curve (one row
+per evaluated step x test image x preset, :data:`CURVE_COLUMNS`) is what
+:mod:`derain_utils.dynamics` reads.
 
 Cache
 -----
-A finished run lives in ``<cache_root>/<config.key()>/``:
+A finished run lives in ``<cache_root>/<config.key()>/`` (a run with a learning curve in
+``<cache_root>/_curves/<curve_key(config, P)>/``; ``cache_root`` is
+:func:`derain_utils.store.cache_root`):
 
 ``config.json``      the configuration, its name and key (and the expanded rain specs)
 ``model.pt``         ``{"state_dict", "arch", "kwargs", "in_channels", "key", "cache_version"}``
 ``history.csv``      the training curve (step, loss, lr, elapsed_s)
 ``eval.csv``         the evaluation table, with config columns added
+``curve.csv``        (curve runs only) the scores during training
 ``provenance.json``  git commit, package versions, device, wall time, data fingerprint
 ``manifest.json``    sha256 of every file above; written LAST, it marks the entry complete
 
 The key is the first 16 hex digits of the sha256 of a canonical JSON of every
 config field, with the rain presets *expanded* to their :class:`~derain_utils.rain.RainSpec`
 values and the model size resolved to its keyword arguments, plus
-:data:`CACHE_VERSION`. So editing a preset, a model size, or any field gives a new
-key and a new run; bump :data:`CACHE_VERSION` when the training or evaluation code
-changes in a way that invalidates old results. The key does NOT cover the content
-of an image folder (it is computed before any data is read, so cached results load
-without the data); ``provenance.json`` records a fingerprint of the images used
-(ids and a sha256 of the pixels) so a changed folder is detectable.
+:data:`CACHE_VERSION` (a curve key adds ``P`` and :data:`CURVE_VERSION`). So editing a
+preset, a model size, or any field gives a new key and a new run; bump
+:data:`CACHE_VERSION` when the training or evaluation code changes in a way that
+invalidates old results. The key does NOT cover the content of an image folder (it is
+computed before any data is read, so cached results load without the data);
+``provenance.json`` records a fingerprint of the images used (ids and a sha256 of the
+pixels) so a changed folder is detectable.
 
 An entry is reused only when its manifest exists, every listed file is present with
 a matching checksum, ``config.json`` equals the config, and ``model.pt`` loads into
 the architecture. Anything else (missing or corrupt file, unreadable checkpoint, an
 entry without a manifest) raises a :class:`CacheWarning` and the run is recomputed:
-the cache never silently reuses a doubtful result. While training, checkpoints go
-to ``<entry>/ckpt/`` (every ``ckpt_every`` steps), so an interrupted run *resumes*
-when rerun; the checkpoints are deleted once the entry is complete.
+the cache never silently reuses a doubtful result. :func:`load_entry` opens an entry
+folder by its path (the report card's way in) and raises :class:`CacheError`, naming the
+folder and the reason, instead. While training, checkpoints go to ``<entry>/ckpt/``
+(every ``ckpt_every`` steps), so an interrupted run *resumes* when rerun; the checkpoints
+are deleted once the entry is complete. A curve run keeps no checkpoints (its scores
+before the interruption would be lost): it restarts.
 
-Concurrency: files are written atomically (temporary file + ``os.replace``), and a
-lock file ``<entry>/.lock`` (created with ``O_EXCL``) keeps two processes from
-training the same entry; the holder refreshes it while training, and a lock whose
-holder has died (same host, pid gone) or that has not been refreshed for
-:data:`LOCK_STALE_S` seconds is broken.
-
-Sweeps
-------
-:func:`sweep` skips verified entries, runs the rest, and reads every result back
-from the cache, so the table is the same whoever computed it. Executors:
-``"inline"`` (this process), ``"process"`` (a ``spawn`` process pool, each worker
-with ``cpu_count // workers`` torch threads) and ``"submitit"`` (slurm, or local
-processes). Duplicate configs run once; an interrupted sweep reruns only what is
-missing. On a small CPU, give each run ONE torch thread per core it really has:
-oversubscribed intra-op threads made a 2-core machine 5-10x slower in our tests.
+Files are written atomically and an entry is locked while it is computed
+(:class:`derain_utils.store.EntryLock`): a second process asking for the same entry waits,
+saying for what and whom, and then reads the result.
 
 Names
 -----
@@ -68,25 +78,18 @@ configs that differ only in, say, ``steps`` share a name; the key is the identit
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
-import contextlib
 import dataclasses
 import hashlib
 import io
 import json
-import logging
 import math
-import multiprocessing
 import numbers
 import os
-import platform
 import re
 import shutil
-import socket
-import subprocess
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,25 +99,36 @@ import pandas as pd
 import torch
 from torch import nn
 
-from derain_utils import backgrounds, models, rain, training
+from derain_utils import backgrounds, models, rain, store, training
 
 __all__ = [
     "CACHE_VERSION",
+    "CURVE_VERSION",
+    "CURVES_DIR",
     "CONFIG_COLUMNS",
-    "LOCK_STALE_S",
+    "CURVE_COLUMNS",
     "CacheWarning",
+    "CacheError",
     "ExperimentConfig",
     "ExperimentResult",
-    "cache_root",
-    "load",
+    "HeldOut",
+    "held_out",
+    "curve_steps",
+    "curve_key",
+    "entry_dir",
+    "config_columns",
     "run",
-    "sweep",
+    "load",
+    "entry_config",
+    "load_entry",
 ]
-
-log = logging.getLogger(__name__)
 
 #: Bump when training/evaluation code changes so that old cache entries must not be reused.
 CACHE_VERSION = 1
+#: Bump when the scoring during training or the curve format changes (curve entries only).
+CURVE_VERSION = 1
+#: Folder under the cache root that holds the runs with a learning curve.
+CURVES_DIR = "_curves"
 
 #: Columns added to every evaluation row (in this order, before the metric columns).
 CONFIG_COLUMNS: tuple[str, ...] = (
@@ -132,21 +146,22 @@ CONFIG_COLUMNS: tuple[str, ...] = (
     "seed",
     "eval_background",
 )
+#: Columns of a learning curve (``curve.csv``): the step, then the scores of :func:`training.evaluate`.
+CURVE_COLUMNS: tuple[str, ...] = (
+    "step", "image", "preset", "in_distribution", "psnr", "rain_psnr", "bg_psnr", "removal", "mask_fraction",
+)
 
-#: A lock not refreshed for this many seconds is considered abandoned (s).
-LOCK_STALE_S = 600.0
-#: The lock holder refreshes the lock at most this often while training (s).
-_LOCK_HEARTBEAT_S = 20.0
-
-_REPO = Path(__file__).resolve().parents[1]
 _FILES = ("config.json", "model.pt", "history.csv", "eval.csv", "provenance.json")
-_MANIFEST = "manifest.json"
-_LOCK = ".lock"
+_CURVE_FILE = "curve.csv"
 _CKPT = "ckpt"
 
 
 class CacheWarning(UserWarning):
     """A cache entry exists but cannot be trusted (incomplete or corrupt); it is recomputed."""
+
+
+class CacheError(ValueError):
+    """A cache entry opened by its path cannot be trusted or read; the message names the folder and why."""
 
 
 # --------------------------------------------------------------------------- config
@@ -193,9 +208,17 @@ def _normalise_kwargs(value: Any) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((k, _freeze(v, k)) for k, v in items))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ExperimentConfig:
     """Everything that makes one trained-and-evaluated model (hashable, JSON round-trippable).
+
+    The *sizes* (``model_size``, ``n_train``, ``tile``, ``steps``, ``batch_size``, ``patch``,
+    ``lr``, ``warmup_steps``, ``n_test``, ``test_size``, ``ckpt_every``) have no defaults: they
+    come from a profile, the one place that sizes experiments
+    (``profiles.experiment("quick", background="natural", n_train=64)``). The other fields
+    default to the monograph's design: a ResNet, the embedded photos, the training rain
+    ``small`` and its out-of-distribution test presets, seed 0, evaluation seed 1234.
+    Fields are keyword-only.
 
     Model
         arch: ``models.MODEL_SIZES`` architecture (``"resnet"``, ``"unet"``, ``"swinir"``).
@@ -224,26 +247,26 @@ class ExperimentConfig:
     """
 
     arch: str = "resnet"
-    model_size: str = "quick"
+    model_size: str
     model_kwargs: tuple[tuple[str, Any], ...] = ()
     predict: str = "rain"
     background: str = "skimage"
-    n_train: int = 16
-    tile: int = 64
+    n_train: int
+    tile: int
     gray: bool = False
-    train_rain: str = "small"
-    steps: int = 800
-    batch_size: int = 16
-    patch: int = 48
-    lr: float = 1e-3
-    warmup_steps: int = 0
+    train_rain: str = rain.TRAIN_PRESET
+    steps: int
+    batch_size: int
+    patch: int
+    lr: float
+    warmup_steps: int
     seed: int = 0
-    eval_presets: tuple[str, ...] = ("small", "slanted", "long_wide", "dense")
+    eval_presets: tuple[str, ...] = (rain.TRAIN_PRESET, *rain.OOD_PRESETS)
     eval_background: str | None = None
-    n_test: int = 8
-    test_size: int = 64
+    n_test: int
+    test_size: int
     eval_seed: int = 1234
-    ckpt_every: int = 200
+    ckpt_every: int
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -386,107 +409,115 @@ def _jsonable(v: Any) -> Any:
     return [_jsonable(x) for x in v] if isinstance(v, tuple) else v
 
 
-# --------------------------------------------------------------------------- cache paths
+# --------------------------------------------------------------------------- identity of curve runs
 
 
-def cache_root(root: str | Path | None = None) -> Path:
-    """The cache folder: explicit ``root`` > ``$DERAIN_RUNS/cache`` > ``<repo>/runs/cache``."""
-    if root is not None:
-        return Path(root).expanduser()
-    env = os.environ.get("DERAIN_RUNS")
-    if env:
-        return Path(env).expanduser() / "cache"
-    return _REPO / "runs" / "cache"
+def curve_steps(steps: int, points: int) -> list[int]:
+    """The training steps at which a curve run scores its model (besides step 0).
+
+    ``points`` evenly spaced steps ``round(k * steps / points)`` for k = 1..points:
+    distinct, ascending, the last one ``steps``. E.g. ``curve_steps(500, 5)`` is
+    ``[100, 200, 300, 400, 500]``.
+
+    Raises:
+        ValueError: ``steps`` or ``points`` not a positive integer, or ``points > steps``.
+    """
+    for name, v in (("steps", steps), ("points", points)):
+        if not _is_int(v) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if points > steps:
+        raise ValueError(f"points ({points}) must be <= steps ({steps}): one evaluation per step at most")
+    return [int(round(k * steps / points)) for k in range(1, points + 1)]
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def curve_key(config: ExperimentConfig, points: int) -> str:
+    """First 16 hex digits of the sha256 of a curve run's identity (config, ``points``, CURVE_VERSION)."""
+    if not isinstance(config, ExperimentConfig):
+        raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__}")
+    if not _is_int(points) or points < 1:
+        raise ValueError(f"points must be an integer >= 1, got {points!r}")
+    ident = {"dynamics_version": CURVE_VERSION, "points": int(points), "experiment": config.canonical()}
+    text = json.dumps(ident, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def entry_dir(config: ExperimentConfig, *, cache_root: str | Path | None = None,
+              curve_points: int | None = None) -> Path:
+    """The cache entry folder of ``config`` (of its curve run with ``curve_points``, when given)."""
+    root = store.cache_root(cache_root)
+    if curve_points is None:
+        return root / config.key()
+    return root / CURVES_DIR / curve_key(config, curve_points)
 
 
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    _atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8"))
+# --------------------------------------------------------------------------- the test inputs
 
 
-# --------------------------------------------------------------------------- lock
+@dataclass
+class HeldOut:
+    """The test inputs of a config: what :func:`run` scores its model on.
+
+    Attributes:
+        names: one id per held-out test image.
+        eval_set: ``{preset: training.EvalInputs}`` (the rain of ``eval_seed``, identical for
+            every model with the same evaluation fields).
+        source: the background source of the test images.
+    """
+
+    names: list[str]
+    eval_set: dict[str, training.EvalInputs]
+    source: str
 
 
-class _EntryLock:
-    """An exclusive lock file (``O_CREAT | O_EXCL``) with a heartbeat and stale detection."""
+def _draw_data(
+    config: ExperimentConfig, data_dir: str | Path | None
+) -> tuple[backgrounds.BackgroundSplit, backgrounds.BackgroundSplit]:
+    """(training split, split whose ``.test`` holds the test images)."""
+    common = {"tile": config.tile, "test_size": config.test_size, "gray": config.gray, "data_dir": data_dir}
+    split = backgrounds.draw_split(config.background, config.n_train, config.n_test, seed=config.seed, **common)
+    if config.eval_background is None or config.eval_background == config.background:
+        return split, split
+    # Test crops are seed-independent (fixed image-level split / fixed procedural test stream).
+    test = backgrounds.draw_split(config.eval_background, 0, config.n_test, seed=config.seed, **common)
+    return split, test
 
-    def __init__(self, path: Path, stale_after: float = LOCK_STALE_S) -> None:
-        self.path = path
-        self.stale_after = stale_after
-        self.held = False
-        self._last_beat = 0.0
 
-    def try_acquire(self) -> bool:
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if self._is_stale():
-                self._break()
-                return self.try_acquire()
-            return False
-        with os.fdopen(fd, "w") as f:
-            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, f)
-        self.held = True
-        self._last_beat = time.monotonic()
-        return True
+def _held_out(config: ExperimentConfig, test: backgrounds.BackgroundSplit) -> HeldOut:
+    eval_set = training.make_eval_set(test.test_tensor(), list(config.eval_presets), seed=config.eval_seed)
+    return HeldOut(names=list(test.test_ids), eval_set=eval_set, source=test.source)
 
-    def _is_stale(self) -> bool:
-        try:
-            age = time.time() - self.path.stat().st_mtime
-        except FileNotFoundError:
-            return False  # released meanwhile: the next O_EXCL attempt decides
-        try:
-            info = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            info = {}  # being written, or garbage: only its age can make it stale
-        if age > self.stale_after:
-            return True
-        pid, host = info.get("pid"), info.get("host")
-        if host == socket.gethostname() and isinstance(pid, int) and pid != os.getpid():
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:
-                return False
-        return False
 
-    def _break(self) -> None:
-        # Best effort: rename first (atomic, only one breaker wins), then delete.
-        grave = self.path.with_name(f"{self.path.name}.stale.{os.getpid()}")
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(self.path, grave)
-            warnings.warn(f"broke a stale cache lock {self.path}", CacheWarning, stacklevel=4)
-            grave.unlink(missing_ok=True)
+def held_out(config: ExperimentConfig, *, data_dir: str | Path | None = None) -> HeldOut:
+    """The test inputs :func:`run` scores ``config``'s model on (the same code path, so the same inputs)."""
+    if not isinstance(config, ExperimentConfig):
+        raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__}")
+    return _held_out(config, _draw_data(config, data_dir)[1])
 
-    def heartbeat(self) -> None:
-        now = time.monotonic()
-        if self.held and now - self._last_beat >= _LOCK_HEARTBEAT_S:
-            with contextlib.suppress(OSError):
-                os.utime(self.path)
-            self._last_beat = now
 
-    def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
+def _score(model: nn.Module, config: ExperimentConfig, inputs: HeldOut, *,
+           device: str | torch.device | None = None, ssim: bool = True) -> pd.DataFrame:
+    """:func:`training.evaluate` of ``model`` on ``inputs``, with ``config``'s training rain."""
+    return training.evaluate(model, inputs.eval_set, device=device, train_spec=config.train_rain,
+                             names=inputs.names, ssim=ssim)
+
+
+def config_columns(config: ExperimentConfig, key: str | None = None) -> dict[str, Any]:
+    """The values of :data:`CONFIG_COLUMNS` for ``config`` (``key`` defaults to its own)."""
+    return {
+        "key": key or config.key(),
+        "name": config.name(),
+        "arch": config.arch,
+        "model_size": config.model_size,
+        "predict": config.predict,
+        "background": config.background,
+        "n_train": config.n_train,
+        "gray": config.gray,
+        "train_rain": config.train_rain,
+        "steps": config.steps,
+        "patch": config.patch,
+        "seed": config.seed,
+        "eval_background": config.eval_background or config.background,
+    }
 
 
 # --------------------------------------------------------------------------- result
@@ -498,7 +529,8 @@ class ExperimentResult:
 
     Attributes: config; dir (the cache entry); eval (tidy table, one row per test
     image x preset plus "clean" rows, config columns first); history (training
-    curve); provenance (dict); cached (True when no training happened in this call).
+    curve); provenance (dict); cached (True when no training happened in this call);
+    curve_points and curve (:data:`CURVE_COLUMNS`) for a run scored during training.
     """
 
     config: ExperimentConfig
@@ -507,10 +539,18 @@ class ExperimentResult:
     history: pd.DataFrame
     provenance: dict
     cached: bool
+    curve_points: int | None = None
+    curve: pd.DataFrame | None = None
 
     @property
     def key(self) -> str:
+        """The model's identity, :meth:`ExperimentConfig.key` (also for a curve run)."""
         return self.config.key()
+
+    @property
+    def entry_key(self) -> str:
+        """The cache entry's key: :attr:`key`, or :func:`curve_key` for a curve run."""
+        return self.key if self.curve_points is None else curve_key(self.config, self.curve_points)
 
     @property
     def name(self) -> str:
@@ -528,7 +568,7 @@ def _load_model(path: Path, device: str | torch.device = "cpu", expect: Experime
         raise FileNotFoundError(f"model checkpoint not found: {path}") from None
     except Exception as e:  # torch raises several types for a damaged file
         raise ValueError(f"model checkpoint {path} cannot be read: {e}") from e
-    missing = [k for k in ("state_dict", "arch", "kwargs", "in_channels") if k not in blob]
+    missing = [k for k in ("state_dict", "arch", "kwargs", "in_channels") if not isinstance(blob, dict) or k not in blob]
     if missing:
         raise ValueError(f"model checkpoint {path} lacks the entries {missing}")
     if expect is not None and (
@@ -549,31 +589,19 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return df
 
 
-def _verify_entry(entry: Path, config: ExperimentConfig) -> str | None:
+def _files(curve_points: int | None) -> tuple[str, ...]:
+    return _FILES if curve_points is None else (*_FILES, _CURVE_FILE)
+
+
+def _verify_entry(entry: Path, config: ExperimentConfig, curve_points: int | None = None) -> str | None:
     """None when the entry is complete and trustworthy, else the reason it is not."""
-    manifest_path = entry / _MANIFEST
-    if not manifest_path.is_file():
-        present = [f for f in _FILES if (entry / f).exists()]
-        return f"incomplete (no {_MANIFEST}; present: {present or 'nothing'})"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        files = manifest["files"]
-        if not isinstance(files, dict):
-            raise TypeError("files is not a mapping")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        return f"{_MANIFEST} is unreadable ({e})"
-    for name in _FILES:
-        if name not in files:
-            return f"{_MANIFEST} does not list {name}"
-    for name, digest in files.items():
-        path = entry / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if _sha256_file(path) != digest:
-            return f"{name} does not match its checksum"
+    reason = store.check_manifest(entry, _files(curve_points))
+    if reason is not None:
+        return reason
+    expected_key = config.key() if curve_points is None else curve_key(config, curve_points)
     try:
         stored = json.loads((entry / "config.json").read_text())
-        if stored.get("key") != config.key() or ExperimentConfig.from_dict(stored["config"]) != config:
+        if stored.get("key") != expected_key or ExperimentConfig.from_dict(stored["config"]) != config:
             return "config.json describes another configuration"
     except Exception as e:  # noqa: BLE001 - any failure means "not this config"
         return f"config.json is unreadable ({e})"
@@ -584,7 +612,8 @@ def _verify_entry(entry: Path, config: ExperimentConfig) -> str | None:
     return None
 
 
-def _read_entry(entry: Path, config: ExperimentConfig, cached: bool) -> ExperimentResult:
+def _read_entry(entry: Path, config: ExperimentConfig, cached: bool, curve_points: int | None = None
+                ) -> ExperimentResult:
     return ExperimentResult(
         config=config,
         dir=entry,
@@ -592,17 +621,20 @@ def _read_entry(entry: Path, config: ExperimentConfig, cached: bool) -> Experime
         history=_read_csv(entry / "history.csv"),
         provenance=json.loads((entry / "provenance.json").read_text()),
         cached=cached,
+        curve_points=curve_points,
+        curve=None if curve_points is None else _read_csv(entry / _CURVE_FILE),
     )
 
 
-def _try_cached(entry: Path, config: ExperimentConfig, *, warn: bool) -> ExperimentResult | None:
+def _try_cached(entry: Path, config: ExperimentConfig, *, warn: bool, curve_points: int | None = None
+                ) -> ExperimentResult | None:
     """The cached result if the entry verifies; else None (with a CacheWarning when the entry exists)."""
     if not entry.is_dir():
         return None
-    reason = _verify_entry(entry, config)
+    reason = _verify_entry(entry, config, curve_points)
     if reason is None:
         try:
-            return _read_entry(entry, config, cached=True)
+            return _read_entry(entry, config, cached=True, curve_points=curve_points)
         except Exception as e:  # noqa: BLE001 - a file that checksums but does not parse
             reason = f"a file does not parse ({e})"
     if warn and _entry_has_content(entry):
@@ -616,67 +648,155 @@ def _has_ckpt(entry: Path) -> bool:
     return ck.is_dir() and any(ck.iterdir())
 
 
+_LOCK_FILES = (store.LOCK_FILE, store.HOLDER_FILE)
+
+
 def _entry_has_content(entry: Path) -> bool:
-    return any(p.name != _LOCK and not p.name.startswith(f"{_LOCK}.") for p in entry.iterdir())
+    return any(p.name not in _LOCK_FILES for p in entry.iterdir())
 
 
 def _clear_entry(entry: Path, *, keep_ckpt: bool) -> None:
     """Delete the result files (and the checkpoints unless ``keep_ckpt``); the lock stays."""
     for p in entry.iterdir():
-        if p.name == _LOCK:
+        if p.name in _LOCK_FILES or (p.name == _CKPT and keep_ckpt):
             continue
-        if p.name == _CKPT and keep_ckpt:
-            continue
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------- provenance
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(_REPO), *args], capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    import derain_utils
-
-    out = {"python": platform.python_version(), "derain_utils": derain_utils.__version__}
-    for pkg in ("torch", "numpy", "pandas", "scipy", "scikit-image"):
         try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+        except OSError as e:
+            raise store.StoreError(f"cannot clear {p} of cache entry {entry} before recomputing it: "
+                                   f"{e.strerror or e}") from e
 
 
-def _provenance(**extra: Any) -> dict[str, Any]:
-    """Where a result came from: git commit (+ dirty flag), versions, platform, and ``extra``.
+# --------------------------------------------------------------------------- run
 
-    Kept here (not in ``verdict``) because ``verdict`` sits above ``experiments`` in the
-    import order.
+
+def run(
+    config: ExperimentConfig,
+    *,
+    cache_root: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    force: bool = False,
+    threads: int | None = None,
+    callback: Callable[[int, float], Any] | None = None,
+    lock_timeout: float | None = None,
+    curve_points: int | None = None,
+) -> ExperimentResult:
+    """Train and evaluate ``config``, or return its verified cached result.
+
+    Args:
+        config: the experiment.
+        cache_root: cache folder (see :func:`derain_utils.store.cache_root`).
+        data_dir: folder of named image sets (else ``$DERAIN_DATA``).
+        device: training/evaluation device (``training.select_device``).
+        progress: show the training progress bar.
+        force: discard any existing entry (including checkpoints) and retrain.
+        threads: torch CPU threads for training (passed to ``training.train``).
+        callback: extra ``callback(step, loss)`` passed on to ``training.train``.
+        lock_timeout: seconds to wait for another process computing the same entry
+            (None = as long as it lives); TimeoutError after that.
+        curve_points: also score the model at step 0 and at ``curve_steps(steps,
+            curve_points)`` while it trains (the learning curve, ``result.curve``); the
+            run is then cached in its own entry (:func:`entry_dir`).
+
+    Returns:
+        ExperimentResult; ``cached`` is True when nothing was trained in this call.
+
+    Raises:
+        ValueError: a bad ``config`` or ``curve_points``.
+        StoreError: the cache root or the entry cannot be used (a file in the way, a
+            read-only cache holding an incomplete entry); the message names the path.
     """
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "git_commit": commit,
-        "git_dirty": None if status is None else bool(status),
-        "versions": _versions(),
-        "platform": platform.platform(),
-        "torch_threads": torch.get_num_threads(),
-        **extra,
-    }
+    if not isinstance(config, ExperimentConfig):
+        raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__}")
+    if curve_points is not None:
+        curve_steps(config.steps, curve_points)  # validates points against the steps
+    entry = entry_dir(config, cache_root=cache_root, curve_points=curve_points)
+    if not force:
+        hit = _try_cached(entry, config, warn=False, curve_points=curve_points)
+        if hit is not None:
+            return hit
+    store.ensure_dir(entry.parent, "cache root" if curve_points is None else "curve cache")
+    store.ensure_dir(entry, "cache entry")
+    lock = store.EntryLock(entry, what="cache entry")
+    waited = lock.acquire(
+        timeout=lock_timeout,
+        done=None if force else (lambda: _try_cached(entry, config, warn=False, curve_points=curve_points)))
+    if waited is not None:  # another process finished it meanwhile
+        return waited
+    try:
+        if force:
+            _clear_entry(entry, keep_ckpt=False)
+        else:
+            hit = _try_cached(entry, config, warn=True, curve_points=curve_points)
+            if hit is not None:
+                return hit
+            # Not usable. An entry that never completed keeps its checkpoints (resume);
+            # one that completed and then got damaged is retrained from scratch.
+            _clear_entry(entry, keep_ckpt=not (entry / store.MANIFEST).exists())
+        _compute(config, entry, data_dir=data_dir, device=device, progress=progress, threads=threads,
+                 callback=callback, curve_points=curve_points)
+        return _read_entry(entry, config, cached=False, curve_points=curve_points)
+    finally:
+        lock.release()
+
+
+def load(config: ExperimentConfig, *, cache_root: str | Path | None = None,
+         curve_points: int | None = None, warn: bool = True) -> ExperimentResult | None:
+    """The verified cached result of ``config``, or None when there is none; never trains.
+
+    An entry that exists but does not verify (see the module docstring) gives a
+    :class:`CacheWarning` (unless ``warn`` is False) and None, as a missing one does.
+    """
+    if not isinstance(config, ExperimentConfig):
+        raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__}")
+    entry = entry_dir(config, cache_root=cache_root, curve_points=curve_points)
+    return _try_cached(entry, config, warn=warn, curve_points=curve_points)
+
+
+def entry_config(folder: str | Path) -> tuple[ExperimentConfig, int | None]:
+    """What a cache entry says it holds, from its ``config.json``: ``(config, curve_points)``.
+
+    Checks nothing else (see :func:`load_entry` for a verified result).
+
+    Raises:
+        CacheError: not a folder, or no readable ``config.json`` of this package (named).
+    """
+    entry = Path(folder).expanduser()
+    if not entry.is_dir():
+        raise CacheError(f"cache entry {entry} is not a folder")
+    try:
+        stored = store.read_json(entry / "config.json", "config.json of the cache entry")
+        return ExperimentConfig.from_dict(stored["config"]), stored.get("points")
+    except (ValueError, TypeError, KeyError) as e:
+        raise CacheError(f"{entry} is not a cache entry of this package: {e}") from None
+
+
+def load_entry(folder: str | Path) -> ExperimentResult:
+    """Open a cache entry by its folder (what the report card scores), checksums enforced.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+        CacheError: it is not a complete, untouched entry (no config.json, a file that
+            does not match its checksum, a model that does not load, ...); the message
+            names the folder and the reason.
+    """
+    entry = Path(folder).expanduser()
+    if not entry.exists():
+        raise FileNotFoundError(f"cache entry {entry} does not exist")
+    config, points = entry_config(entry)
+    reason = _verify_entry(entry, config, points)
+    if reason is not None:
+        raise CacheError(f"cache entry {entry} cannot be trusted: {reason}. Recompute it (e.g. run its config "
+                         "again) rather than use it")
+    try:
+        return _read_entry(entry, config, cached=True, curve_points=points)
+    except Exception as e:  # noqa: BLE001 - a file that checksums but does not parse
+        raise CacheError(f"cache entry {entry}: a file does not parse ({e})") from e
 
 
 def _fingerprint(split: backgrounds.BackgroundSplit, test: backgrounds.BackgroundSplit) -> dict[str, Any]:
@@ -699,104 +819,6 @@ def _fingerprint(split: backgrounds.BackgroundSplit, test: backgrounds.Backgroun
     }
 
 
-# --------------------------------------------------------------------------- run
-
-
-def _draw_data(
-    config: ExperimentConfig, data_dir: str | Path | None
-) -> tuple[backgrounds.BackgroundSplit, backgrounds.BackgroundSplit]:
-    """(training split, split whose ``.test`` holds the test images)."""
-    common = {"tile": config.tile, "test_size": config.test_size, "gray": config.gray, "data_dir": data_dir}
-    split = backgrounds.draw_split(config.background, config.n_train, config.n_test, seed=config.seed, **common)
-    if config.eval_background is None or config.eval_background == config.background:
-        return split, split
-    # Test crops are seed-independent (fixed image-level split / fixed procedural test stream).
-    test = backgrounds.draw_split(config.eval_background, 0, config.n_test, seed=config.seed, **common)
-    return split, test
-
-
-def run(
-    config: ExperimentConfig,
-    *,
-    cache_root: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-    force: bool = False,
-    threads: int | None = None,
-    callback: Callable[[int, float], Any] | None = None,
-    lock_timeout: float | None = None,
-) -> ExperimentResult:
-    """Train and evaluate ``config``, or return its verified cached result.
-
-    Args:
-        config: the experiment.
-        cache_root: cache folder (see :func:`cache_root`).
-        data_dir: folder of named image sets (else ``$DERAIN_DATA``).
-        device: training/evaluation device (``training.select_device``).
-        progress: show the training progress bar.
-        force: discard any existing entry (including checkpoints) and retrain.
-        threads: torch CPU threads for training (passed to ``training.train``).
-        callback: extra ``callback(step, loss)`` passed on to ``training.train``.
-        lock_timeout: seconds to wait for another process training the same entry
-            (None = wait as long as its lock is alive); TimeoutError after that.
-
-    Returns:
-        ExperimentResult; ``cached`` is True when nothing was trained in this call.
-    """
-    if not isinstance(config, ExperimentConfig):
-        raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__}")
-    entry = _globals_cache_root(cache_root) / config.key()
-    if not force:
-        hit = _try_cached(entry, config, warn=False)
-        if hit is not None:
-            return hit
-    entry.mkdir(parents=True, exist_ok=True)
-    lock = _EntryLock(entry / _LOCK)
-    t_wait, waited = time.monotonic(), False
-    while not lock.try_acquire():
-        # Someone else is computing this entry: wait, then use their result.
-        hit = None if force else _try_cached(entry, config, warn=False)
-        if hit is not None:
-            return hit
-        if not waited:
-            log.info("cache entry %s is being computed by another process; waiting", entry)
-            waited = True
-        if lock_timeout is not None and time.monotonic() - t_wait > lock_timeout:
-            raise TimeoutError(f"cache entry {entry} stayed locked by another process for {lock_timeout} s")
-        time.sleep(0.5)
-    try:
-        if force:
-            _clear_entry(entry, keep_ckpt=False)
-        else:
-            hit = _try_cached(entry, config, warn=True)
-            if hit is not None:
-                return hit
-            # Not usable. An entry that never completed keeps its checkpoints (resume);
-            # one that completed and then got damaged is retrained from scratch.
-            _clear_entry(entry, keep_ckpt=not (entry / _MANIFEST).exists())
-        _compute(config, entry, data_dir=data_dir, device=device, progress=progress, threads=threads,
-                 callback=callback, lock=lock)
-        return _read_entry(entry, config, cached=False)
-    finally:
-        lock.release()
-
-
-def load(config: ExperimentConfig, *, cache_root: str | Path | None = None) -> ExperimentResult | None:
-    """The verified cached result of ``config``, or None when there is none; never trains.
-
-    An entry that exists but does not verify (see the module docstring) gives a
-    :class:`CacheWarning` and None, as a missing one does.
-    """
-    if not isinstance(config, ExperimentConfig):
-        raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__}")
-    return _try_cached(_globals_cache_root(cache_root) / config.key(), config, warn=True)
-
-
-def _globals_cache_root(root: str | Path | None) -> Path:
-    return cache_root(root)  # the module function (run's argument shadows its name)
-
-
 def _compute(
     config: ExperimentConfig,
     entry: Path,
@@ -806,24 +828,40 @@ def _compute(
     progress: bool,
     threads: int | None,
     callback: Callable[[int, float], Any] | None,
-    lock: _EntryLock,
+    curve_points: int | None,
 ) -> None:
     t0 = time.perf_counter()
     dev = training.select_device(device)
     split, test = _draw_data(config, data_dir)
-    test_source = test.source
+    inputs = _held_out(config, test)
+    ckpt = None if curve_points is not None else store.ensure_dir(entry / _CKPT, "training checkpoint folder")
 
-    def beat(step: int, loss: float) -> None:
-        lock.heartbeat()
+    def build() -> nn.Module:
+        torch.manual_seed(config.seed)  # the model initialisation is part of the seeded experiment
+        try:
+            return models.build_model(config.arch, in_channels=config.in_channels, **config.resolved_model_kwargs())
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"model_kwargs {dict(config.model_kwargs)} do not build a {config.arch!r}: {e}") from e
+
+    model = build()
+    curve: list[pd.DataFrame] = []
+    todo = set(curve_steps(config.steps, curve_points)) if curve_points is not None else set()
+
+    def record(step: int) -> None:  # the learning curve: the one scorer, without SSIM, on the same inputs
+        frame = _score(model, config, inputs, ssim=False)
+        frame.insert(0, "step", step)
+        curve.append(frame[list(CURVE_COLUMNS)])
+
+    if curve_points is not None:
+        record(0)
+
+    def step_done(step: int, loss: float) -> None:
+        if step in todo:
+            record(step)
         if callback is not None:
             callback(step, loss)
 
     def train_once() -> training.TrainResult:
-        torch.manual_seed(config.seed)  # the model initialisation is part of the seeded experiment
-        try:
-            model = models.build_model(config.arch, in_channels=config.in_channels, **config.resolved_model_kwargs())
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"model_kwargs {dict(config.model_kwargs)} do not build a {config.arch!r}: {e}") from e
         return training.train(
             model,
             split.train_tensor(),
@@ -835,58 +873,38 @@ def _compute(
             warmup_steps=config.warmup_steps,
             seed=config.seed,
             device=dev,
-            ckpt_dir=entry / _CKPT,
+            ckpt_dir=ckpt,
             ckpt_every=config.ckpt_every,
             progress=progress,
             threads=threads,
-            callback=beat,
+            callback=step_done if (todo or callback is not None) else None,
         )
 
     try:
         res = train_once()
     except training.CheckpointError as e:  # unreadable, or written by another configuration
         warnings.warn(
-            f"training checkpoint in {entry / _CKPT} cannot be resumed ({e}); training from scratch",
+            f"training checkpoint in {ckpt} cannot be resumed ({e}); training from scratch",
             CacheWarning,
             stacklevel=3,
         )
-        shutil.rmtree(entry / _CKPT, ignore_errors=True)
+        shutil.rmtree(ckpt, ignore_errors=True)
+        model = build()
         res = train_once()
-    lock.heartbeat()
     trained = res.model
-    table = training.evaluate(
-        trained,
-        test.test_tensor(),
-        list(config.eval_presets),
-        seed=config.eval_seed,
-        device=dev,
-        train_spec=config.train_rain,
-        names=list(test.test_ids),
-    )
-    cols = {
-        "key": config.key(),
-        "name": config.name(),
-        "arch": config.arch,
-        "model_size": config.model_size,
-        "predict": config.predict,
-        "background": config.background,
-        "n_train": config.n_train,
-        "gray": config.gray,
-        "train_rain": config.train_rain,
-        "steps": config.steps,
-        "patch": config.patch,
-        "seed": config.seed,
-        "eval_background": config.eval_background or config.background,
-    }
+    table = _score(trained, config, inputs, device=dev)
+    key = config.key() if curve_points is None else curve_key(config, curve_points)
+    cols = config_columns(config)
     table = table.drop(columns=[c for c in cols if c in table.columns])
     for i, (c, v) in enumerate(cols.items()):
         table.insert(i, c, v)
 
     # ---- write, manifest last
-    _atomic_write_json(
-        entry / "config.json",
-        {"key": config.key(), "name": config.name(), "config": config.to_dict(), "canonical": config.canonical()},
-    )
+    stored = {"key": key, "name": config.name(), "config": config.to_dict(), "canonical": config.canonical()}
+    if curve_points is not None:
+        stored.update(points=curve_points, eval_steps=[0, *sorted(todo)], curve_version=CURVE_VERSION,
+                      experiment_key=config.key())
+    store.write_json(entry / "config.json", stored, sort_keys=True)
     buf = io.BytesIO()
     torch.save(
         {
@@ -894,256 +912,30 @@ def _compute(
             "arch": config.arch,
             "kwargs": {k: _jsonable(v) for k, v in config.resolved_model_kwargs().items()},
             "in_channels": config.in_channels,
-            "key": config.key(),
+            "key": key,
             "cache_version": CACHE_VERSION,
         },
         buf,
     )
-    _atomic_write_bytes(entry / "model.pt", buf.getvalue())
-    _atomic_write_bytes(entry / "history.csv", res.history.to_csv(index=False).encode("utf-8"))
-    _atomic_write_bytes(entry / "eval.csv", table.to_csv(index=False).encode("utf-8"))
-    _atomic_write_json(
+    store.write_bytes(entry / "model.pt", buf.getvalue())
+    store.write_csv(entry / "history.csv", res.history)
+    store.write_csv(entry / "eval.csv", table)
+    if curve_points is not None:
+        store.write_csv(entry / _CURVE_FILE, pd.concat(curve, ignore_index=True))
+    store.write_json(
         entry / "provenance.json",
-        _provenance(
-            key=config.key(),
+        store.provenance(
+            device=res.device,
+            key=key,
             name=config.name(),
-            device=str(res.device),
             wall_s=round(time.perf_counter() - t0, 3),
             train_wall_s=round(float(res.wall_s), 3),
             resumed_from=res.resumed_from,
+            torch_threads=torch.get_num_threads(),
             data=_fingerprint(split, test),
-            eval_background=test_source,
+            eval_background=inputs.source,
         ),
     )
-    _atomic_write_json(
-        entry / _MANIFEST,
-        {
-            "key": config.key(),
-            "cache_version": CACHE_VERSION,
-            "files": {name: _sha256_file(entry / name) for name in _FILES},
-        },
-    )
-    shutil.rmtree(entry / _CKPT, ignore_errors=True)  # complete: checkpoints are no longer needed
-
-
-# --------------------------------------------------------------------------- sweep
-
-
-def _worker_threads(workers: int) -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, cpus // workers)
-
-
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def _sweep_job(
-    config_dict: dict[str, Any],
-    root: str,
-    data_dir: str | None,
-    device: str | None,
-    threads: int | None,
-) -> str:
-    """Run one config in a worker process/job; the parent reads the result from the cache."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    config = ExperimentConfig.from_dict(config_dict)
-    run(config, cache_root=root, data_dir=data_dir, device=device, progress=False, threads=threads)
-    return config.key()
-
-
-@contextlib.contextmanager
-def _package_on_pythonpath() -> Iterator[None]:
-    """Make ``derain_utils`` importable by job processes that start a fresh interpreter."""
-    old = os.environ.get("PYTHONPATH")
-    parts = [str(_REPO)] + ([old] if old else [])
-    os.environ["PYTHONPATH"] = os.pathsep.join(parts)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
-
-
-def sweep(
-    configs: Iterable[ExperimentConfig],
-    *,
-    cache_root: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    workers: int = 1,
-    executor: str | None = None,
-    progress: bool = True,
-    submitit_kwargs: Mapping[str, Any] | None = None,
-    device: str | torch.device | None = None,
-    threads: int | None = None,
-) -> pd.DataFrame:
-    """Run every config (skipping verified cached ones) and return ONE tidy table.
-
-    The table has one row per config x test image x preset (plus the "clean" rows of
-    :func:`training.evaluate`), with :data:`CONFIG_COLUMNS` first, in the order of
-    ``configs`` (duplicates, by key, run and appear once). Interrupting a sweep and
-    calling it again finishes only the missing runs; a run interrupted mid-training
-    resumes from its checkpoint.
-
-    Args:
-        configs: the experiments.
-        workers: parallel runs for the ``"process"`` executor (each with
-            ``cpu_count // workers`` torch threads), and the array parallelism for slurm.
-        executor: ``"inline"`` (this process, one after another), ``"process"``
-            (``ProcessPoolExecutor`` with the ``spawn`` context) or ``"submitit"``
-            (``submitit.AutoExecutor``: slurm when available, else local processes).
-            None = ``"inline"`` when ``workers == 1`` else ``"process"``.
-        submitit_kwargs: for ``"submitit"``: ``folder`` (job logs; default
-            ``<cache_root>/_submitit``) and ``cluster`` (e.g. ``"local"``, ``"debug"``,
-            ``"slurm"``) go to the AutoExecutor constructor; everything else
-            (``timeout_min``, ``slurm_partition``, ``gpus_per_node``, ...) to
-            ``update_parameters``.
-        progress: a ``tqdm.auto`` bar over configs (runs themselves show no bar).
-        device: training/evaluation device of every run (None = cuda > mps > cpu).
-        threads: torch CPU threads per run. Default: torch's own for ``"inline"``;
-            ``cpu_count // workers`` for ``"process"``; ``cpu_count // n_jobs`` for local
-            submitit jobs (they all start at once); the node's for cluster jobs.
-            Oversubscribed threads are very slow on a busy machine.
-
-    Raises:
-        ValueError: empty ``configs``, a non-config entry, bad ``workers``/``executor``.
-        RuntimeError: some runs failed in worker processes/jobs (named); the others
-            are cached, so a rerun only redoes the failed ones.
-    """
-    from tqdm.auto import tqdm
-
-    configs = list(configs)
-    if not configs:
-        raise ValueError("configs is empty: nothing to sweep")
-    for i, c in enumerate(configs):
-        if not isinstance(c, ExperimentConfig):
-            raise ValueError(f"configs[{i}] must be an ExperimentConfig, got {type(c).__name__}")
-    if not _is_int(workers) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-    if executor is None:
-        executor = "inline" if workers == 1 else "process"
-    if executor not in ("inline", "process", "submitit"):
-        raise ValueError(f"executor must be 'inline', 'process' or 'submitit', got {executor!r}")
-    if threads is not None and (not _is_int(threads) or threads < 1):
-        raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
-    if submitit_kwargs is not None and executor != "submitit":
-        raise ValueError(f"submitit_kwargs is only used with executor='submitit', not {executor!r}")
-
-    unique: dict[str, ExperimentConfig] = {}
-    for c in configs:
-        unique.setdefault(c.key(), c)
-    root = _globals_cache_root(cache_root)
-    results: dict[str, ExperimentResult] = {}
-    todo: list[ExperimentConfig] = []
-    for key, c in unique.items():
-        hit = _try_cached(root / key, c, warn=False)
-        if hit is not None:
-            results[key] = hit
-        else:
-            todo.append(c)
-
-    bar = tqdm(total=len(unique), initial=len(results), desc="sweep", unit="run", disable=not progress)
-    failures: list[tuple[ExperimentConfig, BaseException]] = []
-    dev = None if device is None else str(device)
-    try:
-        if executor == "inline":
-            for c in todo:
-                bar.set_postfix_str(c.name())
-                try:
-                    results[c.key()] = run(
-                        c, cache_root=root, data_dir=data_dir, device=device, progress=False, threads=threads
-                    )
-                except Exception as e:  # noqa: BLE001 - collected; KeyboardInterrupt still stops the sweep
-                    failures.append((c, e))
-                bar.update()
-        elif executor == "process" and todo:
-            threads = threads or _worker_threads(workers)
-            ctx = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(
-                max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
-            ) as pool:
-                futures = {
-                    pool.submit(
-                        _sweep_job, c.to_dict(), str(root), None if data_dir is None else str(data_dir), dev, threads
-                    ): c
-                    for c in todo
-                }
-                try:
-                    for fut in cf.as_completed(futures):
-                        c = futures[fut]
-                        try:
-                            fut.result()
-                        except Exception as e:  # noqa: BLE001 - collected and re-raised below
-                            failures.append((c, e))
-                        bar.set_postfix_str(c.name())
-                        bar.update()
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
-        elif executor == "submitit" and todo:
-            failures = _sweep_submitit(todo, root, data_dir, dev, workers, threads, submitit_kwargs or {}, bar)
-    finally:
-        bar.close()
-
-    failed_keys = {c.key() for c, _ in failures}
-    for c in todo:
-        if c.key() in results or c.key() in failed_keys:
-            continue
-        hit = _try_cached(root / c.key(), c, warn=True)
-        if hit is None:
-            failures.append((c, RuntimeError(f"no valid cache entry after the run: {root / c.key()}")))
-        else:
-            results[c.key()] = hit
-    if failures:
-        names = ", ".join(f"{c.name()} [{c.key()}]: {type(e).__name__}: {e}" for c, e in failures[:5])
-        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
-        raise RuntimeError(
-            f"{len(failures)} of {len(unique)} runs failed: {names}{more}; finished runs are cached"
-        ) from failures[0][1]
-    frames = [results[k].eval for k in unique]
-    return pd.concat(frames, ignore_index=True)
-
-
-def _sweep_submitit(
-    todo: list[ExperimentConfig],
-    root: Path,
-    data_dir: str | Path | None,
-    device: str | None,
-    workers: int,
-    threads: int | None,
-    submitit_kwargs: Mapping[str, Any],
-    bar: Any,
-) -> list[tuple[ExperimentConfig, BaseException]]:
-    try:
-        import submitit
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("executor='submitit' needs the submitit package (pip install submitit)") from e
-    kw = dict(submitit_kwargs)
-    folder = Path(kw.pop("folder", root / "_submitit"))
-    cluster = kw.pop("cluster", None)
-    ex = submitit.AutoExecutor(folder=folder, cluster=cluster)
-    if ex.cluster == "slurm":
-        kw.setdefault("slurm_array_parallelism", workers)
-    ex.update_parameters(**kw)
-    # Local jobs all start at once and share this machine's cores; cluster jobs own theirs.
-    if threads is None and ex.cluster in ("local", "debug"):
-        threads = _worker_threads(len(todo))
-    dd = None if data_dir is None else str(data_dir)
-    with _package_on_pythonpath():
-        jobs = [(c, ex.submit(_sweep_job, c.to_dict(), str(root), dd, device, threads)) for c in todo]
-    failures: list[tuple[ExperimentConfig, BaseException]] = []
-    for c, job in jobs:
-        try:
-            job.result()
-        except Exception as e:  # noqa: BLE001 - collected and re-raised by sweep
-            failures.append((c, e))
-        bar.set_postfix_str(c.name())
-        bar.update()
-    return failures
+    store.write_manifest(entry, _files(curve_points), key=key, cache_version=CACHE_VERSION)
+    if ckpt is not None:
+        shutil.rmtree(ckpt, ignore_errors=True)  # complete: checkpoints are no longer needed

@@ -97,6 +97,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from derain_utils import runs, store
 from derain_utils import verdict as _verdict
 
 __all__ = [
@@ -139,7 +140,7 @@ NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[A-Za-z0-9_\-]+\.ipynb$")
 
 def default_notebooks_dir() -> Path:
     """``<repo>/notebooks`` (the repository root is the folder holding the package)."""
-    return _verdict.repo_root() / "notebooks"
+    return store.repo_root() / "notebooks"
 
 
 # --------------------------------------------------------------------------------------
@@ -487,7 +488,7 @@ def _kernel_environment() -> Iterator[None]:
       notebook even when the runner runs with ``MPLBACKEND=Agg``), and text progress bars
       (``DERAIN_PROGRESS=text``) that ``--log-output`` streams to the terminal.
     """
-    root = str(_verdict.repo_root())
+    root = str(store.repo_root())
     saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "JPY_PARENT_PID", *KERNEL_ENV)}
     old = saved["PYTHONPATH"]
     parts = [root] + ([p for p in old.split(os.pathsep) if p and p != root] if old else [])
@@ -509,6 +510,23 @@ KERNEL_LOG = "kernel.log"
 so that it does not clutter the runner's terminal. The notebook's outputs are not in it."""
 
 
+#: Kernel managers started by this runner (the SIGTERM handler stops their kernels).
+_LIVE_KERNELS: list[Any] = []
+
+
+def _stop_live_kernels() -> bool:
+    """Kill the kernels this runner started; True when one was still running."""
+    stopped = False
+    while _LIVE_KERNELS:
+        manager = _LIVE_KERNELS.pop()
+        pid = getattr(getattr(manager, "provisioner", None), "pid", None)
+        if isinstance(pid, int):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                stopped = True
+    return stopped
+
+
 def _kernel_manager_class(log_path: Path) -> type:
     """A jupyter_client kernel manager whose kernel writes its own stdout/stderr to ``log_path``."""
     from jupyter_client.manager import AsyncKernelManager
@@ -519,6 +537,7 @@ def _kernel_manager_class(log_path: Path) -> type:
                 kw.setdefault("stdout", log)
                 kw.setdefault("stderr", log)
                 await super().start_kernel(**kw)
+            _LIVE_KERNELS.append(self)
 
     return LoggedKernelManager
 
@@ -581,7 +600,7 @@ def _write_runner_json(rec: RunRecord, profile: str, started: str) -> None:
         "profile": profile,
         "status": rec.status,
         "started_utc": started,
-        "finished_utc": None if rec.status == "running" else _verdict.utc_stamp(),
+        "finished_utc": None if rec.status == "running" else store.utc_stamp(),
         "wall_s": rec.wall_s,
         "parameters": rec.parameters,
         "kernel": KERNEL_NAME,
@@ -594,7 +613,7 @@ def _write_runner_json(rec: RunRecord, profile: str, started: str) -> None:
     }
     path = rec.folder / RUNNER_FILE
     tmp = rec.folder / f".{RUNNER_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(_verdict.to_jsonable(record, strict=False), indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(store.to_jsonable(record, strict=False), indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -655,11 +674,11 @@ def _update_latest_if_newest(folder: Path) -> bool:
 
     parent = folder.parent
     with FileLock(str(parent / ".latest.lock")):
-        current = _verdict.latest_run(parent.name, parent.parent.name, parent.parent.parent)
+        current = runs.latest_run(parent.name, parent.parent.name, parent.parent.parent)
         if (current is not None and current.resolve() != folder.resolve()
                 and _stamp_key(current.name) > _stamp_key(folder.name) and run_status(current) == "completed"):
             return False
-        _verdict.update_latest(folder)
+        runs.update_latest(folder)
         return True
 
 
@@ -681,11 +700,11 @@ def execute(
     import papermill
     from papermill.exceptions import PapermillExecutionError, strip_color
 
-    folder = _verdict.new_run_dir(info.stem, profile, runs_dir)
+    folder = runs.new_run_dir(info.stem, profile, runs_dir)
     output = folder / f"{info.stem}.ipynb"
     parameters = {"PROFILE": profile, "RUN_DIR": str(folder), **params}
     rec = RunRecord(info=info, status="running", folder=folder, output=output, parameters=parameters)
-    started = _verdict.utc_stamp()
+    started = store.utc_stamp()
     _write_runner_json(rec, profile, started)  # marks the folder before anything else is written into it
     rec.status = "failed"
     t0 = time.perf_counter()
@@ -697,6 +716,7 @@ def execute(
                 config=_client_config(), coalesce_streams=True,
                 kernel_manager_class=_kernel_manager_class(folder / KERNEL_LOG),
             )
+        _LIVE_KERNELS.clear()  # papermill shut its kernel down: nothing for SIGTERM to stop
         rec.status = "completed"
     except (KeyboardInterrupt, _Terminated) as err:
         rec.status, rec.wall_s = "interrupted", time.perf_counter() - t0
@@ -712,11 +732,22 @@ def execute(
         log = folder / KERNEL_LOG
         if log.is_file() and log.stat().st_size:
             rec.error += f" (the kernel's own log: {log})"
+    _LIVE_KERNELS.clear()
+    if _TERMINATING:  # SIGTERM stopped the kernel (see _sigterm_raises): an interruption, not a failure
+        term = _Terminated()
+        rec.status, rec.wall_s, rec.error = "interrupted", time.perf_counter() - t0, "SIGTERM"
+        _write_runner_json(rec, profile, started)
+        term.run_record = rec  # type: ignore[attr-defined]  # for the command line's summary
+        raise term
     rec.wall_s = time.perf_counter() - t0
     _write_runner_json(rec, profile, started)
     if rec.status == "completed":
         _update_latest_if_newest(folder)
     return rec
+
+
+#: Set by the SIGTERM handler: an error that follows it is part of the interruption, not a failure.
+_TERMINATING = False
 
 
 class _Terminated(BaseException):
@@ -729,7 +760,12 @@ def _sigterm_raises() -> Iterator[None]:
     folder is marked ``interrupted``. (SIGKILL cannot be caught: its folder stays ``running`` in
     ``runner.json``, which :func:`run_status` reads as ``killed`` once the runner is gone.)"""
     def handler(signum: int, frame: Any) -> None:
-        raise _Terminated()
+        global _TERMINATING
+        _TERMINATING = True
+        # Raising inside nbclient's event loop can leave it waiting forever; stopping the kernel makes
+        # papermill return at once (the kernel died), and execute() then marks the run interrupted.
+        if not _stop_live_kernels():
+            raise _Terminated()
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)
@@ -871,7 +907,7 @@ def latest_records(infos: Sequence[NotebookInfo], profile: str, runs_dir: Path) 
     """
     out = []
     for info in infos:
-        folder = _verdict.latest_run(info.stem, profile, runs_dir)
+        folder = runs.latest_run(info.stem, profile, runs_dir)
         newer = [f for f in run_folders(info.stem, profile, runs_dir)
                  if folder is None or _stamp_key(f.name) > _stamp_key(folder.name)]
         incomplete = [(f, st) for f in newer if (st := run_status(f)) in INCOMPLETE]
@@ -1100,7 +1136,7 @@ def _stream_cell_output(enabled: bool) -> Iterator[None]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    runs_dir = _checked_runs_dir(_verdict.runs_root(args.runs_dir))
+    runs_dir = _checked_runs_dir(store.runs_root(args.runs_dir))
     infos = _load_infos(args.notebooks_dir)
     selected = select_notebooks(infos, args.only)
     given: list[_Param] = []
@@ -1203,7 +1239,7 @@ def _write_state(infos: Sequence[NotebookInfo], profile: str, runs_dir: Path, *,
 
 
 def _cmd_html(args: argparse.Namespace) -> int:
-    runs_dir = _verdict.runs_root(args.runs_dir)
+    runs_dir = store.runs_root(args.runs_dir)
     if not (runs_dir / args.profile).is_dir():
         raise FileNotFoundError(f"no runs of profile {args.profile} in {runs_dir}")
     state = _write_state(_load_infos(args.notebooks_dir), args.profile, runs_dir, html=True, no_input=args.no_input)

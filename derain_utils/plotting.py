@@ -1,7 +1,7 @@
 """Figures of the monograph: metric-versus-set-size curves and image grids.
 
 The notebooks only *call* these functions; every figure a reader sees is drawn here,
-from the tidy tables of :func:`derain_utils.experiments.sweep` (one row per trained
+from the tidy tables of :func:`derain_utils.sweeps.sweep` (one row per trained
 model x test image x rain preset), so that the figure and the verdict read the same
 numbers.
 
@@ -17,7 +17,9 @@ curves are drawn in two steps (:func:`seed_summary`):
    ``mean +- t_{k-1} * sd / sqrt(k)`` over the ``k`` seed means (:func:`t_interval`).
 
 With 3 seeds, ``t_2 = 4.30``: the band is wide, honestly so (it is clipped to the values the
-metric can take, :data:`METRIC_BOUNDS`, e.g. removal <= 1). With one seed there is no band. The in-distribution preset (the training rain) is drawn as a black dashed
+metric can take, :func:`derain_utils.metric_table.bounds`, e.g. removal <= 1). With one seed there is no
+band. The band is seaborn's (``lineplot`` with ``errorbar=`` this t-interval). The in-distribution preset
+(the training rain) is drawn as a black dashed
 *reference* line; every out-of-distribution (OOD) preset gets a colour of seaborn's
 colour-blind palette, the same colour in every panel. Set sizes grow geometrically,
 so the x axis is log2, with a tick at each size that was trained.
@@ -61,10 +63,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from derain_utils import metric_table
+
 __all__ = [
-    "METRIC_LABELS",
-    "METRIC_TITLES",
-    "METRIC_BOUNDS",
     "EXAMPLE_COLUMNS",
     "use_style",
     "t_interval",
@@ -78,8 +79,6 @@ __all__ = [
     "image_grid",
     "rain_examples",
     "derain_grid",
-    "DYNAMICS_TITLES",
-    "DYNAMICS_LABELS",
     "decoupled_regions",
     "psnr_vs_metrics",
     "curves_vs_step",
@@ -87,51 +86,12 @@ __all__ = [
     "removed_layer_grid",
     "interval_plot",
     "report_card",
-    "COMPLEXITY_LABELS",
     "category_palette",
     "category_summary",
     "category_scatter",
     "measures_by_category",
     "rank_agreement",
 ]
-
-METRIC_LABELS: dict[str, str] = {
-    "removal": "rain removal ratio (1 = all removed)",
-    "bg_psnr": "background PSNR outside rain (dB)",
-    "rain_psnr": "PSNR inside the rain mask (dB)",
-    "psnr": "whole-image PSNR (dB)",
-    "psnr_y": "whole-image PSNR, Y channel (dB)",
-    "ssim": "whole-image SSIM",
-    "ssim_y": "whole-image SSIM, Y channel",
-    "rain_mse": "MSE inside the rain mask",
-    "bg_mse": "MSE outside the rain mask",
-}
-"""Axis labels of the evaluation columns (:data:`derain_utils.training.EVAL_COLUMNS`)."""
-
-METRIC_TITLES: dict[str, str] = {
-    "removal": "Rain removal (decoupled)",
-    "bg_psnr": "Background fidelity (decoupled)",
-    "rain_psnr": "Rain region (decoupled)",
-    "psnr": "Whole-image PSNR",
-    "psnr_y": "Whole-image PSNR (Y)",
-    "ssim": "Whole-image SSIM",
-    "ssim_y": "Whole-image SSIM (Y)",
-}
-"""Panel titles of :func:`metrics_vs_n`."""
-
-METRIC_BOUNDS: dict[str, tuple[float, float]] = {
-    "removal": (-math.inf, 1.0),
-    "bg_psnr": (0.0, 100.0),
-    "rain_psnr": (0.0, 100.0),
-    "psnr": (0.0, 100.0),
-    "psnr_y": (0.0, 100.0),
-    "ssim": (-1.0, 1.0),
-    "ssim_y": (-1.0, 1.0),
-    "rain_mse": (0.0, math.inf),
-    "bg_mse": (0.0, math.inf),
-}
-"""Values a metric can take (PSNRs are capped at ``metrics.PSNR_CAP`` = 100 dB); interval bands are
-clipped to them, since with few seeds a t-interval can reach past what the metric allows."""
 
 EXAMPLE_COLUMNS: dict[str, str] = {
     "rainy": "rainy O",
@@ -293,6 +253,27 @@ def _log2_axis(ax: Axes, values: Sequence[float]) -> None:
         ax.set_xlim(lo / pad, hi * pad)
 
 
+def _seed_band(
+    ax: Axes, d: pd.DataFrame, x: str, metric: str, seed_col: str, confidence: float, *, alpha: float, **line: Any
+) -> None:
+    """One line: the mean over seeds of ``metric`` at each ``x``, with seaborn's band of the t-interval over seeds.
+
+    ``d`` holds the rows of one curve; they are first averaged per (``x``, seed), so every
+    seed counts once. The band is clipped to the metric's bounds; with one seed per ``x``
+    there is no band.
+    """
+    per = d.groupby([x, seed_col], sort=True)[metric].mean().reset_index()
+    lo_b, hi_b = metric_table.bounds(metric)
+
+    def interval(values: pd.Series) -> tuple[float, float]:
+        lo, hi = t_interval(values.to_numpy(dtype=float), confidence)
+        return float(np.clip(lo, lo_b, hi_b)), float(np.clip(hi, lo_b, hi_b))
+
+    banded = bool((per.groupby(x)[seed_col].nunique() >= 2).any())
+    sns.lineplot(data=per, x=x, y=metric, ax=ax, estimator="mean", errorbar=interval if banded else None,
+                 legend=False, err_kws={"alpha": alpha, "linewidth": 0}, **line)
+
+
 def metric_vs_n(
     df: pd.DataFrame,
     metric: str,
@@ -327,7 +308,7 @@ def metric_vs_n(
 
     Returns:
         The Axes: one ``Line2D`` per preset (labelled :func:`preset_label`) and one
-        band (``PolyCollection``, clipped to :data:`METRIC_BOUNDS`) per preset that has at least two seeds.
+        band (``PolyCollection``, clipped to :func:`metric_table.bounds`) per preset that has at least two seeds.
     """
     summary = seed_summary(df, metric, x=x, hue=hue, seed_col=seed_col, confidence=confidence)
     ref = list(reference) if reference is not None else (
@@ -343,25 +324,21 @@ def metric_vs_n(
     if ax is None:
         _, ax = plt.subplots(figsize=(5.0, 3.6))
     colours = preset_palette(list(presets), ref)
+    d = df[df[hue].isin(list(presets))]
+    d = d[np.isfinite(pd.to_numeric(d[metric], errors="coerce").to_numpy(dtype=float))]
     k_ood = 0
     for p in presets:
-        s = summary[summary[hue] == p].sort_values(x)
         is_ref = p in ref
-        style = dict(color=colours[p], linestyle="--" if is_ref else "-", linewidth=1.8,
-                     marker="o" if is_ref else _MARKERS[k_ood % len(_MARKERS)], markersize=5,
-                     zorder=3 if is_ref else 2)
+        _seed_band(ax, d[d[hue] == p], x, metric, seed_col, confidence, alpha=0.08 if is_ref else 0.18,
+                   color=colours[p], linestyle="--" if is_ref else "-", linewidth=1.8,
+                   marker="o" if is_ref else _MARKERS[k_ood % len(_MARKERS)], markersize=5,
+                   zorder=3 if is_ref else 2, label=preset_label(p, ref))
         if not is_ref:
             k_ood += 1
-        ax.plot(s[x], s["mean"], label=preset_label(p, ref), **style)
-        band = s[np.isfinite(s["ci_low"]) & np.isfinite(s["ci_high"])]
-        if len(band):
-            lo, hi = METRIC_BOUNDS.get(metric, (-math.inf, math.inf))
-            ax.fill_between(band[x], band["ci_low"].clip(lo, hi), band["ci_high"].clip(lo, hi), color=colours[p],
-                            alpha=0.08 if is_ref else 0.18, linewidth=0)
     if log_x:
         _log2_axis(ax, summary[x].tolist())
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_ylabel(metric_table.label(metric))
     if title:
         ax.set_title(title)
     if legend:
@@ -394,7 +371,7 @@ def metrics_vs_n(
                              layout="constrained")
     for ax, m in zip(axes[0], metrics):
         metric_vs_n(df, m, ax=ax, x=x, hue=hue, seed_col=seed_col, reference=reference, presets=presets,
-                    confidence=confidence, title=METRIC_TITLES.get(m, m), legend=False)
+                    confidence=confidence, title=metric_table.title(m), legend=False)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small",
                frameon=False)
@@ -747,10 +724,10 @@ def interval_plot(
     Args:
         summary: one row per (x, hue) with columns ``<metric>``, ``<metric>_lo``, ``<metric>_hi``
             (e.g. from :func:`derain_utils.report.mean_ci`); NaN intervals draw a bare point.
-        metrics: metric columns, one panel each (axis labels from :data:`METRIC_LABELS`).
+        metrics: metric columns, one panel each (axis labels and titles from :mod:`derain_utils.metric_table`).
         order, hue_order: level orders (default: order of first appearance).
         xlabels: display names of the ``x`` levels.
-        ylabels: axis labels of metrics missing from :data:`METRIC_LABELS` (or overriding it).
+        ylabels: axis labels overriding the metric table's.
 
     Returns:
         The Figure, with one figure legend for the hue levels.
@@ -780,9 +757,9 @@ def interval_plot(
         ax.set_xticklabels([(xlabels or {}).get(o, str(o)) for o in order], rotation=20, ha="right",
                            fontsize="small")
         ax.set_xlim(-0.6, len(order) - 0.4)
-        label = (ylabels or {}).get(m, METRIC_LABELS.get(m, m))
+        label = (ylabels or {}).get(m, metric_table.label(m))
         ax.set_ylabel(textwrap.fill(label, 28), fontsize="small")
-        ax.set_title(METRIC_TITLES.get(m, "") if m in METRIC_TITLES else "")
+        ax.set_title(metric_table.title(m) if m in metric_table.METRICS else "")
     handles, labels = [], []
     for ax in axes[0]:
         for hnd, lab in zip(*ax.get_legend_handles_labels()):
@@ -850,8 +827,8 @@ def report_card(
             ax.errorbar(i, v, yerr=err, fmt="o", color=_CARD_COLOURS[c], capsize=3, markersize=4)
         ax.set_xticks(range(len(s)))
         ax.set_xticklabels(s["set"].tolist(), rotation=30, ha="right", fontsize="small")
-        ax.set_ylabel(METRIC_LABELS[m])
-        ax.set_title(METRIC_TITLES[m])
+        ax.set_ylabel(metric_table.label(m))
+        ax.set_title(metric_table.title(m))
         if m == "removal":
             ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
             ax.set_ylim(min(-0.1, float(np.nanmin(s["removal_lo"].fillna(s["removal"])) - 0.05)), 1.0)
@@ -883,26 +860,6 @@ def report_card(
 
 
 # ----------------------------------------------------------------------------- notebook 03: decoupled metrics
-
-DYNAMICS_TITLES: dict[str, str] = {
-    "removal_id": "Removal of the training rain",
-    "removal_ood": "Removal of unseen rain (OOD)",
-    "bg_psnr": "Background fidelity",
-    "rain_psnr": "Rain region fidelity",
-    "psnr": "Whole-image PSNR",
-    "clean_psnr": "Output on a clean input",
-}
-"""Panel titles of :func:`curves_vs_step` for the per-model curves of :mod:`derain_utils.dynamics`."""
-
-DYNAMICS_LABELS: dict[str, str] = {
-    "removal_id": "removal ratio, training rain",
-    "removal_ood": "removal ratio, unseen rains",
-    "bg_psnr": "background PSNR (dB)",
-    "rain_psnr": "rain-region PSNR (dB)",
-    "psnr": "whole-image PSNR (dB)",
-    "clean_psnr": "PSNR, output vs clean input (dB)",
-}
-"""Axis labels of :func:`curves_vs_step`."""
 
 _LINESTYLES = ("-", "--", ":", "-.")
 
@@ -1006,9 +963,9 @@ def psnr_vs_metrics(
                 slope, icpt = np.polyfit(xv[ok], yv[ok], 1)
                 xs = np.linspace(xv[ok].min(), xv[ok].max(), 2)
                 ax.plot(xs, slope * xs + icpt, color=colours[p], linewidth=1.0, alpha=0.7, zorder=2)
-        ax.set_xlabel(METRIC_LABELS.get(m, m))
-        ax.set_ylabel(METRIC_LABELS.get(y, y))
-        ax.set_title(METRIC_TITLES.get(m, m))
+        ax.set_xlabel(metric_table.label(m))
+        ax.set_ylabel(metric_table.label(y))
+        ax.set_title(metric_table.title(m))
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small",
                frameon=False)
@@ -1035,8 +992,8 @@ def curves_vs_step(
 
     Each line is the mean over seeds at each ``x`` (one value per seed and ``x``, e.g.
     the per-model curves of :func:`derain_utils.dynamics.model_curves`), with a band of
-    the :func:`t_interval` over seeds (clipped to :data:`METRIC_BOUNDS` for the
-    ``removal_*`` curves). Colour = ``hue`` level, line style = ``style`` level.
+    the :func:`t_interval` over seeds (seaborn's ``errorbar=``, clipped to the metric's
+    :func:`metric_table.bounds`). Colour = ``hue`` level, line style = ``style`` level.
     Panels of ``removal_*`` metrics share one y range.
 
     Returns:
@@ -1053,32 +1010,22 @@ def curves_vs_step(
         raise ValueError(f"hue_order names {unknown}, which are not values of {hue!r}")
     styles = sorted(df[style].unique().tolist()) if style else [None]
     colours = dict(zip(hues, sns.color_palette("colorblind", max(len(hues), 1))))
-    titles = {**DYNAMICS_TITLES, **(dict(titles) if titles else {})}
+    titles = dict(titles) if titles else {}
     fig, axes = plt.subplots(1, len(metrics), figsize=(panel_size[0] * len(metrics), panel_size[1]), squeeze=False,
                              layout="constrained")
     for ax, m in zip(axes[0], metrics):
-        lo_b, hi_b = METRIC_BOUNDS.get("removal" if m.startswith("removal") else m, (-math.inf, math.inf))
         for h in hues:
             for j, s in enumerate(styles):
                 d = df[(df[hue] == h) & ((df[style] == s) if style else True)]
                 if d.empty:
                     continue
-                per = d.groupby([x, seed_col], sort=True)[m].mean().reset_index()
-                rows = []
-                for xv, g in per.groupby(x, sort=True):
-                    lo, hi = t_interval(g[m].to_numpy(float), confidence)
-                    rows.append((xv, float(g[m].mean()), lo, hi))
-                xs, mean, lo, hi = (np.array(v, dtype=float) for v in zip(*rows))
                 label = f"{h}" + ("" if not style else f", N = {s}" if style == "n_train" else f", {style} {s}")
-                ax.plot(xs, mean, color=colours[h], linestyle=_LINESTYLES[j % len(_LINESTYLES)], linewidth=1.8,
-                        marker=_MARKERS[j % len(_MARKERS)], markersize=4, label=label)
-                ok = np.isfinite(lo) & np.isfinite(hi)
-                if ok.any():
-                    ax.fill_between(xs[ok], np.clip(lo[ok], lo_b, hi_b), np.clip(hi[ok], lo_b, hi_b),
-                                    color=colours[h], alpha=0.12, linewidth=0)
+                _seed_band(ax, d, x, m, seed_col, confidence, alpha=0.12, color=colours[h],
+                           linestyle=_LINESTYLES[j % len(_LINESTYLES)], linewidth=1.8,
+                           marker=_MARKERS[j % len(_MARKERS)], markersize=4, label=label)
         ax.set_xlabel("training step" if x == "step" else x)
-        ax.set_ylabel(DYNAMICS_LABELS.get(m, METRIC_LABELS.get(m, m)))
-        ax.set_title(titles.get(m, m))
+        ax.set_ylabel(metric_table.label(m))
+        ax.set_title(titles.get(m, metric_table.title(m)))
     removal_axes = [ax for ax, m in zip(axes[0], metrics) if m.startswith("removal")]
     if len(removal_axes) > 1:  # removal panels share one scale, so their levels compare at a glance
         lims = np.array([ax.get_ylim() for ax in removal_axes])
@@ -1097,17 +1044,6 @@ def curves_vs_step(
 # put one point per (category, training seed) -- the seed's model averaged over the test
 # images -- and, per category, the mean over seeds with a Student-t interval (the same
 # two-step summary as the curves above, with categories instead of set sizes).
-
-COMPLEXITY_LABELS: dict[str, str] = {
-    "png_bpp": "PNG bits per pixel",
-    "jpeg_bpp": "JPEG bits per pixel (q 75)",
-    "grad_mean": "mean Sobel gradient (luma)",
-    "grad_entropy": "gradient entropy (bits)",
-    "spectral_slope": "spectral slope (log-log)",
-    "ae_loss": "autoencoder held-out L1",
-}
-"""Axis labels of the complexity measures (:data:`derain_utils.complexity.ALL_MEASURES`)."""
-
 
 def category_palette(categories: Sequence[str]) -> dict[str, Any]:
     """One colour per category, in the given order (seaborn colour-blind palette; ``husl`` beyond 10)."""
@@ -1205,8 +1141,7 @@ def category_scatter(
         df, x, y, category, seed_col, order, confidence: see :func:`category_summary`.
         palette: colour per category (default :func:`category_palette` of ``order``).
         ax: axes to draw on (default: a new 5 x 3.8 in figure).
-        xlabel, ylabel: axis labels (default: :data:`COMPLEXITY_LABELS` /
-            :data:`METRIC_LABELS`, else the column name).
+        xlabel, ylabel: axis labels (default: :func:`metric_table.label`, else the column name).
         title: axes title.
         annotate: write each category's name next to its mean.
         legend: draw a legend of the categories.
@@ -1240,9 +1175,8 @@ def category_scatter(
         if annotate:
             ax.annotate(cat, (float(r[x]), float(r[y])), xytext=(6, 4), textcoords="offset points",
                         fontsize="small", color="0.2")
-    labels = {**METRIC_LABELS, **COMPLEXITY_LABELS}
-    ax.set_xlabel(xlabel if xlabel is not None else labels.get(x, x))
-    ax.set_ylabel(ylabel if ylabel is not None else labels.get(y, y))
+    ax.set_xlabel(xlabel if xlabel is not None else metric_table.label(x))
+    ax.set_ylabel(ylabel if ylabel is not None else metric_table.label(y))
     if title:
         ax.set_title(title)
     if legend:
@@ -1268,7 +1202,7 @@ def measures_by_category(
             The bars are the spread (standard deviation) over the images of a set, not
             an interval of the mean.
         measures: which measures, in panel order (default: those present, in the
-            order of :data:`COMPLEXITY_LABELS`, then any others).
+            order of the complexity group of :mod:`derain_utils.metric_table`, then any others).
         order: categories, top to bottom (default: order of first appearance).
         palette: colour per category (default :func:`category_palette`).
         ncols: panels per row.
@@ -1279,7 +1213,8 @@ def measures_by_category(
     _check_columns(summary, ["set", "measure", "mean", "std"], "summary")
     present = list(dict.fromkeys(summary["measure"].tolist()))
     if measures is None:
-        measures = [m for m in COMPLEXITY_LABELS if m in present] + [m for m in present if m not in COMPLEXITY_LABELS]
+        known = metric_table.GROUPS["complexity"]
+        measures = [m for m in known if m in present] + [m for m in present if m not in known]
     else:
         measures = list(measures)
         unknown = [m for m in measures if m not in present]
@@ -1308,7 +1243,7 @@ def measures_by_category(
                         color=colours[c], capsize=3, markersize=6)
         ax.set_yticks(range(len(order)), order[::-1], fontsize="small")  # bottom to top
         ax.set_ylim(-0.6, len(order) - 0.4)
-        ax.set_title(COMPLEXITY_LABELS.get(m, m), fontsize="medium")
+        ax.set_title(metric_table.label(m), fontsize="medium")
         ax.tick_params(axis="x", labelsize="small")
     for ax in list(axes.flat)[len(measures):]:
         ax.set_axis_off()

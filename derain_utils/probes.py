@@ -45,7 +45,6 @@ the decomposition covers every model there is.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,8 +57,7 @@ import scipy.ndimage
 import torch
 from torch import Tensor, nn
 
-from derain_utils import experiments, metrics, profiles, rain, training
-from derain_utils.dynamics import score
+from derain_utils import experiments, metrics, profiles, rain, store, training
 from derain_utils.experiments import ExperimentConfig, ExperimentResult
 
 __all__ = [
@@ -255,12 +253,6 @@ def make_probes(
                     own_names=own_names, unseen_names=unseen_names, unseen_source=str(unseen_source))
 
 
-def _psnr_batch(reference: Tensor, test: Tensor) -> list[float]:
-    """Whole-image PSNR per image (10 log10(1 / MSE), capped at metrics.PSNR_CAP), as metrics.psnr."""
-    mse = ((test.double() - reference.double()) ** 2).mean(dim=(1, 2, 3))
-    return torch.clamp(10.0 * torch.log10(1.0 / mse), max=metrics.PSNR_CAP).tolist()
-
-
 def run_probes(
     model: nn.Module,
     probes: ProbeSet,
@@ -284,11 +276,12 @@ def run_probes(
                                  ("unseen", probes.unseen, probes.unseen_names)):
         out = training.predict(model, images, device=device)
         frames.append(pd.DataFrame({"probe": probe, "preset": "none", "image": names, "in_distribution": pd.NA,
-                                    "psnr": _psnr_batch(images, out), "removal": np.nan, "bg_psnr": np.nan,
-                                    "rain_psnr": np.nan}))
-    grey = score(model, probes.grey, train_spec=train_spec, device=device,
-                 names=[f"grey{i:03d}" for i in range(next(iter(probes.grey.values())).rainy.shape[0])])
-    grey = grey[grey["preset"] != "clean"].drop(columns=["mask_fraction"])
+                                    "psnr": [metrics.psnr(a, b) for a, b in zip(images, out)], "removal": np.nan,
+                                    "bg_psnr": np.nan, "rain_psnr": np.nan}))
+    n_grey = next(iter(probes.grey.values())).rainy.shape[0]
+    grey = training.evaluate(model, probes.grey, train_spec=train_spec, device=device,
+                             names=[f"grey{i:03d}" for i in range(n_grey)], ssim=False)
+    grey = grey[grey["preset"] != "clean"].copy()
     grey.insert(0, "probe", "grey_rain")
     frames.append(grey[["probe", "preset", "image", "in_distribution", "psnr", "removal", "bg_psnr", "rain_psnr"]])
     df = pd.concat(frames, ignore_index=True)
@@ -448,7 +441,7 @@ def cached_results(
     ignored) and that match the profile, and returns their :func:`experiments.load`
     results (which verify checksums), sorted by config name and key.
     """
-    root = experiments.cache_root(cache_root)
+    root = store.cache_root(cache_root)
     if not root.is_dir():
         return []
     found: list[ExperimentResult] = []
@@ -456,9 +449,8 @@ def cached_results(
         if not entry.is_dir() or entry.name[:1] in ("_", ".") or not (entry / "manifest.json").is_file():
             continue
         try:
-            stored = json.loads((entry / "config.json").read_text())
-            config = ExperimentConfig.from_dict(stored["config"])
-        except Exception:  # noqa: BLE001 - not an entry of this code version
+            config, _ = experiments.entry_config(entry)
+        except experiments.CacheError:  # not an entry of this code version
             continue
         if config.key() != entry.name or not matches_profile(config, profile, free):
             continue

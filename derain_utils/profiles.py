@@ -1,33 +1,32 @@
 """Profiles: the one place that says how big the monograph's experiments are.
 
-Every notebook starts from ``PROFILE = "quick"`` and resolves it here, so the
-``smoke`` / ``quick``
-    Minutes on a laptop CPU, big enough to show the finding: the ``quick`` ResNet
-    (8 x 32) trained for 500 steps (100 of them warm-up) on 32 px crops of 64 px
-    tiles, batch 16, lr 1e-3; set sizes 4..256, three seeds, two worker processes.
-    Calibration run (2026-11-26, 2 CPU cores, ``natural`` backgrounds): the 12 models
-    of notebook 01 trained and evaluated in 222 s; mean removal of ``long_wide`` rain
-    fell from 0.36 (N=4) to 0.10 (N=256) and of ``slanted`` rain from 0.22 to 0.08,
-    while background PSNR rose from 33 to 39 dB. 48 px crops cost about twice as much
-    per step for the same picture, so the quick profile uses 32 px.
-``paper`` sizes are defined once and a reader can see,
-side by side, what changes between a CI plumbing test and a GPU-sized
-reproduction. The scientific design (what is compared with what) never depends on
-the profile; only the sizes do.
+Every notebook starts from ``PROFILE = "quick"`` and resolves it here, together with the
+few knobs a reader turned (``resolve("quick", steps=300)``). A profile holds only *sizes*:
+the network, the training budget, the crops, the number of test images, the seeds and the
+set sizes. The scientific design (what is compared with what, which rain is unseen) never
+depends on the profile. :class:`~derain_utils.experiments.ExperimentConfig` has no sizes of
+its own: :func:`experiment` and :func:`grid` fill them in from a profile.
 
 ``smoke``
-    Seconds in CI. The ``tiny`` ResNet (6 conv layers x 16 channels) trained for 30
-    steps on 24 px crops of 32 px tiles. Tests plumbing only: its numbers mean nothing.
+    Seconds in CI; tests the plumbing only, its numbers mean nothing.
 ``quick``
-    Minutes on a laptop CPU, big enough to show the finding: the ``quick`` ResNet
-    (8 x 32) on 48 px crops of 64 px tiles, set sizes 4..256, three seeds. The
-    whole quick monograph has a budget of about 20 min on 2 CPU cores, so the step
-    count is modest. **The quick values here are starting points; the lead
-    calibrates them with a timing run.** Measured while writing this module: one
-    500-step quick run took 90-100 s on one (busy) CPU core, i.e. ~0.2 s per step.
+    Minutes on a laptop CPU, big enough to show the finding (the README reports what the
+    quick runs found and how long they took).
 ``paper``
-    One GPU, approaching the paper's scale: the ``paper`` ResNet (18 layers x 64
-    channels, residual blocks) on 64 px crops, 4000 steps, set sizes up to 1024.
+    One GPU, approaching the paper's scale.
+
+What each profile sets (:func:`sizes_markdown`; a test keeps this table current):
+
+| profile | network | steps (warm-up) | batch x crop | tiles | test images | seeds | N (notebook 01) | N per category (02) | curve points (03) | workers |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| smoke | resnet tiny (6 conv x 16) | 30 (5) | 4 x 24 px | 32 px | 4 x 48 px | 0, 1 | 2, 8 | 8 | 3 | 1 |
+| quick | resnet quick (8 conv x 32) | 500 (100) | 16 x 32 px | 64 px | 8 x 64 px | 0, 1, 2 | 4, 16, 64, 256 | 64 | 10 | 2 |
+| paper | resnet paper (18 conv x 64, residual) | 4000 (400) | 32 x 64 px | 64 px | 16 x 128 px | 0, 1, 2 | 4, 16, 64, 256, 1024 | 256 | 20 | 1 |
+
+Each profile also sets the peak learning rate (``lr``; Adam with a linear warm-up, then a
+cosine decay) and the checkpoint interval (``ckpt_every``); all train on the ``small`` rain
+and evaluate on it and on the out-of-distribution presets (the design defaults of
+``ExperimentConfig``).
 
 Data limits: set sizes count distinct ``tile`` x ``tile`` grid tiles of the training
 images. At 64 px the embedded ``skimage`` samples hold about 550 tiles and the
@@ -54,10 +53,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from derain_utils import rain
+from derain_utils import models
 from derain_utils.experiments import ExperimentConfig, _normalise_kwargs
 
-__all__ = ["PROFILES", "Profile", "resolve", "experiment", "grid"]
+__all__ = ["PROFILES", "Profile", "resolve", "experiment", "grid", "sizes_markdown"]
+
+#: Defaults of the design fields of ExperimentConfig (background, train_rain, eval_presets, gray, eval_seed, ...).
+_DESIGN: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)
+                           if f.default is not dataclasses.MISSING}
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ class Profile:
         dynamics_points: number of evenly spaced points during training at which
             notebook 03 evaluates the model (the learning dynamics of the decoupled metrics).
     Execution
-        workers: parallel training runs in a sweep (``experiments.sweep(workers=...)``).
+        workers: parallel training runs in a sweep (``sweeps.sweep(workers=...)``).
     """
 
     name: str
@@ -118,12 +121,13 @@ class Profile:
     ckpt_every: int
     warmup_steps: int = 0
     model_kwargs: tuple[tuple[str, Any], ...] = ()
-    predict: str = "rain"
-    background: str = "skimage"
-    train_rain: str = rain.TRAIN_PRESET
-    eval_presets: tuple[str, ...] = (rain.TRAIN_PRESET, *rain.OOD_PRESETS)
-    gray: bool = False
-    eval_seed: int = 1234
+    # the design fields default to ExperimentConfig's own defaults (one place for each)
+    predict: str = _DESIGN["predict"]
+    background: str = _DESIGN["background"]
+    train_rain: str = _DESIGN["train_rain"]
+    eval_presets: tuple[str, ...] = _DESIGN["eval_presets"]
+    gray: bool = _DESIGN["gray"]
+    eval_seed: int = _DESIGN["eval_seed"]
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -406,3 +410,24 @@ PROFILES: dict[str, Profile] = {
         warmup_steps=400,
     ),
 }
+
+
+def _network(prof: Profile) -> str:
+    kw = {**models.model_kwargs(prof.arch, prof.model_size), **dict(prof.model_kwargs)}
+    depth, width, block = kw.get("depth"), kw.get("width"), kw.get("block")
+    if depth is None or width is None:
+        return f"{prof.arch} {prof.model_size}"
+    return f"{prof.arch} {prof.model_size} ({depth} conv x {width}{', residual' if block == 'residual' else ''})"
+
+
+def sizes_markdown(profiles: Mapping[str, Profile] | None = None) -> str:
+    """The table of the module docstring: what each profile sets, one row per profile."""
+    rows = ["| profile | network | steps (warm-up) | batch x crop | tiles | test images | seeds | N (notebook 01) "
+            "| N per category (02) | curve points (03) | workers |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    join = lambda v: ", ".join(str(x) for x in v)  # noqa: E731
+    for p in (PROFILES if profiles is None else profiles).values():
+        rows.append(f"| {p.name} | {_network(p)} | {p.steps} ({p.warmup_steps}) | {p.batch_size} x {p.patch} px "
+                    f"| {p.tile} px | {p.n_test} x {p.test_size} px | {join(p.seeds)} | {join(p.n_list)} "
+                    f"| {p.category_n} | {p.dynamics_points} | {p.workers} |")
+    return "\n".join(rows)

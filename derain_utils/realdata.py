@@ -78,6 +78,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import skimage.feature
 from scipy import ndimage
 
 from derain_utils import backgrounds, metrics, rain
@@ -370,8 +371,9 @@ def structure_tensor(layer: np.ndarray, *, sigma: float = 1.0, rho: float = 4.0)
 
     Gradients are Sobel derivatives of the layer smoothed by a gaussian of ``sigma`` px (plain
     central differences on 1-px lines favour the diagonals); their outer products are averaged by
-    a gaussian of ``rho`` px (the neighbourhood whose orientation is measured). x is the column
-    axis (right), y the row axis (down).
+    a gaussian of ``rho`` px (the neighbourhood whose orientation is measured): that second part
+    is ``skimage.feature.structure_tensor`` (reflected borders). x is the column axis (right),
+    y the row axis (down).
     """
     a = np.asarray(layer, dtype=np.float64)
     if a.ndim != 2:
@@ -380,11 +382,8 @@ def structure_tensor(layer: np.ndarray, *, sigma: float = 1.0, rho: float = 4.0)
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ValueError(f"{name} must be a finite number >= 0 px, got {v!r}")
     s = ndimage.gaussian_filter(a, sigma) if sigma > 0 else a
-    gx, gy = ndimage.sobel(s, axis=1), ndimage.sobel(s, axis=0)
-    out = []
-    for prod in (gx * gx, gx * gy, gy * gy):
-        out.append(ndimage.gaussian_filter(prod, rho) if rho > 0 else prod)
-    return tuple(out)
+    jyy, jxy, jxx = skimage.feature.structure_tensor(s, sigma=rho, mode="reflect", order="rc")
+    return jxx, jxy, jyy
 
 
 def _coherence(jxx: Any, jxy: Any, jyy: Any) -> tuple[Any, Any]:

@@ -46,8 +46,8 @@ What can be scored
   outputs are clamped to [0, 1]). Its training rain is unknown to the card: ``--train-rain``
   names the preset that counts as in-distribution (default ``small``, the package's).
 
-This module sits at the level of :mod:`derain_utils.verdict` and :mod:`derain_utils.plotting` in
-the import order; notebook 04 uses its scoring functions (:func:`apply`, :func:`paired_rows`,
+This module sits above :mod:`derain_utils.verdict` and :mod:`derain_utils.plotting` in the import
+order (``ARCHITECTURE.md``); notebook 04 uses its scoring functions (:func:`apply`, :func:`paired_rows`,
 :func:`real_rows`, :func:`synthetic_sets`) so that the notebook and the card compute the same numbers.
 """
 from __future__ import annotations
@@ -71,7 +71,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from derain_utils import backgrounds, experiments, metrics, models, rain, realdata, training, verdict
+from derain_utils import (backgrounds, experiments, metric_table, metrics, models, rain, realdata, store, training,
+                          verdict)
 
 __all__ = [
     "LoadedModel",
@@ -132,23 +133,6 @@ class LoadedModel:
             type(self.model).__name__
         rain_txt = self.train_rain or "unknown"
         return f"{self.name}: {arch}; {self.n_params:,} parameters; training rain {rain_txt}"
-
-
-def _model_from_blob(path: Path) -> tuple[nn.Module, int]:
-    """Rebuild a package model from a ``model.pt`` written by :mod:`derain_utils.experiments`."""
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"model checkpoint not found: {path}") from None
-    except Exception as e:  # noqa: BLE001 - torch raises several types for a damaged file
-        raise ValueError(f"model checkpoint {path} cannot be read: {e}") from e
-    needed = ("state_dict", "arch", "kwargs", "in_channels")
-    missing = [k for k in needed if not isinstance(blob, dict) or k not in blob]
-    if missing:
-        raise ValueError(f"model checkpoint {path} lacks the entries {missing}: not a model.pt of derain_utils")
-    model = models.build_model(blob["arch"], in_channels=int(blob["in_channels"]), **blob["kwargs"])
-    model.load_state_dict(blob["state_dict"], strict=True)
-    return model.eval(), int(blob["in_channels"])
 
 
 def _read_config(path: Path) -> experiments.ExperimentConfig:
@@ -286,39 +270,33 @@ def load_model(
     Raises:
         FileNotFoundError: a path that does not exist, or a config that is neither beside a
             model.pt nor cached (without ``train``).
+        experiments.CacheError: a cache entry (or its model.pt / config.json) that is not
+            complete and untouched: a file does not match its checksum (a ValueError).
         ValueError: anything that is not a model (the message names it).
     """
     text = os.fspath(spec)
     if train_rain is not None:
         rain.get_spec(train_rain)  # unknown preset -> ValueError naming the valid ones
     path = Path(text).expanduser()
-    config: experiments.ExperimentConfig | None = None
     if path.exists():
         if path.is_dir():
-            model_file, config_file = path / _MODEL_FILE, path / _CONFIG_FILE
-            if not model_file.is_file():
+            if not (path / _MODEL_FILE).is_file():
                 raise FileNotFoundError(f"model folder {str(path)!r} holds no {_MODEL_FILE}")
-        elif path.suffix == ".json":
-            config_file, model_file = path, path.with_name(_MODEL_FILE)
-        else:
-            model_file, config_file = path, path.with_name(_CONFIG_FILE)
-        if config_file.is_file():
-            config = _read_config(config_file)
-        if not model_file.is_file():  # a bare config: the cache, or training
-            assert config is not None
+            result = experiments.load_entry(path)  # checksums enforced: a tampered entry is refused
+        elif path.suffix == ".json" and not path.with_name(_MODEL_FILE).is_file():
+            config = _read_config(path)  # a bare config: the cache, or training
             result = experiments.load(config, cache_root=cache_root)
             if result is None:
                 if not train:
                     raise FileNotFoundError(
                         f"config {str(path)!r} ({config.name()}, key {config.key()}) has no cached model in "
-                        f"{experiments.cache_root(cache_root)}; pass --train (train=True) to train it")
+                        f"{store.cache_root(cache_root)}; pass --train (train=True) to train it")
                 result = experiments.run(config, cache_root=cache_root, data_dir=data_dir, progress=False)
-            model_file = result.dir / _MODEL_FILE
-        model, channels = _model_from_blob(model_file)
-        name = config.name() if config is not None else model_file.parent.name
-        t_rain = train_rain or (config.train_rain if config is not None else None)
-        return LoadedModel(model=model, name=name, source=text, train_rain=t_rain, in_channels=channels,
-                           config=config, n_params=models.count_params(model))
+        else:  # an entry's model.pt or config.json
+            result = experiments.load_entry(path.parent)
+        model, config = result.load_model(), result.config
+        return LoadedModel(model=model, name=config.name(), source=text, train_rain=train_rain or config.train_rain,
+                           in_channels=config.in_channels, config=config, n_params=models.count_params(model))
     if ":" not in text or text.endswith(".pt") or text.endswith(".json"):
         raise FileNotFoundError(f"model {text!r} does not exist (give a cache folder, model.pt, config.json, "
                                 f"or module:callable)")
@@ -750,8 +728,9 @@ def _fmt(v: float, lo: float, hi: float, digits: int) -> str:
 
 
 def _markdown_table(summary: pd.DataFrame) -> str:
-    head = ["test set", "kind", "rain vs training", "n", "removal [95% CI]", "background PSNR dB [95% CI]",
-            "PSNR-Y dB", "SSIM-Y", "input PSNR-Y dB"]
+    col = {k: metric_table.METRICS[k].header for k in ("removal", "bg_psnr", "psnr_y", "ssim_y", "input_psnr_y")}
+    head = ["test set", "kind", "rain vs training", "n", f"{col['removal']} [95% CI]", f"{col['bg_psnr']} [95% CI]",
+            col["psnr_y"], col["ssim_y"], col["input_psnr_y"]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary[summary["kind"] != "real"].iterrows():
         if r["kind"] == "preset":
@@ -772,9 +751,10 @@ def _markdown_table(summary: pd.DataFrame) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     real = summary[summary["kind"] == "real"]
     if len(real):
+        proxies = ("removed_rms", "brightening_share", "coherence", "global_coherence", "rainfree_change")
         lines += ["", "Real photos without ground truth (proxies of `derain_utils.realdata`; no quality score):", "",
-                  "| folder | n | removed RMS | brightening share | coherence | global coherence | "
-                  "change in rain-free pixels (RMS) |", "|---|---|---|---|---|---|---|"]
+                  "| folder | n | " + " | ".join(metric_table.METRICS[k].header for k in proxies) + " |",
+                  "|---|---|---|---|---|---|---|"]
         for _, r in real.iterrows():
             lines.append(f"| {r['set']} | {int(r['n'])} | {_fmt(r['removed_rms'], math.nan, math.nan, 4)} | "
                          f"{_fmt(r['brightening_share'], math.nan, math.nan, 2)} | "
@@ -892,9 +872,8 @@ def _write_card(
                         "config": loaded.config.to_dict() if loaded.config else None,
                         "key": loaded.config.key() if loaded.config else None},
               "settings": settings, "headline": h, "summary": summary,
-              "provenance": verdict.provenance(params=settings)}
-    (out / "report.json").write_text(json.dumps(verdict.to_jsonable(record, strict=False), indent=2) + "\n",
-                                     encoding="utf-8")
+              "provenance": store.provenance(params=settings)}
+    store.write_json(out / "report.json", record, strict=False, what="report record")
     setting_lines = "\n".join(f"- {k}: {v}" for k, v in settings.items())
     page = f"""# Report card: {loaded.name}
 
@@ -977,14 +956,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                       paired=args.data, real=args.real, real_limit=args.real_limit or None,
                       real_long_side=args.real_long_side or None, data_dir=args.data_dir, device=device,
                       examples=examples)
-        out = args.out or verdict.runs_root() / "reports" / loaded.name.replace(":", "-") / verdict.utc_stamp()
+        out = args.out or store.runs_root() / "reports" / loaded.name.replace(":", "-") / store.utc_stamp()
         settings = {"test backgrounds": f"held-out {args.background} test crops ({args.n_test} x {args.test_size} px; "
                                         f"perspective rain on {args.perspective_size} px crops)",
                     "evaluation seed": args.seed, "paired sets": [str(p) for p in args.data] or "none",
                     "real photo folders": [str(p) for p in args.real] or "none", "device": str(device),
                     "wall_s": round(time.perf_counter() - t0, 1)}
         paths = write_report(df, loaded, out, settings=settings, examples=examples)
-    except (ValueError, OSError) as err:  # OSError: FileNotFoundError, an unwritable --out, a full disk
+    except (ValueError, OSError) as err:  # OSError: store.StoreError, FileNotFoundError, an unwritable --out, a full disk
         print(f"{parser.prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     h = headline(summarize(df))

@@ -62,7 +62,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -771,38 +771,48 @@ def make_eval_set(
     return out
 
 
-def _whole_image_scores(background: Tensor, rainy: Tensor | None, derained: Tensor) -> dict[str, float]:
+def _whole_image_scores(
+    background: Tensor, rainy: Tensor | None, derained: Tensor, ssim: bool = True
+) -> dict[str, float]:
     """psnr/ssim (all channels), psnr_y/ssim_y (BT.601 Y; NaN for gray) and input_psnr/input_ssim of one image.
 
     ``rainy=None`` means the input was the background itself: input_psnr = PSNR_CAP, input_ssim = 1.
+    ``ssim=False`` leaves the SSIM columns NaN.
     """
     rgb = background.shape[0] == 3
+    nan = math.nan
     return {
         "psnr": metrics.psnr(background, derained),
-        "ssim": metrics.ssim(background, derained),
-        "psnr_y": metrics.psnr(background, derained, y_channel=True) if rgb else math.nan,
-        "ssim_y": metrics.ssim(background, derained, y_channel=True) if rgb else math.nan,
+        "ssim": metrics.ssim(background, derained) if ssim else nan,
+        "psnr_y": metrics.psnr(background, derained, y_channel=True) if rgb else nan,
+        "ssim_y": metrics.ssim(background, derained, y_channel=True) if rgb and ssim else nan,
         "input_psnr": metrics.PSNR_CAP if rainy is None else metrics.psnr(background, rainy),
-        "input_ssim": 1.0 if rainy is None else metrics.ssim(background, rainy),
+        "input_ssim": (1.0 if rainy is None else metrics.ssim(background, rainy)) if ssim else nan,
     }
 
 
 def evaluate(
     model: nn.Module,
-    test_images: Tensor | np.ndarray,
-    presets: str | rain.RainSpec | Iterable[str | rain.RainSpec],
+    test_images: Tensor | np.ndarray | Mapping[str, EvalInputs],
+    presets: str | rain.RainSpec | Iterable[str | rain.RainSpec] | None = None,
     *,
     seed: int = 0,
     device: str | torch.device | None = None,
     train_spec: str | rain.RainSpec | None = "small",
     names: list[str] | None = None,
     batch_size: int = 32,
+    ssim: bool = True,
 ) -> pd.DataFrame:
     """Score ``model`` on every test image under every rain preset, plus on the clean images.
 
+    This is the one scorer of the package: experiments, learning curves, probes and the
+    model explorer all score through it.
+
     Args:
         model: the deraining network.
-        test_images: (n, C, H, W) clean test backgrounds in [0, 1] (or numpy (n, H, W, C)).
+        test_images: (n, C, H, W) clean test backgrounds in [0, 1] (or numpy (n, H, W, C)),
+            or the inputs themselves: ``{preset: EvalInputs}`` from :func:`make_eval_set`
+            (then ``presets`` must be None and ``seed`` is not used).
         presets: rain preset names / RainSpecs (see :func:`make_eval_set`).
         seed: evaluation seed (the same seed gives every model the same inputs).
         device: see :func:`predict`.
@@ -810,6 +820,8 @@ def evaluate(
             and ``ood_fields``. None leaves both unknown (NA).
         names: one name per test image (default ``"img000"``, ``"img001"``, ...).
         batch_size: images per forward pass.
+        ssim: compute the SSIM columns (the slowest part); False leaves them NaN, e.g. when
+            scoring many times during training.
 
     Returns:
         A tidy DataFrame with the columns :data:`EVAL_COLUMNS`: one row per
@@ -826,7 +838,16 @@ def evaluate(
         :func:`~derain_utils.metrics.decoupled_batch` with the true rain mask
         (vectorised, same definitions as ``evaluate_pair``).
     """
-    eval_set = make_eval_set(test_images, presets, seed=seed)
+    if isinstance(test_images, Mapping):
+        if presets is not None:
+            raise ValueError("presets must be None when test_images is an eval set (it holds its presets)")
+        if not test_images:
+            raise ValueError("the eval set is empty: nothing to score")
+        eval_set = dict(test_images)
+    else:
+        if presets is None:
+            raise ValueError("presets is missing: name the rain presets to score test_images on")
+        eval_set = make_eval_set(test_images, presets, seed=seed)
     first = next(iter(eval_set.values()))
     clean = first.background
     n = clean.shape[0]
@@ -855,11 +876,11 @@ def evaluate(
         dec = {key: v.cpu().tolist() for key, v in metrics.decoupled_batch(e.background, e.rainy, d, e.mask).items()}
         for i in range(n):
             rows.append({"image": names[i], "preset": pname, "in_distribution": in_dist, "ood_fields": ood,
-                         **_whole_image_scores(e.background[i], e.rainy[i], d[i]),
+                         **_whole_image_scores(e.background[i], e.rainy[i], d[i], ssim),
                          **{key: float(dec[key][i]) for key in _DECOUPLED_COLUMNS}})
     d = derained[len(eval_set) * n :]
     for i in range(n):
-        scores = _whole_image_scores(clean[i], None, d[i])
+        scores = _whole_image_scores(clean[i], None, d[i], ssim)
         rows.append({"image": names[i], "preset": "clean", "in_distribution": pd.NA, "ood_fields": None,
                      **scores,
                      **{key: float("nan") for key in _DECOUPLED_COLUMNS}})

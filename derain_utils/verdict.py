@@ -42,40 +42,19 @@ and return a NaN interval rather than a falsely precise one. A ``smoke`` run wit
 one seed therefore reports its effect with an unknown interval, and
 :func:`reproduced_from_ci` answers ``False``.
 
-Run folders
------------
-Outputs go to ``<runs>/<profile>/<notebook>/<UTC stamp>/`` where ``<runs>`` is
-``$DERAIN_RUNS`` or ``<repo>/runs``. A run never writes over an older one: each
-run gets a fresh folder, and ``latest`` (a relative symlink, or ``latest.txt``
-where symlinks are unavailable) names the newest. The monograph runner
-(``python -m derain_utils.monograph``) creates the folder and hands it to the
-notebook as the papermill parameter ``RUN_DIR``; a notebook opened in JupyterLab
-has ``RUN_DIR = ""`` and calls :func:`resolve_run_dir`, which makes its own.
-
-The end of a notebook, typically::
-
-    folder = verdict.resolve_run_dir(RUN_DIR, "01_set_size", PROFILE)
-    verdict.write_results(folder, df, required_columns=["seed", "image", "n_train", "ood_psnr"])
-    r = verdict.spearman_bootstrap(df, "n_train", "ood_psnr", cluster_cols="seed", within_cols="image")
-    verdict.write_verdict(
-        folder, notebook="01_set_size", finding=FINDING,
-        reproduced=verdict.reproduced_from_ci(r["ci95"], "negative"),
-        statistic="spearman_rho", effect=r["rho"], ci95=r["ci95"], n_seeds=len(SEEDS),
-        profile=PROFILE, summary=f"...", wall_s=time.perf_counter() - T0, n_dropped=r["n_dropped"])
-    verdict.write_provenance(folder, params={"PROFILE": PROFILE, "SEEDS": SEEDS})
+Where the records go
+--------------------
+A notebook writes its verdict into its run folder (:mod:`derain_utils.runs`) through
+:func:`derain_utils.notebook.finish`, which also writes ``results.csv`` and
+``provenance.json`` and prints the headline. This module holds only the statistics and
+the record; files are written atomically by :mod:`derain_utils.store`.
 """
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import importlib.metadata
 import inspect
 import json
 import math
-import os
-import platform
-import re
-import subprocess
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -85,7 +64,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from derain_utils import __version__
+from derain_utils import store
+from derain_utils.store import to_jsonable
 
 __all__ = [
     "DegenerateBootstrapWarning",
@@ -96,28 +76,12 @@ __all__ = [
     "format_effect",
     "Verdict",
     "VERDICT_FIELDS",
+    "VERDICT_FILE",
     "write_verdict",
     "read_verdict",
-    "write_results",
-    "to_jsonable",
-    "provenance",
-    "write_provenance",
-    "repo_root",
-    "runs_root",
-    "utc_stamp",
-    "new_run_dir",
-    "update_latest",
-    "latest_run",
-    "run_dir",
-    "resolve_run_dir",
 ]
 
 VERDICT_FILE = "verdict.json"
-RESULTS_FILE = "results.csv"
-PROVENANCE_FILE = "provenance.json"
-RUNS_ENV = "DERAIN_RUNS"
-LATEST = "latest"
-LATEST_TXT = "latest.txt"
 
 
 def _scipy_rng_kw(rng: np.random.Generator) -> dict[str, Any]:
@@ -642,59 +606,6 @@ def format_effect(statistic: str, effect: float, ci: Sequence[float] | None, dig
 # --------------------------------------------------------------------------------------
 # records
 # --------------------------------------------------------------------------------------
-def to_jsonable(obj: Any, *, where: str = "value", strict: bool = True) -> Any:
-    """Convert ``obj`` into plain JSON types.
-
-    numpy scalars/arrays -> Python numbers/lists; NaN and +-inf -> ``None``;
-    tuples/sets -> lists; ``Path`` -> str; datetimes -> ISO strings; dataclasses and
-    objects with ``to_dict()`` -> dicts; pandas Series/DataFrame -> lists/records.
-    Anything else raises ValueError naming ``where`` (its location) when ``strict``,
-    else becomes ``repr(obj)``.
-    """
-    if obj is None or isinstance(obj, (str, bool)):
-        return obj
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (_dt.datetime, _dt.date)):
-        return obj.isoformat()
-    if isinstance(obj, np.ndarray):
-        return [to_jsonable(v, where=f"{where}[{i}]", strict=strict) for i, v in enumerate(obj.tolist())]
-    if isinstance(obj, pd.DataFrame):
-        return to_jsonable(obj.to_dict(orient="records"), where=where, strict=strict)
-    if isinstance(obj, pd.Series):
-        return to_jsonable(obj.tolist(), where=where, strict=strict)
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v, where=f"{where}.{k}", strict=strict) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v, where=f"{where}[{i}]", strict=strict) for i, v in enumerate(obj)]
-    if isinstance(obj, (set, frozenset)):
-        return [to_jsonable(v, where=where, strict=strict) for v in sorted(obj, key=repr)]
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(dataclasses.asdict(obj), where=where, strict=strict)
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return to_jsonable(obj.to_dict(), where=where, strict=strict)
-    if hasattr(obj, "tolist") and callable(obj.tolist):  # torch tensors and other array types
-        try:
-            return to_jsonable(obj.tolist(), where=where, strict=strict)
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    if hasattr(obj, "item") and callable(obj.item):  # 0-d tensors and the like
-        try:
-            return to_jsonable(obj.item(), where=where, strict=strict)
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    if strict:
-        raise ValueError(f"{where}: cannot store a {type(obj).__name__} in JSON ({obj!r:.80})")
-    return repr(obj)
-
-
 def _pair(v: Any, field: str) -> tuple[float, float]:
     """Two floats (None -> NaN) from a length-2 sequence; ValueError naming ``field`` otherwise."""
     if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != 2:
@@ -812,14 +723,8 @@ class Verdict:
 
     def write(self, run_dir: str | Path) -> Path:
         """Write ``verdict.json`` into ``run_dir`` (created if needed); returns its path."""
-        folder = Path(run_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / VERDICT_FILE
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        folder = store.ensure_dir(run_dir, "run folder")
+        return store.write_json(folder / VERDICT_FILE, self.to_dict(), what="verdict")
 
 
 def write_verdict(run_dir: str | Path, **fields: Any) -> Path:
@@ -847,246 +752,3 @@ def read_verdict(path: str | Path) -> Verdict:
         return Verdict.from_dict(d)
     except ValueError as err:
         raise ValueError(f"{p}: {err}") from None
-
-
-def write_results(
-    run_dir: str | Path, df: pd.DataFrame, required_columns: Sequence[str] | None = None
-) -> Path:
-    """Write the tidy results table ``<run_dir>/results.csv`` (no index); returns its path.
-
-    ``df`` must be a non-empty DataFrame with unique string column names holding
-    every name in ``required_columns`` (else ValueError naming the missing ones).
-    """
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"df must be a pandas DataFrame, got {type(df).__name__}")
-    if df.empty:
-        raise ValueError("df is empty: a results table needs at least one row")
-    cols = list(df.columns)
-    if not all(isinstance(c, str) for c in cols) or len(set(cols)) != len(cols):
-        raise ValueError(f"results columns must be unique strings (a tidy table), got {cols}")
-    missing = [c for c in (required_columns or []) if c not in cols]
-    if missing:
-        raise ValueError(f"results table lacks required column(s) {missing}; it has {cols}")
-    folder = Path(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / RESULTS_FILE
-    df.to_csv(path, index=False)
-    return path
-
-
-# --------------------------------------------------------------------------------------
-# provenance
-# --------------------------------------------------------------------------------------
-PROVENANCE_PACKAGES = ("torch", "numpy", "scipy", "pandas", "scikit-image", "matplotlib", "papermill")
-
-
-def _git(args: list[str], cwd: Path) -> str | None:
-    try:
-        res = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return res.stdout.strip() if res.returncode == 0 else None
-
-
-def _git_info() -> dict[str, Any] | None:
-    """Commit and dirty flag of the git work tree that holds this package's source; None if there is none.
-
-    A package installed inside an (ignored) virtual environment that happens to sit
-    in a repository is not that repository's source, so it reports None.
-    """
-    pkg = Path(__file__).resolve().parent
-    top = _git(["rev-parse", "--show-toplevel"], pkg)
-    if top is None:
-        return None
-    if _git(["check-ignore", "-q", str(pkg / "__init__.py")], pkg) is not None:
-        return None  # git check-ignore exits 0 when ignored
-    commit = _git(["rev-parse", "HEAD"], pkg)  # None before the first commit
-    status = _git(["status", "--porcelain", "--untracked-files=no"], pkg)
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
-
-
-def _package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in PROVENANCE_PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    out["derain_utils"] = __version__
-    return out
-
-
-def _describe_device(device: Any) -> str:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        return f"cpu ({os.cpu_count()} cores, torch missing)"
-    if device is None:
-        if torch.cuda.is_available():
-            device = torch.device("cuda", torch.cuda.current_device())
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            device = torch.device("mps")
-        else:
-            device = torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        index = dev.index if dev.index is not None else torch.cuda.current_device()
-        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    if dev.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores)"
-    return str(dev)
-
-
-def provenance(params: Mapping[str, Any] | None = None, device: Any = None) -> dict[str, Any]:
-    """What made a run: code version, environment, device, parameters.
-
-    Returns a JSON-safe dict with keys ``timestamp_utc`` (ISO 8601), ``git``
-    (``{"commit", "dirty"}`` of the repository holding the package, or None
-    when it is not a git work tree; ``commit`` is None before the first commit),
-    ``python``, ``platform``, ``packages`` (versions of torch, numpy, scipy, pandas,
-    scikit-image, matplotlib, papermill, derain_utils; None when absent), ``device``
-    (``"cuda:0 (NVIDIA ...)"`` or ``"cpu (N threads, M cores)"``; pass ``device`` to
-    describe a specific one), ``argv`` and ``params`` (``params`` converted with
-    :func:`to_jsonable`, unknown objects kept as their repr). No host or user names.
-    """
-    if params is not None and not isinstance(params, Mapping):
-        raise ValueError(f"params must be a mapping of parameter names to values, got {type(params).__name__}")
-    return {
-        "timestamp_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git": _git_info(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "packages": _package_versions(),
-        "device": _describe_device(device),
-        "params": to_jsonable(dict(params or {}), where="params", strict=False),
-    }
-
-
-def write_provenance(
-    run_dir: str | Path, params: Mapping[str, Any] | None = None, device: Any = None, **extra: Any
-) -> Path:
-    """Write :func:`provenance` (plus ``extra`` keys) to ``<run_dir>/provenance.json``; returns its path."""
-    record = provenance(params, device)
-    record.update(to_jsonable(extra, where="provenance", strict=False))
-    folder = Path(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / PROVENANCE_FILE
-    path.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return path
-
-
-# --------------------------------------------------------------------------------------
-# run folders
-# --------------------------------------------------------------------------------------
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-def repo_root() -> Path:
-    """The folder holding the ``derain_utils`` package (the repository root in a checkout)."""
-    return Path(__file__).resolve().parent.parent
-
-
-def runs_root(base: str | Path | None = None) -> Path:
-    """Root of all run folders: ``base`` > ``$DERAIN_RUNS`` > ``<repo>/runs``."""
-    if base is not None and str(base) != "":
-        return Path(base).expanduser()
-    env = os.environ.get(RUNS_ENV)
-    if env:
-        return Path(env).expanduser()
-    return repo_root() / "runs"
-
-
-def utc_stamp(when: _dt.datetime | None = None) -> str:
-    """UTC time stamp used as a run-folder name, e.g. ``20261126T123456Z`` (sorts chronologically)."""
-    when = when or _dt.datetime.now(_dt.timezone.utc)
-    return when.astimezone(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-def _check_name(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value) or value in (LATEST, LATEST_TXT):
-        raise ValueError(f"{field} must be a plain folder name (letters, digits, '_', '-', '.'), got {value!r}")
-    return value
-
-
-def new_run_dir(notebook: str, profile: str, base: str | Path | None = None, *, stamp: str | None = None) -> Path:
-    """Create and return a fresh ``<runs>/<profile>/<notebook>/<UTC stamp>`` folder.
-
-    Never reuses a folder: when the stamp exists already (two runs within one
-    second) a suffix ``-2``, ``-3``, ... is added. Does not move ``latest``.
-    """
-    parent = runs_root(base) / _check_name(profile, "profile") / _check_name(notebook, "notebook")
-    parent.mkdir(parents=True, exist_ok=True)
-    stamp = _check_name(stamp, "stamp") if stamp is not None else utc_stamp()
-    for k in range(1, 10_000):
-        folder = parent / (stamp if k == 1 else f"{stamp}-{k}")
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            continue
-        return folder
-    raise RuntimeError(f"could not create a fresh run folder under {parent}")  # pragma: no cover
-
-
-def update_latest(folder: str | Path) -> Path:
-    """Point ``<folder's parent>/latest`` at ``folder``; returns the pointer's path.
-
-    The pointer is a relative symlink (so the runs tree can be moved), swapped in
-    atomically. Where symlinks are unavailable it is a ``latest.txt`` file holding
-    the folder name instead.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"run folder {folder} does not exist")
-    link = folder.parent / LATEST
-    tmp = folder.parent / f".{LATEST}.{os.getpid()}.tmp"
-    try:
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        os.symlink(folder.name, tmp, target_is_directory=True)
-        os.replace(tmp, link)
-    except OSError:
-        if tmp.is_symlink():
-            tmp.unlink()
-        txt = folder.parent / LATEST_TXT
-        txt.write_text(folder.name + "\n", encoding="utf-8")
-        return txt
-    stale = folder.parent / LATEST_TXT
-    if stale.exists():
-        stale.unlink()
-    return link
-
-
-def latest_run(notebook: str, profile: str, base: str | Path | None = None) -> Path | None:
-    """The folder ``latest`` points at for this notebook and profile, or None when there is none."""
-    parent = runs_root(base) / _check_name(profile, "profile") / _check_name(notebook, "notebook")
-    link = parent / LATEST
-    if link.is_symlink() and link.resolve().is_dir():
-        return parent / os.readlink(link)
-    txt = parent / LATEST_TXT
-    if txt.is_file():
-        target = parent / txt.read_text(encoding="utf-8").strip()
-        if target.is_dir():
-            return target
-    return None
-
-
-def run_dir(notebook: str, profile: str, base: str | Path | None = None) -> Path:
-    """A fresh run folder for an interactive run (created, and made ``latest`` at once)."""
-    folder = new_run_dir(notebook, profile, base)
-    update_latest(folder)
-    return folder
-
-
-def resolve_run_dir(RUN_DIR: str | Path | None, notebook: str, profile: str, base: str | Path | None = None) -> Path:
-    """The folder a notebook writes into.
-
-    Under the runner ``RUN_DIR`` is the folder it created (returned, created if
-    missing). In JupyterLab ``RUN_DIR`` is ``""``/None: a fresh folder is made with
-    :func:`run_dir` under ``<runs>/<profile>/<notebook>/`` and becomes ``latest``.
-    """
-    if RUN_DIR is not None and str(RUN_DIR).strip():
-        folder = Path(RUN_DIR).expanduser()
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-    return run_dir(notebook, profile, base)

@@ -1,14 +1,12 @@
 """Explore trained models: any model of a sweep on any test image under any rain.
 
-A sweep (:func:`derain_utils.experiments.sweep`) trains one model per configuration and
+A sweep (:func:`derain_utils.sweeps.sweep`) trains one model per configuration and
 scores it on the same held-out test images under the same rain. The tables say *how
 much* rain each model removed; this module shows *what it did*.
 :class:`DerainExplorer` holds the models of a sweep (loaded lazily from the model
-cache) and the shared test inputs (rebuilt exactly as the evaluation built them:
-the seed-independent test crops of the background source, and the rain of
-:func:`derain_utils.training.make_eval_set` with the configs' ``eval_seed``), and
-returns, for a (set size N, seed, rain preset, test image), the five images a reader
-needs to judge a derained result:
+cache) and the shared test inputs (those of :func:`derain_utils.experiments.held_out`,
+the very function the evaluation of a run uses), and returns, for a (set size N, seed,
+rain preset, test image), the five images a reader needs to judge a derained result:
 
 =============  ==========================================================
 ``rainy``      the input O = clip(B + R)
@@ -19,7 +17,7 @@ needs to judge a derained result:
 =============  ==========================================================
 
 together with the metrics of that one image (``removal``, ``bg_psnr``, ``rain_psnr``,
-``psnr``; the definitions of :mod:`derain_utils.metrics`). A network that *learned
+``psnr``), scored by :func:`derain_utils.training.evaluate` as in the sweep's table. A network that *learned
 the background* removes streaks it never saw, so ``removed`` looks like ``rain``; a
 network that "slacks off" removes only rain that looks like its training rain, and on
 unseen rain ``removed`` stays nearly empty.
@@ -44,7 +42,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from derain_utils import backgrounds, experiments, metrics, plotting, rain, training
+from derain_utils import experiments, metric_table, plotting, rain, store, training
 
 __all__ = ["DerainExplorer", "representative_image"]
 
@@ -114,9 +112,10 @@ class DerainExplorer:
         """The explorer of a sweep's configs; models are read from the cache when first shown.
 
         The configs must differ only in ``n_train`` and ``seed`` among the fields that
-        define the test inputs (background, test size, presets, eval seed, ...). Models
-        come from :func:`experiments.run` when first shown: a verified cache entry is
-        read (run the sweep first); a missing one would be trained then.
+        define the test inputs (background, test size, presets, eval seed, ...); the inputs
+        are :func:`experiments.held_out` of the first. Models come from
+        :func:`experiments.run` when first shown: a verified cache entry is read, checksums
+        checked (run the sweep first); a missing one would be trained then.
 
         Raises:
             ValueError: no configs, two configs with the same (n_train, seed), or a
@@ -131,18 +130,15 @@ class DerainExplorer:
                 if getattr(c, f) != getattr(first, f):
                     raise ValueError(f"configs differ in {f!r} ({getattr(first, f)!r} vs {getattr(c, f)!r}); "
                                      "an explorer needs one set of test inputs")
-        root = experiments.cache_root(cache_root)
+        root = store.cache_root(cache_root)
         models: dict[tuple[int, int], ModelSource] = {}
         for c in configs:
             key = (c.n_train, c.seed)
             if key in models:
                 raise ValueError(f"two configs with n_train={c.n_train}, seed={c.seed}; keep one per (N, seed)")
             models[key] = _cached_loader(c, root, data_dir)
-        source = first.eval_background or first.background
-        split = backgrounds.draw_split(source, 0, first.n_test, tile=first.tile, test_size=first.test_size,
-                                       seed=0, gray=first.gray, data_dir=data_dir)
-        eval_set = training.make_eval_set(split.test_tensor(), list(first.eval_presets), seed=first.eval_seed)
-        return cls(models, eval_set, image_names=split.test_ids, train_preset=first.train_rain, device=device)
+        inputs = experiments.held_out(first, data_dir=data_dir)
+        return cls(models, inputs.eval_set, image_names=inputs.names, train_preset=first.train_rain, device=device)
 
     # ------------------------------------------------------------------ what there is
 
@@ -203,20 +199,20 @@ class DerainExplorer:
         i = self._image_index(image)
         e = self.eval_set[preset]
         model = self.model(n_train, seed)
-        derained = training.predict(model, e.rainy[i:i + 1], device=self.device)[0]
+        one = training.EvalInputs(spec=e.spec, background=e.background[i:i + 1], rain=e.rain[i:i + 1],
+                                  mask=e.mask[i:i + 1], rainy=e.rainy[i:i + 1])
+        score = training.evaluate(model, {preset: one}, device=self.device, train_spec=self.train_preset,
+                                  names=[self.image_names[i]], ssim=False).iloc[0]
+        derained = training.predict(model, one.rainy, device=self.device)[0]
         hwc = lambda t: t.permute(1, 2, 0).numpy().astype(np.float32)  # noqa: E731
         b, o, d, r = hwc(e.background[i]), hwc(e.rainy[i]), hwc(derained), hwc(e.rain[i])
-        dec = metrics.decoupled(b, o, d, e.mask[i, 0].numpy())
         return {
             "rainy": o,
             "derained": d,
             "removed": o - d,
             "rain": r,
             "background": b,
-            "removal": dec["removal"],
-            "bg_psnr": dec["bg_psnr"],
-            "rain_psnr": dec["rain_psnr"],
-            "psnr": metrics.psnr(b, d),
+            **{m: float(score[m]) for m in ("removal", "bg_psnr", "rain_psnr", "psnr")},
             "n_train": int(n_train),
             "seed": int(seed),
             "preset": preset,
@@ -227,8 +223,8 @@ class DerainExplorer:
     @staticmethod
     def label(ex: Mapping[str, Any]) -> str:
         """A row label: set size, seed and the image's metrics."""
-        return (f"N = {ex['n_train']}, seed {ex['seed']}\nremoval {ex['removal']:.2f}\n"
-                f"bg {ex['bg_psnr']:.1f} dB, all {ex['psnr']:.1f} dB")
+        return "\n".join([f"N = {ex['n_train']}, seed {ex['seed']}",
+                          *(metric_table.describe(m, ex[m]) for m in ("removal", "bg_psnr", "psnr"))])
 
     def figure(self, n_train: int, seed: int, preset: str, image: int | str) -> Figure:
         """One row of :func:`plotting.derain_grid` for this model, preset and image."""

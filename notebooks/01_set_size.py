@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from derain_utils import backgrounds, experiments, plotting, profiles, rain, training, verdict, widgets
+from derain_utils import backgrounds, metric_table, notebook, plotting, profiles, rain, sweeps, verdict, widgets
 
 plotting.use_style()
 
@@ -44,43 +44,29 @@ WORKERS: int = 0  # models trained in parallel processes; 0: the profile's
 # %%
 FINDING = ("Training a deraining network on more background images makes it remove less of the rain "
            "it has not seen.")
-knobs = {"arch": ARCH, "n_list": N_LIST, "seeds": SEEDS, "steps": STEPS, "workers": WORKERS}
-PROF = profiles.resolve(PROFILE, **{k: v for k, v in knobs.items() if v}, **({"gray": True} if GRAY else {}))
+PROF = notebook.profile(PROFILE, arch=ARCH, n_list=N_LIST, seeds=SEEDS, steps=STEPS, workers=WORKERS, gray=GRAY)
 DATA = DATA_DIR or None
-if BACKGROUND == "auto":
-    BG = "natural" if "natural" in backgrounds.available_categories(DATA) else "skimage"
-    why = ("natural photos (bg_natural) from the data folder" if BG == "natural" else
-           "the photos embedded in scikit-image (no bg_natural found: set DATA_DIR or DERAIN_DATA for real photos)")
-else:
-    BG, why = BACKGROUND, "as requested by BACKGROUND"
-RUN = verdict.resolve_run_dir(RUN_DIR, "01_set_size", PROFILE)
-TRAIN_RAIN = PROF.train_rain
-PRESETS = list(PROF.eval_presets)
-OOD = [p for p in PRESETS if rain.ood_fields(TRAIN_RAIN, p)]
-IN_DIST = [p for p in PRESETS if p not in OOD]
-if not OOD:
-    raise ValueError(f"eval_presets {PRESETS} hold no rain that is out-of-distribution for {TRAIN_RAIN!r}")
+BG = notebook.training_background(BACKGROUND, DATA)
+why = ("as requested by BACKGROUND" if BACKGROUND != "auto" else
+       "natural photos (bg_natural) from the data folder" if BG == "natural" else
+       "the photos embedded in scikit-image (no bg_natural found: set DATA_DIR or DERAIN_DATA for real photos)")
+TRAIN_RAIN, PRESETS, IN_DIST, OOD = notebook.rain_roles(PROF)
 SIZES, TRAIN_SEEDS = list(PROF.n_list), list(PROF.seeds)
 if len(SIZES) < 2:
     raise ValueError(f"N_LIST needs at least two training-set sizes, got {SIZES}")
 N_LO, N_HI = SIZES[0], SIZES[-1]
 CONFIGS = profiles.grid(PROF, background=BG, n_train=SIZES, seed=TRAIN_SEEDS)
+NB = notebook.start(
+    "01_set_size", FINDING, PROFILE, RUN_DIR, t0=T0,
+    params={"PROFILE": PROFILE, "SEED": SEED, "DATA_DIR": DATA_DIR, "RUN_DIR": RUN_DIR, "INTERACTIVE": INTERACTIVE,
+            "ARCH": ARCH, "N_LIST": N_LIST, "SEEDS": SEEDS, "STEPS": STEPS, "BACKGROUND": BACKGROUND,
+            "GRAY": GRAY, "WORKERS": WORKERS},
+    profile=PROF.to_dict(), background=BG, models={c.name(): c.key() for c in CONFIGS})
+RUN = NB.dir
 print(f"profile {PROFILE}: {PROF.arch} ({PROF.model_size}), {PROF.steps} steps x {PROF.batch_size} crops of "
       f"{PROF.patch} px, {'gray' if PROF.gray else 'RGB'}; N in {SIZES}; training seeds {TRAIN_SEEDS}")
 print(f"backgrounds: {BG!r}, {why}")
 print(f"{len(CONFIGS)} models; run folder: {RUN}")
-
-# %%
-_ = verdict.write_provenance(
-    RUN,
-    params={"PROFILE": PROFILE, "SEED": SEED, "DATA_DIR": DATA_DIR, "RUN_DIR": RUN_DIR, "INTERACTIVE": INTERACTIVE,
-            "ARCH": ARCH, "N_LIST": N_LIST, "SEEDS": SEEDS, "STEPS": STEPS, "BACKGROUND": BACKGROUND,
-            "GRAY": GRAY, "WORKERS": WORKERS},
-    device=training.select_device(),
-    profile=PROF.to_dict(),
-    background=BG,
-    models={c.name(): c.key() for c in CONFIGS},
-)
 
 # %% [markdown]
 # ## The data
@@ -138,7 +124,7 @@ fig.savefig(RUN / "fig_rain.png", dpi=120, bbox_inches="tight")
 
 # %%
 t = time.perf_counter()
-DF = experiments.sweep(CONFIGS, data_dir=DATA, workers=PROF.workers)
+DF = sweeps.sweep(CONFIGS, data_dir=DATA, workers=PROF.workers)
 print(f"{len(CONFIGS)} models ({len(SIZES)} sizes x {len(TRAIN_SEEDS)} seeds) ready in "
       f"{time.perf_counter() - t:.0f} s; {len(DF)} evaluation rows")
 RESULTS = DF.assign(
@@ -169,18 +155,8 @@ TRENDS = {m: verdict.spearman_bootstrap(OOD_DF, "n_train", m, cluster_cols=("see
                                         crossed=True, seed=SEED) for m in ("removal", "bg_psnr", "psnr")}
 display(pd.DataFrame([{"metric": m, "spearman_rho": r["rho"], "ci95_low": r["ci95"][0], "ci95_high": r["ci95"][1]}
                       for m, r in TRENDS.items()]).set_index("metric").round(3))
-
-
-def excludes_zero(r):  # the interval lies entirely on one side of zero (a NaN interval does not)
-    return r["ci95"][0] > 0 or r["ci95"][1] < 0
-
-
-def fmt(r):
-    return verdict.format_effect("rho", r["rho"], r["ci95"], digits=2)
-
-
-NAMES = {"removal": "rain removal", "bg_psnr": "background PSNR"}
-moved = [m for m in NAMES if excludes_zero(TRENDS[m])]
+fmt, NAMES = notebook.fmt, {m: metric_table.name(m) for m in ("removal", "bg_psnr")}
+moved = [m for m in NAMES if notebook.excludes_zero(TRENDS[m])]
 desc = " and ".join(f"{NAMES[m]} {'rises' if TRENDS[m]['rho'] > 0 else 'falls'} with N ({fmt(TRENDS[m])})"
                     for m in moved)
 whole = TRENDS["psnr"]
@@ -188,7 +164,7 @@ if not moved:
     HIDES = False
     sentence = ("Neither decoupled metric shows a clear trend with N here, so there is nothing for whole-image "
                 f"PSNR to hide (whole-image PSNR: {fmt(whole)}).")
-elif not excludes_zero(whole):
+elif not notebook.excludes_zero(whole):
     HIDES = True
     sentence = (f"Whole-image PSNR hides the effect: {desc}, but whole-image PSNR shows no clear trend "
                 f"({fmt(whole)}, an interval that includes zero).")
@@ -215,10 +191,6 @@ display(Markdown(sentence))
 P_EX = max(OOD, key=lambda p: len(rain.ood_fields(TRAIN_RAIN, p)))
 IMG = widgets.representative_image(DF, P_EX, N_LO, N_HI)
 EXAMPLES = [EXPLORER.example(n, TRAIN_SEEDS[0], P_EX, IMG) for n in (N_LO, N_HI)]
-for ex in EXAMPLES:  # the explorer rebuilt the test inputs: it must reproduce the sweep's own score
-    row = DF[(DF["n_train"] == ex["n_train"]) & (DF["seed"] == ex["seed"]) & (DF["preset"] == P_EX)
-             & (DF["image"] == IMG)]
-    assert abs(float(row["removal"].iloc[0]) - ex["removal"]) < 1e-2, "explorer and sweep disagree"
 fig = plotting.derain_grid(EXAMPLES, [EXPLORER.label(ex) for ex in EXAMPLES],
                            suptitle=f"{IMG} under {P_EX} rain (unseen)")
 fig.savefig(RUN / "fig_examples.png", dpi=120, bbox_inches="tight")
@@ -254,39 +226,18 @@ id_by_n = DF[DF["preset"].isin(IN_DIST)].groupby("n_train")["removal"].mean()
 SUMMARY = (f"Removal of unseen rain went from {rm_by_n[N_LO]:.2f} at N = {N_LO} to {rm_by_n[N_HI]:.2f} at "
            f"N = {N_HI} (Spearman {fmt(R_RM)}); background PSNR went from {bg_by_n[N_LO]:.1f} to "
            f"{bg_by_n[N_HI]:.1f} dB ({fmt(R_BG)}).")
-if REPRODUCED:
-    head = (f"**Reproduced.** More training backgrounds gave less removal of unseen rain, as the paper reports: "
-            f"the whole interval of rho lies below zero ({len(TRAIN_SEEDS)} seeds, {PROF.steps} steps).")
-elif R_RM["ci95"][0] > 0:
-    head = ("**Not reproduced: the data contradict the paper.** Removal of unseen rain *rose* with the number "
-            "of training backgrounds, and the whole interval of rho lies above zero.")
-else:
-    head = ("**Not reproduced (inconclusive).** The interval of rho includes zero (or could not be computed), "
-            f"so {len(TRAIN_SEEDS)} seeds x {len(SIZES)} sizes at {PROF.steps} steps do not separate a trend "
-            "from seed-to-seed noise; the paper's claim is neither confirmed nor contradicted here.")
+head = notebook.headline(R_RM, "negative", n_seeds=len(TRAIN_SEEDS), steps=PROF.steps,
+                         claim="More training backgrounds gave less removal of unseen rain, as the paper reports",
+                         contrary="Removal of unseen rain *rose* with the number of training backgrounds")
 bg_note = ("Background PSNR rose with N, as the paper's account predicts: networks trained on many backgrounds "
-           "leave the background intact but learn only the training rain." if excludes_zero(R_BG) and R_BG["rho"] > 0
+           "leave the background intact but learn only the training rain."
+           if notebook.excludes_zero(R_BG) and R_BG["rho"] > 0
            else "Background PSNR did not rise clearly with N, unlike the paper's account "
                 f"({fmt(R_BG)}).")
 per = "; ".join(f"{p}{' (training rain)' if p in IN_DIST else ''}: {fmt(r)}" for p, r in PER_PRESET.items())
 display(Markdown(f"{head}\n\n{SUMMARY}\n\n{bg_note} On the training rain, removal went from "
                  f"{id_by_n[N_LO]:.2f} to {id_by_n[N_HI]:.2f}.\n\nPer preset: {per}.\n\n{sentence}"))
-
-# %%
-verdict.write_results(RUN, RESULTS, required_columns=["seed", "n_train", "image", "preset", "in_distribution",
-                                                      "rain_kind", "removal", "bg_psnr", "psnr"])
-path = verdict.write_verdict(
-    RUN,
-    notebook="01_set_size",
-    finding=FINDING,
-    reproduced=REPRODUCED,
-    statistic="spearman_rho",
-    effect=R_RM["rho"],
-    ci95=R_RM["ci95"],
-    n_seeds=len(TRAIN_SEEDS),
-    profile=PROFILE,
-    summary=SUMMARY,
-    wall_s=time.perf_counter() - T0,
+FACTS = dict(  # what verdict.json records beside the effect
     effect_of="Spearman rho between N and the rain removal of OOD presets (pooled), seed x image bootstrap",
     bg_psnr_rho=R_BG["rho"],
     bg_psnr_ci95=R_BG["ci95"],
@@ -307,6 +258,10 @@ path = verdict.write_verdict(
     n_test=PROF.n_test,
     in_distribution_presets=IN_DIST,
     ood_presets=OOD,
-    figures=sorted(p.name for p in RUN.glob("fig_*.png")),
 )
-print(f"wrote {path} and {RUN / 'results.csv'}")
+
+# %%
+_ = notebook.finish(NB, RESULTS, ["seed", "n_train", "image", "preset", "in_distribution", "rain_kind", "removal",
+                                  "bg_psnr", "psnr"],
+                    statistic="spearman_rho", result=R_RM, reproduced=REPRODUCED, n_seeds=len(TRAIN_SEEDS),
+                    summary=SUMMARY, **FACTS)

@@ -31,7 +31,8 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from derain_utils import backgrounds, complexity, experiments, plotting, profiles, rain, training, verdict, widgets
+from derain_utils import (backgrounds, complexity, experiments, metric_table, notebook, plotting, profiles, rain,
+                          sweeps, training, verdict, widgets)
 
 plotting.use_style()
 
@@ -56,8 +57,7 @@ WORKERS: int = 0  # models trained in parallel processes; 0: the profile's
 # %%
 FINDING = ("Networks trained on simpler background categories remove more of the rain they have not seen: "
            "removal of unseen rain falls as the complexity of the training backgrounds rises.")
-knobs = {"seeds": SEEDS, "steps": STEPS, "workers": WORKERS}
-PROF = profiles.resolve(PROFILE, **{k: v for k, v in knobs.items() if v})
+PROF = notebook.profile(PROFILE, seeds=SEEDS, steps=STEPS, workers=WORKERS)
 DATA = DATA_DIR or None
 FOUND = backgrounds.available_categories(DATA)
 bad = [c for c in REAL if c not in backgrounds.CATEGORIES]
@@ -81,12 +81,7 @@ SIZES = sorted({int(n) for n in N_TRAIN}) if N_TRAIN else sorted(
     {"paper": {64, PROF.category_n}}.get(PROF.name, {PROF.category_n}))
 N_MAIN = SIZES[-1]  # the verdict's training-set size
 TRAIN_SEEDS = list(PROF.seeds)
-TRAIN_RAIN = PROF.train_rain
-PRESETS = list(PROF.eval_presets)
-OOD = [p for p in PRESETS if rain.ood_fields(TRAIN_RAIN, p)]
-IN_DIST = [p for p in PRESETS if p not in OOD]
-if not OOD or not IN_DIST:
-    raise ValueError(f"eval_presets {PRESETS} need the training rain {TRAIN_RAIN!r} and at least one OOD rain")
+TRAIN_RAIN, PRESETS, IN_DIST, OOD = notebook.rain_roles(PROF)
 CONTROL_RAIN = "mixed"  # the wide-range preset: it covers every OOD preset
 if any(rain.ood_fields(CONTROL_RAIN, p) for p in PRESETS):
     raise ValueError(f"the control rain {CONTROL_RAIN!r} must cover every evaluated preset {PRESETS}")
@@ -95,27 +90,20 @@ if COMMON_TEST == "auto":
 else:
     COMMON = COMMON_TEST
 AE_STEPS_USED = AE_STEPS or min(complexity.AE_STEPS, PROF.steps)
-RUN = verdict.resolve_run_dir(RUN_DIR, "02_category_complexity", PROFILE)
 CONFIGS = profiles.grid(PROF, background=CATS, n_train=SIZES, seed=TRAIN_SEEDS)
+NB = notebook.start(
+    "02_category_complexity", FINDING, PROFILE, RUN_DIR, t0=T0,
+    params={"PROFILE": PROFILE, "SEED": SEED, "DATA_DIR": DATA_DIR, "RUN_DIR": RUN_DIR, "INTERACTIVE": INTERACTIVE,
+            "REAL": REAL, "LADDER": LADDER, "N_TRAIN": N_TRAIN, "SEEDS": SEEDS, "STEPS": STEPS,
+            "PRIMARY": PRIMARY, "COMMON_TEST": COMMON_TEST, "CONTROL": CONTROL, "AE_STEPS": AE_STEPS,
+            "MIN_REMOVAL": MIN_REMOVAL, "WORKERS": WORKERS},
+    profile=PROF.to_dict(), categories=CATS, common_test=COMMON, models={c.name(): c.key() for c in CONFIGS})
+RUN = NB.dir
 print(f"profile {PROFILE}: {PROF.arch} ({PROF.model_size}), {PROF.steps} steps x {PROF.batch_size} crops of "
       f"{PROF.patch} px, {'gray' if PROF.gray else 'RGB'}; N in {SIZES}; training seeds {TRAIN_SEEDS}")
 print(f"categories: real {REAL_CATS or '(none found: set DATA_DIR or DERAIN_DATA)'}, procedural {LADDER}")
 print(f"common test set: {COMMON!r}; {len(CONFIGS)} models (+ {len(TRAIN_SEEDS) if CONTROL else 0} control); "
       f"run folder: {RUN}")
-
-# %%
-_ = verdict.write_provenance(
-    RUN,
-    params={"PROFILE": PROFILE, "SEED": SEED, "DATA_DIR": DATA_DIR, "RUN_DIR": RUN_DIR, "INTERACTIVE": INTERACTIVE,
-            "REAL": REAL, "LADDER": LADDER, "N_TRAIN": N_TRAIN, "SEEDS": SEEDS, "STEPS": STEPS,
-            "PRIMARY": PRIMARY, "COMMON_TEST": COMMON_TEST, "CONTROL": CONTROL, "AE_STEPS": AE_STEPS,
-            "MIN_REMOVAL": MIN_REMOVAL, "WORKERS": WORKERS},
-    device=training.select_device(),
-    profile=PROF.to_dict(),
-    categories=CATS,
-    common_test=COMMON,
-    models={c.name(): c.key() for c in CONFIGS},
-)
 
 # %% [markdown]
 # ## The backgrounds
@@ -231,7 +219,7 @@ CTRL_CAT = ORDER[-1]
 CONTROL_CONFIGS = profiles.grid(PROF, background=CTRL_CAT, n_train=N_MAIN, seed=TRAIN_SEEDS,
                                 train_rain=CONTROL_RAIN) if CONTROL else []
 t = time.perf_counter()
-DF = experiments.sweep(CONFIGS + CONTROL_CONFIGS, data_dir=DATA, workers=PROF.workers)
+DF = sweeps.sweep(CONFIGS + CONTROL_CONFIGS, data_dir=DATA, workers=PROF.workers)
 print(f"{len(CONFIGS) + len(CONTROL_CONFIGS)} models ({len(CATS)} categories x {len(SIZES)} N x {len(TRAIN_SEEDS)} "
       f"seeds + {len(CONTROL_CONFIGS)} control on {CTRL_CAT!r}) ready in {time.perf_counter() - t:.0f} s")
 
@@ -252,8 +240,7 @@ def load(config):
 def on_common(configs):
     frames = []
     for c in configs:
-        ev = training.evaluate(load(c), COMMON_IMAGES, PRESETS, seed=c.eval_seed, train_spec=c.train_rain,
-                               names=COMMON_IDS)
+        ev = training.evaluate(load(c), COMMON_EVAL, train_spec=c.train_rain, names=COMMON_IDS)
         cols = DF.loc[DF["key"] == c.key(), list(experiments.CONFIG_COLUMNS)].iloc[0].to_dict()
         frames.append(ev.assign(**{**cols, "eval_background": COMMON})[[*experiments.CONFIG_COLUMNS, *ev.columns]])
     return pd.concat(frames, ignore_index=True)
@@ -318,7 +305,7 @@ for ax, (name, d) in zip(axes, [("common test set", OOD_COMMON), ("own category'
                                    crossed=True, seed=SEED)
     plotting.category_scatter(d, PRIMARY, "removal", order=ORDER, palette=PALETTE, ax=ax,
                               ylabel="removal of unseen rain (1 = all removed)",
-                              title=f"{name}: {verdict.format_effect('rho', r['rho'], r['ci95'], digits=2)}")
+                              title=f"{name}: {notebook.fmt(r)}")
 fig.savefig(RUN / "fig_removal_vs_complexity.png", dpi=120, bbox_inches="tight")
 
 # %%
@@ -384,7 +371,7 @@ for ax, m in zip(axes.flat, MEASURES):
     plotting.category_scatter(OOD_COMMON, m, "removal", order=ORDER, palette=PALETTE, ax=ax, annotate=False,
                               ylabel="removal of unseen rain",
                               title=f"{m}: rho = {PER_MEASURE[m]['rho']:.2f}" + (" (best)" if m == BEST else ""),
-                              xlabel=plotting.COMPLEXITY_LABELS[m])
+                              xlabel=metric_table.label(m))
 handles = [plt.Line2D([], [], marker="o", linestyle="", color=PALETTE[c], label=c) for c in ORDER]
 fig.legend(handles=handles, loc="outside lower center", ncols=len(ORDER), fontsize="small", frameon=False)
 fig.savefig(RUN / "fig_removal_vs_measures.png", dpi=120, bbox_inches="tight")
@@ -409,14 +396,12 @@ p = PER_MEASURE[PRIMARY]
 if BEST is not None:
     b = PER_MEASURE[BEST]
     lines.append(f"The measure that predicts generalization best here is **{BEST}** "
-                 f"({verdict.format_effect('rho', b['rho'], b['ci95'], digits=2)}); the primary {PRIMARY} gives "
-                 f"{verdict.format_effect('rho', p['rho'], p['ci95'], digits=2)}. With {K} categories and "
+                 f"({notebook.fmt(b)}); the primary {PRIMARY} gives {notebook.fmt(p)}. With {K} categories and "
                  f"{len(TRAIN_SEEDS)} seeds the intervals of different measures overlap: read the ranking of "
                  "measures as indicative.")
 else:
     lines.append(f"No single measure predicts generalization best here: {', '.join(TIED) or 'none'} tie at the "
-                 f"lowest rho ({lowest:.2f}); the primary {PRIMARY} gives "
-                 f"{verdict.format_effect('rho', p['rho'], p['ci95'], digits=2)}.")
+                 f"lowest rho ({lowest:.2f}); the primary {PRIMARY} gives {notebook.fmt(p)}.")
 display(Markdown("\n\n".join(lines)))
 
 # %% [markdown]
@@ -432,8 +417,8 @@ display(Markdown("\n\n".join(lines)))
 # seeds; "unseen" means unseen by the `small` models (the control saw all four).
 
 # %%
-def ci(r, key="estimate"):
-    return f"{r[key]:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
+def ci(r):
+    return notebook.fmt(r, name="")
 
 
 if CONTROL:
@@ -483,7 +468,7 @@ if CONTROL:
         f"On {CTRL_CAT}'s own held-out images, the gap between removal of the training rain and of the unseen rains "
         f"is {ci(own['gaps'][TRAIN_RAIN])} for networks trained on {TRAIN_RAIN!r} rain and "
         f"{ci(own['gaps'][CONTROL_RAIN])} for those trained on {CONTROL_RAIN!r} rain: a change of "
-        f"{ci(own['closed'], 'effect')}, while removal of the unseen rains changed by {ci(own['gained'], 'effect')}. "
+        f"{ci(own['closed'])}, while removal of the unseen rains changed by {ci(own['gained'])}. "
         + ("Both intervals lie above zero: seeing the rain in training closes the gap by making the unseen rain "
            "removable, so the gap is about what the network learned, not about the test"
            if CONTROL_OK else "This control does not show the gap narrowing through better removal of the unseen "
@@ -492,7 +477,7 @@ if CONTROL:
            "; the control's own gap stays above zero (narrowed, not closed).")
         + f" On the common test set ({COMMON}), where the background is new as well as the rain, the gap is "
         f"{ci(com['gaps'][TRAIN_RAIN])} vs {ci(com['gaps'][CONTROL_RAIN])} and removal of the unseen rains changed by "
-        f"{ci(com['gained'], 'effect')}; background PSNR there is {com['bg_psnr'].get(TRAIN_RAIN, np.nan):.1f} dB "
+        f"{ci(com['gained'])}; background PSNR there is {com['bg_psnr'].get(TRAIN_RAIN, np.nan):.1f} dB "
         f"({TRAIN_RAIN}) vs {com['bg_psnr'].get(CONTROL_RAIN, np.nan):.1f} dB ({CONTROL_RAIN})"
         + (": the wide-rain models do not carry their skill to unfamiliar backgrounds in this training budget."
            if not verdict.reproduced_from_ci(com["gained"]["ci95"], "positive") else "."))
@@ -528,13 +513,9 @@ EX_SEED = next((s for s in TRAIN_SEEDS if s in ok.index and set(shown) <= ok[s])
 EXAMPLES, LABELS = [], []
 for cat, r in shown:
     ex = explorer(cat, r).example(N_MAIN, EX_SEED, P_EX, IMG)
-    row = ALL[(ALL["background"] == cat) & (ALL["train_rain"] == r) & (ALL["n_train"] == N_MAIN)
-              & (ALL["seed"] == EX_SEED) & (ALL["test_set"] == "common") & (ALL["preset"] == P_EX)
-              & (ALL["image"] == IMG)]
-    assert abs(float(row["removal"].iloc[0]) - ex["removal"]) < 1e-2, "explorer and evaluation disagree"
     EXAMPLES.append(ex)
-    LABELS.append(f"{cat}, {r} rain\n{PRIMARY} {CX.loc[cat, PRIMARY]:.2f}\nremoval {ex['removal']:.2f}\n"
-                  f"bg {ex['bg_psnr']:.1f} dB")
+    LABELS.append("\n".join([f"{cat}, {r} rain", f"{PRIMARY} {CX.loc[cat, PRIMARY]:.2f}",
+                             *(metric_table.describe(m, ex[m]) for m in ("removal", "bg_psnr"))]))
 fig = plotting.derain_grid(EXAMPLES, LABELS, suptitle=f"{IMG} under {P_EX} rain (unseen by the {TRAIN_RAIN} models)")
 fig.savefig(RUN / "fig_examples.png", dpi=120, bbox_inches="tight")
 
@@ -579,12 +560,7 @@ BY_N = {n: verdict.spearman_bootstrap(
 R_ALL = verdict.spearman_bootstrap(MAIN_ALL[(MAIN_ALL["test_set"] == "common") & MAIN_ALL["ood_preset"]], PRIMARY,
                                    "removal", cluster_cols=("seed",), within_cols=("image",), crossed=True,
                                    seed=SEED) if FILTERED else R_RM
-
-
-def fmt(r):
-    return verdict.format_effect("rho", r["rho"], r["ci95"], digits=2)
-
-
+fmt = notebook.fmt
 rm = REMOVAL.loc[ORDER]
 SUMMARY_TEXT = (f"Removal of unseen rain on the common test set was {rm[SIMPLEST]:.2f} for the simplest category "
                 f"({SIMPLEST}) and {rm[MOST]:.2f} for the most complex ({MOST}) by {PRIMARY}; Spearman {fmt(R_RM)} "
@@ -592,41 +568,22 @@ SUMMARY_TEXT = (f"Removal of unseen rain on the common test set was {rm[SIMPLEST
                 + (f" ({len(STALLED)} model(s) that did not learn left out; with them {fmt(R_ALL)})"
                    if FILTERED else "")
                 + f"; best predictor of {len(MEASURES)} measures: {BEST or 'a tie'}.")
-if REPRODUCED:
-    head = (f"**Reproduced.** Networks trained on more complex categories (by {PRIMARY}) removed less of the unseen "
-            f"rain, as the paper reports: the whole interval of rho lies below zero.")
-elif R_RM["ci95"][0] > 0:
-    head = ("**Not reproduced: the data contradict the paper.** Removal of unseen rain *rose* with the complexity "
-            f"of the training category by {PRIMARY}; the whole interval of rho lies above zero.")
-else:
-    head = ("**Not reproduced (inconclusive).** The interval of rho includes zero (or could not be computed): "
-            f"{len(ORDER)} categories x {len(TRAIN_SEEDS)} seeds at {PROF.steps} steps do not separate a trend with "
-            f"{PRIMARY} from noise; the paper's claim is neither confirmed nor contradicted here.")
+head = notebook.headline(
+    R_RM, "negative", n_seeds=len(TRAIN_SEEDS), steps=PROF.steps,
+    claim=f"Networks trained on more complex categories (by {PRIMARY}) removed less of the unseen rain, as the "
+          "paper reports",
+    contrary=f"Removal of unseen rain *rose* with the complexity of the training category by {PRIMARY}")
 bg_note = (f"Background PSNR against {PRIMARY}: {fmt(R_BG)}. On each category's own test images: {fmt(R_OWN)}.")
 per = "; ".join(f"{p}{' (training rain)' if p in IN_DIST else ''}: {fmt(r)}" for p, r in PER_PRESET.items())
 by_n = "" if len(SIZES) < 2 else " By N: " + "; ".join(f"N = {n}: {fmt(r)}" for n, r in BY_N.items()) + "."
 display(Markdown(f"{head}\n\n{SUMMARY_TEXT}\n\n{bg_note} Per preset: {per}.{by_n}\n\n{TRADE_TEXT}\n\n"
                  f"{' '.join(lines[1:])}\n\n{CONTROL_TEXT}\n\n{STALL_TEXT}"))
 
-# %%
 RESULTS = ALL[[c for c in ALL.columns if c != "ood_fields"]]
-verdict.write_results(RUN, RESULTS, required_columns=[
-    "key", "name", "background", "kind", "role", "n_train", "seed", "train_rain", "test_set", "eval_background",
-    "image", "preset", "in_distribution", "rain_kind", "ood_preset", "learned", "removal", "bg_psnr", "psnr",
-    *MEASURES])
-(RUN / "complexity_tiles.csv").write_text(TILE_TABLE.to_csv(index=False))
-path = verdict.write_verdict(
-    RUN,
-    notebook="02_category_complexity",
-    finding=FINDING,
-    reproduced=REPRODUCED,
-    statistic="spearman_rho",
-    effect=R_RM["rho"],
-    ci95=R_RM["ci95"],
-    n_seeds=len(TRAIN_SEEDS),
-    profile=PROFILE,
-    summary=SUMMARY_TEXT,
-    wall_s=time.perf_counter() - T0,
+RESULT_COLUMNS = ["key", "name", "background", "kind", "role", "n_train", "seed", "train_rain", "test_set",
+                  "eval_background", "image", "preset", "in_distribution", "rain_kind", "ood_preset", "learned",
+                  "removal", "bg_psnr", "psnr", *MEASURES]
+FACTS = dict(  # what verdict.json records beside the effect
     effect_of=f"Spearman rho between {PRIMARY} of the training category and the removal of OOD presets (pooled) "
               "on the common test set, seed x image bootstrap",
     primary_measure=PRIMARY,
@@ -683,6 +640,9 @@ path = verdict.write_verdict(
     n_test=len(COMMON_IDS),
     in_distribution_presets=IN_DIST,
     ood_presets=OOD,
-    figures=sorted(p.name for p in RUN.glob("fig_*.png")),
 )
-print(f"wrote {path} and {RUN / 'results.csv'}")
+
+# %%
+_ = notebook.finish(NB, RESULTS, RESULT_COLUMNS, tables={"complexity_tiles.csv": TILE_TABLE},
+                    statistic="spearman_rho", result=R_RM, reproduced=REPRODUCED, n_seeds=len(TRAIN_SEEDS),
+                    summary=SUMMARY_TEXT, **FACTS)

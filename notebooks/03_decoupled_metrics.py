@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from derain_utils import (backgrounds, dynamics, experiments, metrics, plotting, probes, profiles, rain, training,
-                          verdict)
+from derain_utils import (backgrounds, dynamics, experiments, metric_table, metrics, notebook, plotting, probes,
+                          profiles, sweeps, verdict)
 
 plotting.use_style()
 
@@ -48,20 +48,10 @@ WORKERS: int = 0  # models trained in parallel processes; 0: the profile's
 FINDING = ("Networks trained on complex backgrounds learn to remove the rain they were trained on and little "
            "else: the gap between their removal of seen and unseen rain is larger than for networks trained on "
            "simple backgrounds.")
-knobs = {"workers": WORKERS, "dynamics_points": POINTS}
-PROF = profiles.resolve(PROFILE, **{k: v for k, v in knobs.items() if v})
+PROF = notebook.profile(PROFILE, workers=WORKERS, dynamics_points=POINTS)
 DATA = DATA_DIR or None
-if BACKGROUND == "auto":
-    BG = "natural" if "natural" in backgrounds.available_categories(DATA) else "skimage"
-else:
-    BG = BACKGROUND
-RUN = verdict.resolve_run_dir(RUN_DIR, "03_decoupled_metrics", PROFILE)
-TRAIN_RAIN = PROF.train_rain
-PRESETS = list(PROF.eval_presets)
-OOD = [p for p in PRESETS if rain.ood_fields(TRAIN_RAIN, p)]
-IN_DIST = [p for p in PRESETS if p not in OOD]
-if not OOD or not IN_DIST:
-    raise ValueError(f"eval_presets {PRESETS} need the training rain {TRAIN_RAIN!r} and at least one OOD rain")
+BG = notebook.training_background(BACKGROUND, DATA)
+TRAIN_RAIN, PRESETS, IN_DIST, OOD = notebook.rain_roles(PROF)
 TRAIN_SEEDS = list(PROF.seeds)
 if SIMPLE == COMPLEX:
     raise ValueError(f"SIMPLE and COMPLEX must be different backgrounds, both are {SIMPLE!r}")
@@ -70,9 +60,17 @@ if UNSEEN in (SIMPLE, COMPLEX):
 KIND = {SIMPLE: "simple", COMPLEX: "complex"}
 DYN_SIZES = sorted({int(n) for n in DYN_N}) if DYN_N else sorted({PROF.n_list[0], PROF.n_list[-1]})
 POINTS_USED = PROF.dynamics_points
-STEPS_EVAL = [0, *dynamics.eval_steps(PROF.steps, POINTS_USED)]
+STEPS_EVAL = [0, *experiments.curve_steps(PROF.steps, POINTS_USED)]
 CONFIGS_01 = profiles.grid(PROF, background=BG, n_train=list(PROF.n_list), seed=TRAIN_SEEDS)
 DYN_CONFIGS = profiles.grid(PROF, background=[SIMPLE, COMPLEX], n_train=DYN_SIZES, seed=TRAIN_SEEDS)
+NB = notebook.start(
+    "03_decoupled_metrics", FINDING, PROFILE, RUN_DIR, t0=T0,
+    params={"PROFILE": PROFILE, "SEED": SEED, "DATA_DIR": DATA_DIR, "RUN_DIR": RUN_DIR, "INTERACTIVE": INTERACTIVE,
+            "BACKGROUND": BACKGROUND, "SIMPLE": SIMPLE, "COMPLEX": COMPLEX, "DYN_N": DYN_N, "POINTS": POINTS,
+            "UNSEEN": UNSEEN, "WORKERS": WORKERS},
+    profile=PROF.to_dict(), background=BG, models_01={c.name(): c.key() for c in CONFIGS_01},
+    dynamics={c.name(): experiments.curve_key(c, POINTS_USED) for c in DYN_CONFIGS})
+RUN = NB.dir
 print(f"profile {PROFILE}: {PROF.arch} ({PROF.model_size}), {PROF.steps} steps x {PROF.batch_size} crops of "
       f"{PROF.patch} px; training seeds {TRAIN_SEEDS}; training rain {TRAIN_RAIN!r}, unseen rains {OOD}")
 print(f"metrics across models: notebook 01's {len(CONFIGS_01)} models ({BG!r} backgrounds) plus any cached model "
@@ -80,19 +78,6 @@ print(f"metrics across models: notebook 01's {len(CONFIGS_01)} models ({BG!r} ba
 print(f"learning dynamics: {SIMPLE!r} (simple) vs {COMPLEX!r} (complex) backgrounds, N in {DYN_SIZES}: "
       f"{len(DYN_CONFIGS)} runs, each scored at steps {STEPS_EVAL}")
 print(f"run folder: {RUN}")
-
-# %%
-_ = verdict.write_provenance(
-    RUN,
-    params={"PROFILE": PROFILE, "SEED": SEED, "DATA_DIR": DATA_DIR, "RUN_DIR": RUN_DIR, "INTERACTIVE": INTERACTIVE,
-            "BACKGROUND": BACKGROUND, "SIMPLE": SIMPLE, "COMPLEX": COMPLEX, "DYN_N": DYN_N, "POINTS": POINTS,
-            "UNSEEN": UNSEEN, "WORKERS": WORKERS},
-    device=training.select_device(),
-    profile=PROF.to_dict(),
-    background=BG,
-    models_01={c.name(): c.key() for c in CONFIGS_01},
-    dynamics={c.name(): dynamics.dynamics_key(c, POINTS_USED) for c in DYN_CONFIGS},
-)
 
 # %% [markdown]
 # ## Two numbers instead of one
@@ -113,10 +98,9 @@ _ = verdict.write_provenance(
 # Below, one held-out test image of notebook 01 under the training rain, and the two regions.
 
 # %%
-TEST = backgrounds.draw_split(BG, 0, PROF.n_test, tile=PROF.tile, test_size=PROF.test_size, gray=PROF.gray,
-                              data_dir=DATA)
-E = training.make_eval_set(TEST.test_tensor(), [TRAIN_RAIN], seed=PROF.eval_seed)[TRAIN_RAIN]
-for IDX in range(len(TEST.test_ids)):  # the first test image textured enough for the construction below
+TEST = experiments.held_out(CONFIGS_01[0], data_dir=DATA)  # the test inputs of notebook 01's models
+E = TEST.eval_set[TRAIN_RAIN]
+for IDX in range(len(TEST.names)):  # the first test image textured enough for the construction below
     try:
         PAIR = probes.equal_psnr_outputs(E.background[IDX], E.rain[IDX])
         break
@@ -126,7 +110,7 @@ else:
     raise ValueError(f"no test image of {BG!r} is textured enough to build two outputs of equal PSNR")
 MASK = E.mask[IDX, 0].numpy()
 fig = plotting.decoupled_regions(PAIR["background"], PAIR["rainy"], MASK,
-                                 suptitle=f"{TEST.test_ids[IDX]} under {TRAIN_RAIN} rain (the training rain)")
+                                 suptitle=f"{TEST.names[IDX]} under {TRAIN_RAIN} rain (the training rain)")
 fig.savefig(RUN / "fig_regions.png", dpi=120, bbox_inches="tight")
 nothing = metrics.decoupled(PAIR["background"], PAIR["rainy"], PAIR["rainy"], MASK)
 display(Markdown(f"Doing nothing (D = O) scores a whole-image PSNR of {PAIR['input_psnr']:.1f} dB, a removal of "
@@ -173,7 +157,7 @@ fig.savefig(RUN / "fig_equal_psnr.png", dpi=120, bbox_inches="tight")
 
 # %%
 t = time.perf_counter()
-DF01 = experiments.sweep(CONFIGS_01, data_dir=DATA, workers=PROF.workers)
+DF01 = sweeps.sweep(CONFIGS_01, data_dir=DATA, workers=PROF.workers)
 OTHERS = [r for r in probes.cached_results(PROF) if r.key not in set(DF01["key"])]
 ALL = pd.concat([DF01, *[r.eval for r in OTHERS]], ignore_index=True)
 ALL = ALL[ALL["preset"].isin(PRESETS)].assign(rain_error_share=lambda d: probes.error_share(d))
@@ -212,13 +196,14 @@ display(Markdown(
 # the training rain. Background PSNR starts high (an identity changes nothing) and then shows whether the
 # network learns to keep the background (it rises) or starts to subtract parts of it (it falls).
 #
-# Scoring happens inside the training loop and changes nothing about training: each run's final network is
-# bitwise the model that `experiments.run` trains for the same configuration. Runs are cached by a hash of
-# their configuration and the number of evaluations.
+# Scoring happens inside the training loop (`experiments.run(config, curve_points=...)`, with the same scorer
+# and test inputs as every evaluation) and changes nothing about training: each run's final network is bitwise
+# the model that `experiments.run` trains for the same configuration. Runs are cached by a hash of their
+# configuration and the number of evaluations.
 
 # %%
 t = time.perf_counter()
-CURVE = dynamics.sweep_dynamics(DYN_CONFIGS, POINTS_USED, data_dir=DATA, workers=PROF.workers)
+CURVE = sweeps.sweep_curves(DYN_CONFIGS, POINTS_USED, data_dir=DATA, workers=PROF.workers)
 CURVE.insert(CURVE.columns.get_loc("background") + 1, "complexity", CURVE["background"].map(KIND))
 MC = dynamics.model_curves(CURVE, by=["key", "background", "complexity", "n_train", "seed"])
 print(f"{len(DYN_CONFIGS)} dynamics runs ready in {time.perf_counter() - t:.0f} s")
@@ -246,8 +231,8 @@ def step_text(v):
     return "never" if not np.isfinite(v) else f"step {v:.0f}"
 
 
-WHAT = {"removal_id": "removal of the training rain", "removal_ood": "removal of unseen rain",
-        "bg_psnr": "background fidelity", "none": "nothing (no metric rose)"}
+WHAT = {**{m: metric_table.name(m) for m in ("removal_id", "removal_ood", "bg_psnr")},
+        "none": "nothing (no metric rose)"}
 
 
 lines = []
@@ -293,11 +278,11 @@ UNSEEN_SPLIT = backgrounds.draw_split(UNSEEN, 0, PROF.n_test, tile=PROF.tile, te
 PROBE_SETS = {bg: probes.make_probes(s.test_tensor(), UNSEEN_SPLIT.test_tensor(), PRESETS, seed=PROF.eval_seed,
                                      own_names=s.test_ids, unseen_names=UNSEEN_SPLIT.test_ids,
                                      unseen_source=UNSEEN) for bg, s in OWN.items()}
-DYN_MODELS = {c: dynamics.load_dynamics(c, POINTS_USED).load_model() for c in DYN_CONFIGS}
+DYN_MODELS = {c: experiments.load(c, curve_points=POINTS_USED).load_model() for c in DYN_CONFIGS}
 frames = []
 for c, model in DYN_MODELS.items():
     p = probes.run_probes(model, PROBE_SETS[c.background], train_spec=TRAIN_RAIN)
-    for i, (col, v) in enumerate({"key": dynamics.dynamics_key(c, POINTS_USED), "name": c.name(),
+    for i, (col, v) in enumerate({"key": experiments.curve_key(c, POINTS_USED), "name": c.name(),
                                   "background": c.background, "complexity": KIND[c.background],
                                   "n_train": c.n_train, "seed": c.seed}.items()):
         p.insert(i, col, v)
@@ -375,27 +360,15 @@ R_PROBE = verdict.mean_diff_bootstrap(PGAP, "gap", "complexity", "complex", "sim
 PER_N = {int(n): verdict.mean_diff_bootstrap(GAP[GAP["n_train"] == n], "gap", "complexity", "complex", "simple",
                                              cluster_cols=("seed",), seed=SEED) for n in DYN_SIZES}
 REPRODUCED = verdict.reproduced_from_ci(R_GAP["ci95"], "positive")
-
-
-def fmt(r):
-    return verdict.format_effect("difference", r["effect"], r["ci95"], digits=2)
-
-
+fmt = notebook.fmt
 gap_by = GAP.groupby("complexity")["gap"].mean()
 SUMMARY = (f"The gap between removal of the training rain and of unseen rain was {gap_by['complex']:.2f} for "
            f"networks trained on {COMPLEX} (complex) and {gap_by['simple']:.2f} on {SIMPLE} (simple) backgrounds: "
            f"complex minus simple {fmt(R_GAP)}; on rain over a flat grey image {fmt(R_PROBE)}.")
-if REPRODUCED:
-    head = ("**Reproduced.** Complex-background networks removed the training rain much better than unseen "
-            f"rain, more so than simple-background networks; the whole interval lies above zero "
-            f"({len(TRAIN_SEEDS)} seeds, {PROF.steps} steps).")
-elif R_GAP["ci95"][1] < 0:
-    head = ("**Not reproduced: the data contradict the paper.** The simple-background networks showed the larger "
-            "gap, and the whole interval lies below zero.")
-else:
-    head = ("**Not reproduced (inconclusive).** The interval of the difference includes zero (or could not be "
-            f"computed): {len(TRAIN_SEEDS)} seeds at {PROF.steps} steps do not separate the two kinds of "
-            "background from seed-to-seed noise.")
+head = notebook.headline(R_GAP, "positive", n_seeds=len(TRAIN_SEEDS), steps=PROF.steps,
+                         claim="Complex-background networks removed the training rain much better than unseen rain, "
+                               "more so than simple-background networks",
+                         contrary="The simple-background networks showed the larger gap")
 probe_note = ("The grey-rain probe agrees: with no background to explain, the complex-background networks also "
               "removed unseen rain less than the training rain, by more than the simple-background ones."
               if R_PROBE["effect"] > 0 else
@@ -406,32 +379,13 @@ display(Markdown(f"{head}\n\n{SUMMARY}\n\n{probe_note} Per training-set size: {p
                  f"Across the cached models, {LEADS} accounts for most of the explained variation of whole-image "
                  f"PSNR on unseen rain."))
 
-# %%
-RESULTS = pd.concat([
-    CURVE.drop(columns=["experiment_key", "arch", "gray", "train_rain", "steps", "mask_fraction"])
-    .assign(part="dynamics", probe="none"),
-    PROBE_DF.assign(part="probe", step=PROF.steps),
-], ignore_index=True)
+RESULTS = pd.concat([CURVE.assign(part="dynamics", probe="none"), PROBE_DF.assign(part="probe", step=PROF.steps)],
+                    ignore_index=True)
 RESULTS["rain_kind"] = np.select([RESULTS["preset"].isin(["clean", "none"]), RESULTS["preset"].isin(OOD)],
                                  ["none", "ood"], "in_distribution")
 RESULTS = RESULTS[["part", "key", "name", "background", "complexity", "n_train", "seed", "step", "probe", "image",
                    "preset", "in_distribution", "rain_kind", "removal", "bg_psnr", "rain_psnr", "psnr"]]
-verdict.write_results(RUN, RESULTS, required_columns=["part", "complexity", "n_train", "seed", "step", "probe",
-                                                      "preset", "rain_kind", "removal", "bg_psnr", "psnr"])
-MODELS.to_csv(RUN / "models_psnr.csv", index=False)
-LEARN.to_csv(RUN / "learning_summary.csv", index=False)
-path = verdict.write_verdict(
-    RUN,
-    notebook="03_decoupled_metrics",
-    finding=FINDING,
-    reproduced=REPRODUCED,
-    statistic="gap_difference",
-    effect=R_GAP["effect"],
-    ci95=R_GAP["ci95"],
-    n_seeds=len(TRAIN_SEEDS),
-    profile=PROFILE,
-    summary=SUMMARY,
-    wall_s=time.perf_counter() - T0,
+FACTS = dict(  # what verdict.json records beside the effect
     effect_of=("complex minus simple backgrounds: mean of (final ID removal - final OOD removal) per network, "
                "cluster bootstrap over training seeds"),
     gap_complex=R_GAP["mean_a"],
@@ -460,6 +414,11 @@ path = verdict.write_verdict(
     background=BG,
     in_distribution_presets=IN_DIST,
     ood_presets=OOD,
-    figures=sorted(p.name for p in RUN.glob("fig_*.png")),
 )
-print(f"wrote {path} and {RUN / 'results.csv'}")
+
+# %%
+_ = notebook.finish(NB, RESULTS, ["part", "complexity", "n_train", "seed", "step", "probe", "preset", "rain_kind",
+                                  "removal", "bg_psnr", "psnr"],
+                    tables={"models_psnr.csv": MODELS, "learning_summary.csv": LEARN},
+                    statistic="gap_difference", result=R_GAP, reproduced=REPRODUCED, n_seeds=len(TRAIN_SEEDS),
+                    summary=SUMMARY, **FACTS)

@@ -27,7 +27,6 @@ import time
 
 T0 = time.perf_counter()
 
-import json
 import math
 
 import numpy as np
@@ -35,7 +34,8 @@ import pandas as pd
 import scipy.stats
 from IPython.display import Markdown, display
 
-from derain_utils import backgrounds, experiments, metrics, plotting, profiles, realdata, report, training, verdict
+from derain_utils import (backgrounds, experiments, metric_table, metrics, notebook, plotting, profiles, realdata,
+                          report, runs, store, sweeps, verdict)
 
 plotting.use_style()
 
@@ -61,14 +61,9 @@ WORKERS: int = 0  # models trained in parallel processes; 0: the profile's
 # %%
 FINDING = ("Networks trained on fewer background images remove more of a benchmark's unseen rain than networks "
            "trained on many, at an acceptable cost to the background.")
-knobs = {"arch": ARCH, "n_list": N_LIST, "seeds": SEEDS, "steps": STEPS, "workers": WORKERS}
-PROF = profiles.resolve(PROFILE, **{k: v for k, v in knobs.items() if v})
+PROF = notebook.profile(PROFILE, arch=ARCH, n_list=N_LIST, seeds=SEEDS, steps=STEPS, workers=WORKERS)
 DATA = DATA_DIR or None
-if BACKGROUND == "auto":  # the rule of notebook 01, so that its cached models are found
-    BG = "natural" if "natural" in backgrounds.available_categories(DATA) else "skimage"
-else:
-    BG = BACKGROUND
-RUN = verdict.resolve_run_dir(RUN_DIR, "04_real_rain", PROFILE)
+BG = notebook.training_background(BACKGROUND, DATA)  # the rule of notebook 01, so that its cached models are found
 TRAIN_RAIN = PROF.train_rain
 SIZES, TRAIN_SEEDS = list(PROF.n_list), list(PROF.seeds)
 if len(SIZES) < 2:
@@ -89,7 +84,7 @@ GROUPS = {
     "mixed": profiles.grid(PROF, background=BG, n_train=N_HI, seed=TRAIN_SEEDS, train_rain="mixed"),
 }
 LABELS = {"few": f"N = {N_LO}", "many": f"N = {N_HI}", "mixed": f"N = {N_HI}, mixed rain"}
-NOTEBOOK_02 = verdict.repo_root() / "notebooks" / "02_category_complexity.ipynb"
+NOTEBOOK_02 = store.repo_root() / "notebooks" / "02_category_complexity.ipynb"
 
 
 def category_configs():
@@ -103,7 +98,7 @@ def category_configs():
     if not NOTEBOOK_02.is_file():
         print("notebook 02 (background categories) is not in notebooks/ yet: its category models are skipped")
         return {}, None
-    last = verdict.latest_run("02_category_complexity", PROFILE)
+    last = runs.latest_run("02_category_complexity", PROFILE)
     if last is None or not (last / verdict.VERDICT_FILE).is_file():
         print(f"no completed {PROFILE!r} run of notebook 02 yet (the monograph runs it before this one): its "
               "category models are skipped")
@@ -114,12 +109,13 @@ def category_configs():
         return {}, None
     pick = {"simple": order[0], "complex": order[-1]}
     found = {}
-    res = pd.read_csv(last / verdict.RESULTS_FILE) if (last / verdict.RESULTS_FILE).is_file() else pd.DataFrame()
+    res = pd.read_csv(last / runs.RESULTS_FILE) if (last / runs.RESULTS_FILE).is_file() else pd.DataFrame()
     for key in (res["key"].dropna().unique() if "key" in res.columns else []):
-        cfg_file = experiments.cache_root() / str(key) / "config.json"
-        if cfg_file.is_file():  # the exact configuration notebook 02 trained
-            cfg = experiments.ExperimentConfig.from_dict(json.loads(cfg_file.read_text())["config"])
-            found[cfg.key()] = cfg
+        try:  # the exact configuration notebook 02 trained
+            cfg, _ = experiments.entry_config(store.cache_root() / str(key))
+        except experiments.CacheError:
+            continue
+        found[cfg.key()] = cfg
     out = {}
     for group, cat in pick.items():
         mine = [c for c in found.values() if c.background == cat and c.train_rain == TRAIN_RAIN]
@@ -161,23 +157,17 @@ print("model groups: " + "; ".join(f"{LABELS[g]}: {len(c)} models" for g, c in G
 print(f"paired sets: {[p.name for p in PAIRED] or 'none found'} ({N_PAIRED or 'all'} pairs each)")
 print(f"real photo folders: {[r.name for r in REAL] or 'none found'} ({N_REAL or 'all'} photos each, long side "
       f"{LONG_SIDE or 'unchanged'} px)")
-print(f"run folder: {RUN}")
-
-# %%
-_ = verdict.write_provenance(
-    RUN,
+NB = notebook.start(
+    "04_real_rain", FINDING, PROFILE, RUN_DIR, t0=T0,
     params={"PROFILE": PROFILE, "SEED": SEED, "DATA_DIR": DATA_DIR, "RUN_DIR": RUN_DIR, "INTERACTIVE": INTERACTIVE,
             "PAIRED_DIRS": PAIRED_DIRS, "PAIRED_MAX": PAIRED_MAX, "REAL_DIRS": REAL_DIRS, "REAL_PER_DIR": REAL_PER_DIR,
             "REAL_LONG_SIDE": REAL_LONG_SIDE, "BG_TOLERANCE_DB": BG_TOLERANCE_DB, "ARCH": ARCH, "N_LIST": N_LIST,
             "SEEDS": SEEDS, "STEPS": STEPS, "BACKGROUND": BACKGROUND, "WORKERS": WORKERS},
-    device=training.select_device(),
-    profile=PROF.to_dict(),
-    background=BG,
-    paired_sets={p.name: str(p.root) for p in PAIRED},
-    real_sets=[str(r) for r in REAL],
-    categories=CATEGORY_PICK,
-    models={g: {c.name(): c.key() for c in cfgs} for g, cfgs in GROUPS.items()},
-)
+    profile=PROF.to_dict(), background=BG, paired_sets={p.name: str(p.root) for p in PAIRED},
+    real_sets=[str(r) for r in REAL], categories=CATEGORY_PICK,
+    models={g: {c.name(): c.key() for c in cfgs} for g, cfgs in GROUPS.items()})
+RUN = NB.dir
+print(f"run folder: {RUN}")
 
 # %% [markdown]
 # ## The networks
@@ -190,7 +180,7 @@ _ = verdict.write_provenance(
 # %%
 t = time.perf_counter()
 ALL_CONFIGS = [c for cfgs in GROUPS.values() for c in cfgs]
-_ = experiments.sweep(ALL_CONFIGS, data_dir=DATA, workers=PROF.workers)
+_ = sweeps.sweep(ALL_CONFIGS, data_dir=DATA, workers=PROF.workers)
 MODELS = {(g, c.seed): experiments.load(c).load_model() for g, cfgs in GROUPS.items() for c in cfgs}
 CONFIG_OF = {(g, c.seed): c for g, cfgs in GROUPS.items() for c in cfgs}
 print(f"{len(MODELS)} networks ready in {time.perf_counter() - t:.0f} s")
@@ -355,9 +345,7 @@ else:
 
 # %%
 PROXIES = ["removed_rms", "brightening_share", "global_coherence", "coherence", "rainfree_change"]
-PROXY_LABELS = {"removed_rms": "removed RMS (luma)", "brightening_share": "brightening share of removed energy",
-                "global_coherence": "global orientation coherence", "coherence": "local orientation coherence",
-                "rainfree_change": "RMS change in rain-free pixels"}
+PROXY_LABELS = {m: metric_table.name(m) for m in PROXIES}
 if len(REAL_ROWS):
     REAL_SUMMARY = report.group_summary(REAL_ROWS, PROXIES, by=("set", "group"), seed=SEED)
     display(REAL_SUMMARY.assign(network=REAL_SUMMARY["group"].map(LABELS)).set_index(["set", "network"])[
@@ -458,10 +446,6 @@ def diff(df, a, b, metric):
                                        within_cols=("set", "image"), crossed=True, seed=SEED)
 
 
-def fmt(r, digits=3):
-    return verdict.format_effect("Δ", r["effect"], r["ci95"], digits=digits)
-
-
 D_RM, D_BG, D_PY = (diff(VERDICT_ROWS, "few", "many", m) for m in ("removal", "bg_psnr", "psnr_y"))
 MORE = verdict.reproduced_from_ci(D_RM["ci95"], "positive")
 ACCEPTABLE = bool(math.isfinite(D_BG["ci95"][0]) and D_BG["ci95"][0] > -BG_TOLERANCE_DB)
@@ -472,32 +456,28 @@ if "simple" in GROUPS and "complex" in GROUPS:
 SIDE = {name: {m: diff(VERDICT_ROWS, a, b, m) for m in ("removal", "bg_psnr")} for name, (a, b) in COMPARE.items()}
 means = VERDICT_ROWS.groupby("group")[["removal", "bg_psnr", "psnr_y"]].mean()
 SUMMARY = (f"On {VERDICT_SET}, the N = {N_LO} networks removed {means.loc['few', 'removal']:.2f} of the rain and "
-           f"the N = {N_HI} networks {means.loc['many', 'removal']:.2f} ({fmt(D_RM)}); background PSNR "
-           f"{means.loc['few', 'bg_psnr']:.1f} vs {means.loc['many', 'bg_psnr']:.1f} dB ({fmt(D_BG, 2)}).")
-if REPRODUCED:
-    head = (f"**Reproduced.** The networks trained on fewer backgrounds removed more of the benchmark rain (the "
-            f"whole interval of the difference lies above zero), and the background lost less than "
-            f"{BG_TOLERANCE_DB:g} dB (the whole interval lies above −{BG_TOLERANCE_DB:g} dB).")
-elif MORE:
-    head = (f"**Not reproduced: more rain removed, but at a cost.** Fewer backgrounds removed more of the benchmark "
-            f"rain, but the background cost is not shown to stay within {BG_TOLERANCE_DB:g} dB: the interval of "
-            f"the background-PSNR difference reaches below −{BG_TOLERANCE_DB:g} dB.")
-elif D_RM["ci95"][1] < 0:
-    head = ("**Not reproduced: the data contradict the paper here.** The networks trained on many backgrounds "
-            "removed *more* of the benchmark rain (the whole interval lies below zero).")
-else:
-    head = (f"**Not reproduced (inconclusive).** The interval of the removal difference includes zero (or could "
-            f"not be computed): {len(TRAIN_SEEDS)} seeds at {PROF.steps} steps do not separate the two on this "
-            "rain; the claim is neither confirmed nor contradicted.")
+           f"the N = {N_HI} networks {means.loc['many', 'removal']:.2f} ({notebook.fmt(D_RM, 3, 'Δ')}); background "
+           f"PSNR {means.loc['few', 'bg_psnr']:.1f} vs {means.loc['many', 'bg_psnr']:.1f} dB "
+           f"({notebook.fmt(D_BG, 2, 'Δ')}).")
+head = notebook.headline(
+    D_RM, "positive", n_seeds=len(TRAIN_SEEDS), steps=PROF.steps, reproduced=REPRODUCED,
+    claim=f"The networks trained on fewer backgrounds removed more of the benchmark rain, and the background lost "
+          f"less than {BG_TOLERANCE_DB:g} dB (its whole interval lies above −{BG_TOLERANCE_DB:g} dB)",
+    contrary="The networks trained on many backgrounds removed *more* of the benchmark rain",
+    caveat="more rain removed, but at a cost",
+    caveat_detail=f"Fewer backgrounds removed more of the benchmark rain, but the background cost is not shown to "
+                  f"stay within {BG_TOLERANCE_DB:g} dB: the interval of the background-PSNR difference reaches below "
+                  f"−{BG_TOLERANCE_DB:g} dB.")
 if ACCEPTABLE:
     cost = f"within the tolerance of {BG_TOLERANCE_DB:g} dB"
 elif D_BG["ci95"][1] < -BG_TOLERANCE_DB:
     cost = f"a clear cost: the whole interval lies below −{BG_TOLERANCE_DB:g} dB"
 else:
     cost = f"not shown to stay within {BG_TOLERANCE_DB:g} dB"
-COST = f"Cost to the background (background PSNR, fewest minus most backgrounds): {fmt(D_BG, 2)} dB, {cost}."
-side = "; ".join(f"{name}: removal {fmt(r['removal'])}, background PSNR {fmt(r['bg_psnr'], 2)}"
-                 for name, r in SIDE.items())
+COST = (f"Cost to the background (background PSNR, fewest minus most backgrounds): {notebook.fmt(D_BG, 2, 'Δ')} dB, "
+        f"{cost}.")
+side = "; ".join(f"{name}: removal {notebook.fmt(r['removal'], 3, 'Δ')}, background PSNR "
+                 f"{notebook.fmt(r['bg_psnr'], 2, 'Δ')}" for name, r in SIDE.items())
 real_note = ""
 if len(REAL_SUMMARY):
     rs = REAL_ROWS.groupby("group")[PROXIES].mean()
@@ -505,25 +485,12 @@ if len(REAL_SUMMARY):
              for m in ("removed_rms", "global_coherence", "rainfree_change")]
     real_note = ("\n\nOn the real photos (no ground truth, proxies only; means over photos and seeds): "
                  + "; ".join(parts) + ".")
-display(Markdown(f"{head}\n\n{SUMMARY} Whole-image PSNR-Y: {fmt(D_PY, 2)}.\n\n{COST}\n\nBeside it (differences, first "
+display(Markdown(f"{head}\n\n{SUMMARY} Whole-image PSNR-Y: {notebook.fmt(D_PY, 2, 'Δ')}.\n\n{COST}\n\nBeside it (differences, first "
                  f"minus second): {side}.{real_note}"))
 
 # %%
 RESULTS = pd.concat([GT, REAL_ROWS], ignore_index=True)
-verdict.write_results(RUN, RESULTS, required_columns=["set", "kind", "group", "label", "seed", "model", "key",
-                                                      "image", "removal", "bg_psnr", "psnr_y", "ssim_y"])
-path = verdict.write_verdict(
-    RUN,
-    notebook="04_real_rain",
-    finding=FINDING,
-    reproduced=REPRODUCED,
-    statistic="mean_diff_removal",
-    effect=D_RM["effect"],
-    ci95=D_RM["ci95"],
-    n_seeds=len(TRAIN_SEEDS),
-    profile=PROFILE,
-    summary=SUMMARY,
-    wall_s=time.perf_counter() - T0,
+FACTS = dict(  # what verdict.json records beside the effect
     effect_of=f"mean removal of the N = {N_LO} minus the N = {N_HI} networks on {VERDICT_SET}; seed x image "
               "bootstrap (crossed)",
     verdict_set=VERDICT_SET,
@@ -550,6 +517,10 @@ path = verdict.write_verdict(
     seeds=TRAIN_SEEDS,
     steps=PROF.steps,
     background=BG,
-    figures=sorted(p.name for p in RUN.glob("fig_*.png")),
 )
-print(f"wrote {path} and {RUN / 'results.csv'}")
+
+# %%
+_ = notebook.finish(NB, RESULTS, ["set", "kind", "group", "label", "seed", "model", "key", "image", "removal",
+                                  "bg_psnr", "psnr_y", "ssim_y"],
+                    statistic="mean_diff_removal", result=D_RM, reproduced=REPRODUCED, n_seeds=len(TRAIN_SEEDS),
+                    summary=SUMMARY, **FACTS)

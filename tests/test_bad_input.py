@@ -22,7 +22,7 @@ Policies these tests pin down (observed in the code, not invented here):
   without the bad file measures the rest.
 * ``ExperimentConfig`` checks its fields at construction, but the background source and the
   ``model_kwargs`` are checked when the run starts (a folder or ``DERAIN_DATA`` may exist only on
-  the machine that runs it). ``experiments.sweep`` runs every config, collects the failures into
+  the machine that runs it). ``sweeps.sweep`` runs every config, collects the failures into
   one RuntimeError naming them, and keeps every finished run cached, so a rerun reuses them.
 
 Two gaps this file first found (a too-small image in ``measure_set`` and a one-image folder in
@@ -43,7 +43,7 @@ import pytest
 import torch
 from PIL import Image
 
-from derain_utils import backgrounds, complexity, data, experiments, metrics, models, profiles, rain
+from derain_utils import backgrounds, complexity, data, experiments, metrics, models, profiles, rain, sweeps
 
 # --------------------------------------------------------------------------------------------------
 # helpers
@@ -336,21 +336,26 @@ def test_metric_errors_name_the_argument(call: Callable[[], Any], message: str) 
 # configs, profiles, models, splits
 
 
+def _config(**fields: Any) -> experiments.ExperimentConfig:
+    """An ExperimentConfig with the quick profile's sizes (a config has none of its own) and ``fields``."""
+    return experiments.ExperimentConfig(**{**profiles.experiment("quick").to_dict(), **fields})
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: experiments.ExperimentConfig(arch="vgg"), r"arch: unknown architecture 'vgg'; valid: resnet"),
-        (lambda: experiments.ExperimentConfig(model_size="huge"), r"model_size: unknown size 'huge' for arch"),
-        (lambda: experiments.ExperimentConfig(patch=80, tile=64), r"patch \(80 px\) must be <= tile \(64 px\)"),
-        (lambda: experiments.ExperimentConfig(n_train=0), r"n_train must be an integer >= 1, got 0"),
-        (lambda: experiments.ExperimentConfig(n_train="8"), r"n_train must be an integer >= 1, got '8'"),
-        (lambda: experiments.ExperimentConfig(lr=0), r"lr must be a finite number > 0, got 0"),
+        (lambda: _config(arch="vgg"), r"arch: unknown architecture 'vgg'; valid: resnet"),
+        (lambda: _config(model_size="huge"), r"model_size: unknown size 'huge' for arch"),
+        (lambda: _config(patch=80, tile=64), r"patch \(80 px\) must be <= tile \(64 px\)"),
+        (lambda: _config(n_train=0), r"n_train must be an integer >= 1, got 0"),
+        (lambda: _config(n_train="8"), r"n_train must be an integer >= 1, got '8'"),
+        (lambda: _config(lr=0), r"lr must be a finite number > 0, got 0"),
         (
-            lambda: experiments.ExperimentConfig(eval_presets=("small", "fog")),
+            lambda: _config(eval_presets=("small", "fog")),
             r"eval_presets: unknown rain preset 'fog'",
         ),
         (
-            lambda: experiments.ExperimentConfig(model_kwargs={"depth": object()}),
+            lambda: _config(model_kwargs={"depth": object()}),
             r"model_kwargs\['depth'\] must be a JSON-like scalar",
         ),
         (
@@ -540,7 +545,7 @@ def test_a_failing_config_mid_sweep_keeps_the_finished_runs(tmp_path: Path) -> N
     ok0, bad, ok1 = _smoke(seed=0), _smoke(seed=0, model_kwargs={"depthh": 3}), _smoke(seed=1)
     root = tmp_path / "cache"
     with pytest.raises(RuntimeError, match=r"1 of 3 runs failed: .*" + re.escape(f"[{bad.key()}]")) as info:
-        experiments.sweep([ok0, bad, ok1], cache_root=root, progress=False, threads=1)
+        sweeps.sweep([ok0, bad, ok1], cache_root=root, progress=False, threads=1)
     assert "depthh" in str(info.value) and "finished runs are cached" in str(info.value)
     # the run before AND the run after the failing one finished
     manifests = {c.key(): root / c.key() / "manifest.json" for c in (ok0, ok1)}
@@ -549,9 +554,9 @@ def test_a_failing_config_mid_sweep_keeps_the_finished_runs(tmp_path: Path) -> N
 
     # rerunning the same sweep fails again on the bad config only; the finished runs are reused
     with pytest.raises(RuntimeError, match=r"1 of 3 runs failed"):
-        experiments.sweep([ok0, bad, ok1], cache_root=root, progress=False, threads=1)
+        sweeps.sweep([ok0, bad, ok1], cache_root=root, progress=False, threads=1)
     assert {k: m.stat().st_mtime_ns for k, m in manifests.items()} == stamps
-    table = experiments.sweep([ok0, ok1], cache_root=root, progress=False)
+    table = sweeps.sweep([ok0, ok1], cache_root=root, progress=False)
     assert table["key"].unique().tolist() == [ok0.key(), ok1.key()]
     assert experiments.run(ok0, cache_root=root, progress=False).cached
 

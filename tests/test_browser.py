@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from derain_utils import monograph, verdict
+from derain_utils import runs as run_folders
 
 pytestmark = pytest.mark.browser
 
@@ -51,7 +52,7 @@ def smoke_pages(tmp_path_factory) -> tuple[Path, Path, verdict.Verdict]:
     code = monograph.main(["run", "--profile", "smoke", "--only", "01", "--runs-dir", str(runs), "--no-progress",
                            "--html", "--no-input"])
     assert code == 0
-    folder = verdict.latest_run("01_set_size", "smoke", runs)
+    folder = run_folders.latest_run("01_set_size", "smoke", runs)
     reader = folder / "01_set_size.reader.html"
     full = monograph.export_html(folder / "01_set_size.ipynb")
     return full, reader, verdict.read_verdict(folder)

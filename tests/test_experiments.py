@@ -12,11 +12,12 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from derain_utils import backgrounds, experiments, models, rain, training
+from derain_utils import backgrounds, experiments, models, profiles, rain, store, sweeps, training
 from derain_utils.experiments import CacheWarning, ExperimentConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +33,8 @@ TINY = dict(
     patch=16,
     steps=6,
     batch_size=2,
+    lr=1e-3,
+    warmup_steps=0,
     eval_presets=("small", "dense"),
     n_test=2,
     test_size=32,
@@ -113,12 +116,12 @@ CHANGED = {
     "n_test": 9,
     "test_size": 65,
     "eval_seed": 1,
-    "ckpt_every": 100,
+    "ckpt_every": 101,
 }
 
 
 def test_every_field_changes_the_key():
-    base = ExperimentConfig()
+    base = profiles.experiment("quick")
     assert set(CHANGED) == {f.name for f in dataclasses.fields(ExperimentConfig)}
     keys = {"base": base.key()}
     for name, value in CHANGED.items():
@@ -179,7 +182,7 @@ def test_model_kwargs_are_normalised_and_hashable():
     b = tiny(model_kwargs=(("depth", 2), ("width", 4)))
     assert a == b and a.model_kwargs == (("depth", 2), ("width", 4))
     assert a.resolved_model_kwargs() == {"block": "plain", "depth": 2, "width": 4, "predict": "rain"}
-    s = ExperimentConfig(arch="swinir", model_size="tiny", model_kwargs={"depths": [2, 2], "num_heads": [2, 2]})
+    s = tiny(arch="swinir", model_size="tiny", model_kwargs={"depths": [2, 2], "num_heads": [2, 2]})
     assert s.model_kwargs == (("depths", (2, 2)), ("num_heads", (2, 2)))
     assert len({a, b, s}) == 2
 
@@ -229,8 +232,20 @@ def test_unknown_fields_are_named():
         ExperimentConfig.from_dict({**tiny().to_dict(), "colour": True})
 
 
+def test_sizes_come_from_a_profile_not_from_defaults():
+    sizes = ("model_size", "n_train", "tile", "steps", "batch_size", "patch", "lr", "warmup_steps", "n_test",
+             "test_size", "ckpt_every")
+    no_default = {f.name for f in dataclasses.fields(ExperimentConfig) if f.default is dataclasses.MISSING}
+    assert no_default == set(sizes)
+    with pytest.raises(TypeError, match="steps"):
+        ExperimentConfig(background="natural", n_train=64)
+    quick = profiles.resolve("quick")
+    c = profiles.experiment(quick, background="natural", n_train=64)
+    assert (c.steps, c.patch, c.tile, c.model_size) == (quick.steps, quick.patch, quick.tile, quick.model_size)
+
+
 def test_name_follows_the_vocabulary():
-    assert ExperimentConfig(background="natural", n_train=64).name() == "resnet_bg-natural_n64_rain-small_s0"
+    assert tiny(background="natural", n_train=64).name() == "resnet_bg-natural_n64_rain-small_s0"
     assert tiny(gray=True, seed=3).name() == "resnet_bg-gradient_n2_rain-small_gray_s3"
     assert tiny(arch="unet", train_rain="mixed").name() == "unet_bg-gradient_n2_rain-mixed_s0"
     assert tiny(background="/data/sets/bg_my_set/").name() == "resnet_bg-bg-my-set_n2_rain-small_s0"
@@ -251,19 +266,12 @@ def test_predict_reaches_the_model_and_the_table(tmp_path):
     assert ExperimentConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
 
 
-def test_cache_root_precedence(monkeypatch, tmp_path):
-    monkeypatch.setenv("DERAIN_RUNS", str(tmp_path / "runs"))
-    assert experiments.cache_root() == tmp_path / "runs" / "cache"
-    assert experiments.cache_root(tmp_path / "x") == tmp_path / "x"
-    monkeypatch.delenv("DERAIN_RUNS")
-    assert experiments.cache_root() == REPO / "runs" / "cache"
-
-
 # --------------------------------------------------------------------------- run and the cache
 
 
 def _files(entry: Path) -> set[str]:
-    return {p.name for p in entry.iterdir()}
+    """The entry's files, without the lock file (which stays, free, once released)."""
+    return {p.name for p in entry.iterdir() if p.name != store.LOCK_FILE}
 
 
 def test_run_writes_a_complete_entry_and_reuses_it(golden, tmp_path, monkeypatch):
@@ -296,8 +304,8 @@ def test_run_writes_a_complete_entry_and_reuses_it(golden, tmp_path, monkeypatch
     assert list(r.history["step"]) == [6]  # log_every 10 > steps: one row, at the last step
 
     prov = r.provenance
-    assert {"git_commit", "versions", "device", "wall_s", "data"} <= set(prov)
-    assert prov["device"] == "cpu" and prov["resumed_from"] is None
+    assert {"git", "packages", "device", "wall_s", "data"} <= set(prov)
+    assert prov["device"].startswith("cpu") and prov["resumed_from"] is None
     assert prov["data"]["test_ids"] == ["gradient:test:0", "gradient:test:1"]
     assert prov["data"]["n_train"] == 2 and len(prov["data"]["sha256"]) == 64
 
@@ -409,7 +417,10 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
         experiments.run(c, cache_root=tmp_path / "a", progress=False, callback=crash_at_5)
     entry = tmp_path / "a" / c.key()
     assert (entry / "ckpt" / training.CHECKPOINT_NAME).is_file() and not (entry / "manifest.json").exists()
-    assert not (entry / ".lock").exists()  # released despite the crash
+    assert not (entry / store.HOLDER_FILE).exists()  # released despite the crash
+    free = store.EntryLock(entry)
+    assert free.try_acquire()  # ... and free
+    free.release()
     with pytest.warns(CacheWarning, match="incomplete.*resume"):
         resumed = experiments.run(c, cache_root=tmp_path / "a", progress=False)
     assert resumed.provenance["resumed_from"] == 3
@@ -439,45 +450,97 @@ def test_force_retrains(golden, tmp_path, count_train):
 
 # --------------------------------------------------------------------------- locking
 
-
-def _write_lock(entry: Path, pid: int, age_s: float = 0.0) -> Path:
-    entry.mkdir(parents=True, exist_ok=True)
-    lock = entry / ".lock"
-    lock.write_text(json.dumps({"pid": pid, "host": __import__("socket").gethostname(), "time": time.time()}))
-    if age_s:
-        t = time.time() - age_s
-        os.utime(lock, (t, t))
-    return lock
+HOLD = (
+    "import sys, time; from derain_utils import store; lock = store.EntryLock(sys.argv[1]); "
+    "assert lock.try_acquire(); print('held', flush=True); time.sleep(60)"
+)
 
 
-def test_a_live_lock_blocks_and_times_out(root):
+def test_a_live_lock_blocks_and_times_out_naming_the_holder(root):
     c = tiny()
-    _write_lock(root / c.key(), os.getpid())  # this (live) process holds it
-    with pytest.raises(TimeoutError, match="locked"):
-        experiments.run(c, cache_root=root, progress=False, lock_timeout=0.6)
+    entry = root / c.key()
+    entry.mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(entry)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(TimeoutError, match=rf"{c.key()} stayed locked .*pid {proc.pid}"):
+            experiments.run(c, cache_root=root, progress=False, lock_timeout=0.6)
+    finally:
+        proc.kill()
+        proc.wait()
+    r = experiments.run(c, cache_root=root, progress=False, lock_timeout=5)  # the holder died: free at once
+    assert not r.cached
 
 
-def test_a_lock_of_a_dead_process_is_broken(root):
+def test_a_left_over_lock_of_a_killed_run_does_not_make_anyone_wait(root):
     c = tiny()
+    entry = root / c.key()
+    entry.mkdir(parents=True)
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    _write_lock(root / c.key(), proc.pid)
-    with pytest.warns(CacheWarning, match="stale cache lock"):
-        r = experiments.run(c, cache_root=root, progress=False, lock_timeout=5)
-    assert not r.cached and not (r.dir / ".lock").exists()
+    (entry / store.LOCK_FILE).write_text("")
+    (entry / store.HOLDER_FILE).write_text(json.dumps({"pid": proc.pid, "host": "h", "since": time.time()}))
+    t0 = time.perf_counter()
+    r = experiments.run(c, cache_root=root, progress=False, lock_timeout=2)
+    assert not r.cached and time.perf_counter() - t0 < 60
+    assert not (entry / store.HOLDER_FILE).exists()  # released
 
 
-def test_lock_is_exclusive_and_old_locks_are_broken(tmp_path):
-    path = tmp_path / ".lock"
-    a, b = experiments._EntryLock(path), experiments._EntryLock(path)
-    assert a.try_acquire() and not b.try_acquire()  # held by a live process (this one)
-    a.release()
-    assert not path.exists() and b.try_acquire()
-    b.release()
-    _write_lock(tmp_path, os.getpid(), age_s=experiments.LOCK_STALE_S + 60)  # never refreshed
-    with pytest.warns(CacheWarning, match="stale cache lock"):
-        assert a.try_acquire()
-    assert json.loads(path.read_text())["pid"] == os.getpid() and time.time() - path.stat().st_mtime < 60
+# --------------------------------------------------------------------------- the store's faults: clear errors
+
+
+def test_a_cache_root_or_entry_that_is_a_file_is_named(tmp_path):
+    c = tiny()
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(store.StoreError, match=rf"cache root {tmp_path / 'file'} cannot be a folder"):
+        experiments.run(c, cache_root=tmp_path / "file", progress=False)
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / c.key()).write_text("debris")
+    with pytest.raises(store.StoreError, match=rf"cache entry {root / c.key()} cannot be a folder"):
+        experiments.run(c, cache_root=root, progress=False)
+    assert (root / c.key()).read_text() == "debris"  # nothing touched
+
+
+def test_a_ckpt_that_is_a_file_is_named(root):
+    c = tiny()
+    entry = root / c.key()
+    entry.mkdir(parents=True)
+    (entry / "ckpt").write_text("debris")
+    with pytest.raises(store.StoreError, match=rf"training checkpoint folder {entry / 'ckpt'} cannot be a folder"):
+        experiments.run(c, cache_root=root, progress=False)
+    assert (entry / "ckpt").read_text() == "debris" and not (entry / store.HOLDER_FILE).exists()
+
+
+def test_a_read_only_cache_with_an_incomplete_entry_is_a_clear_error(golden, tmp_path, monkeypatch):
+    c = tiny()
+    root = copy_of(golden, tmp_path / "cache")
+    (root / c.key() / "manifest.json").unlink()  # incomplete: it would have to be recomputed
+
+    def read_only(self):
+        raise store.StoreError(f"cannot lock cache entry {self.folder}: Permission denied; it would have to be "
+                               "(re)computed, which needs a writable cache (read-only location?)")
+
+    monkeypatch.setattr(store.EntryLock, "try_acquire", read_only)
+    with pytest.raises(store.StoreError, match=rf"cannot lock cache entry {root / c.key()}.*read-only"):
+        experiments.run(c, cache_root=root, progress=False)
+    assert _files(root / c.key()) == {"config.json", "model.pt", "history.csv", "eval.csv", "provenance.json"}
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_read_only_cache_really_read_only(golden, tmp_path):
+    c = tiny()
+    root = copy_of(golden, tmp_path / "cache")
+    entry = root / c.key()
+    assert experiments.run(c, cache_root=root, progress=False).cached  # reading needs no write access ...
+    (entry / "manifest.json").unlink()
+    os.chmod(entry, 0o555)
+    try:
+        with pytest.raises(store.StoreError, match=str(entry)):  # ... recomputing does, and says so
+            experiments.run(c, cache_root=root, progress=False)
+    finally:
+        os.chmod(entry, 0o755)
 
 
 # --------------------------------------------------------------------------- sweep
@@ -489,7 +552,7 @@ def four_configs() -> list[ExperimentConfig]:
 
 def test_sweep_returns_one_tidy_table_and_reuses_the_cache(root, count_train, monkeypatch):
     configs = four_configs()
-    table = experiments.sweep(configs + [configs[0]], cache_root=root, progress=False)  # a duplicate runs once
+    table = sweeps.sweep(configs + [configs[0]], cache_root=root, progress=False)  # a duplicate runs once
     assert len(count_train) == 4
     assert len(table) == 4 * ROWS_PER_RUN
     assert list(table["key"].unique()) == [c.key() for c in configs]  # in the order given
@@ -499,7 +562,7 @@ def test_sweep_returns_one_tidy_table_and_reuses_the_cache(root, count_train, mo
                                     (2, 1): ROWS_PER_RUN}
     monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("trained although cached"))
     t0 = time.perf_counter()
-    again = experiments.sweep(configs, cache_root=root, progress=False)
+    again = sweeps.sweep(configs, cache_root=root, progress=False)
     assert time.perf_counter() - t0 < 5.0
     pd.testing.assert_frame_equal(again, table)
 
@@ -517,7 +580,7 @@ def test_an_interrupted_sweep_finishes_only_the_missing_runs(root, monkeypatch):
 
     monkeypatch.setattr(training, "train", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        experiments.sweep(configs, cache_root=root, progress=False)
+        sweeps.sweep(configs, cache_root=root, progress=False)
     done = [c for c in configs if (root / c.key() / "manifest.json").exists()]
     assert done == configs[:2]
     mtimes = {c.key(): (root / c.key() / "manifest.json").stat().st_mtime_ns for c in done}
@@ -526,37 +589,37 @@ def test_an_interrupted_sweep_finishes_only_the_missing_runs(root, monkeypatch):
     monkeypatch.setattr(training, "train", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CacheWarning)  # the 3rd entry was left incomplete
-        table = experiments.sweep(configs, cache_root=root, progress=False)
+        table = sweeps.sweep(configs, cache_root=root, progress=False)
     assert len(calls) == 2 and len(table) == 4 * ROWS_PER_RUN
     assert {k: (root / k / "manifest.json").stat().st_mtime_ns for k in mtimes} == mtimes
 
 
 def test_sweep_rejects_bad_input(root):
     with pytest.raises(ValueError, match="configs"):
-        experiments.sweep([], cache_root=root)
+        sweeps.sweep([], cache_root=root)
     with pytest.raises(ValueError, match=r"configs\[1\]"):
-        experiments.sweep([tiny(), {"arch": "resnet"}], cache_root=root)
+        sweeps.sweep([tiny(), {"arch": "resnet"}], cache_root=root)
     with pytest.raises(ValueError, match="workers"):
-        experiments.sweep([tiny()], cache_root=root, workers=0)
+        sweeps.sweep([tiny()], cache_root=root, workers=0)
     with pytest.raises(ValueError, match="executor"):
-        experiments.sweep([tiny()], cache_root=root, executor="threads")
+        sweeps.sweep([tiny()], cache_root=root, executor="threads")
     with pytest.raises(ValueError, match="threads"):
-        experiments.sweep([tiny()], cache_root=root, threads=0)
+        sweeps.sweep([tiny()], cache_root=root, threads=0)
     with pytest.raises(ValueError, match="submitit_kwargs"):
-        experiments.sweep([tiny()], cache_root=root, submitit_kwargs={"timeout_min": 1})
+        sweeps.sweep([tiny()], cache_root=root, submitit_kwargs={"timeout_min": 1})
 
 
 def test_sweep_names_the_failed_runs_and_keeps_the_others(root):
     good, bad = tiny(), tiny(model_kwargs={"depth": 2, "width": 4, "colour": 3})
     with pytest.raises(RuntimeError, match=r"1 of 2 runs failed: .*colour"):
-        experiments.sweep([good, bad], cache_root=root, progress=False)
+        sweeps.sweep([good, bad], cache_root=root, progress=False)
     assert (root / good.key() / "manifest.json").exists()
 
 
 def test_process_executor_matches_inline(tmp_path):
     configs = four_configs()[:2]
-    inline = experiments.sweep(configs, cache_root=tmp_path / "a", progress=False)
-    par = experiments.sweep(configs, cache_root=tmp_path / "b", progress=False, workers=2, executor="process")
+    inline = sweeps.sweep(configs, cache_root=tmp_path / "a", progress=False)
+    par = sweeps.sweep(configs, cache_root=tmp_path / "b", progress=False, workers=2, executor="process")
     cols = ["key", "image", "preset"]
     assert par[cols].equals(inline[cols])
     pd.testing.assert_series_equal(par["psnr"], inline["psnr"], rtol=1e-4)
@@ -565,7 +628,7 @@ def test_process_executor_matches_inline(tmp_path):
 def test_submitit_local_executor(tmp_path):
     pytest.importorskip("submitit")
     configs = four_configs()[:2]
-    table = experiments.sweep(
+    table = sweeps.sweep(
         configs,
         cache_root=tmp_path / "cache",
         progress=False,
@@ -574,6 +637,137 @@ def test_submitit_local_executor(tmp_path):
     )
     assert len(table) == 2 * ROWS_PER_RUN and list(table["key"].unique()) == [c.key() for c in configs]
     assert any((tmp_path / "jobs").iterdir())  # the job logs went where we said
-    again = experiments.sweep(configs, cache_root=tmp_path / "cache", progress=False, executor="submitit",
+    again = sweeps.sweep(configs, cache_root=tmp_path / "cache", progress=False, executor="submitit",
                               submitit_kwargs={"cluster": "local"})
     pd.testing.assert_frame_equal(again, table)
+
+
+# --------------------------------------------------------------------------- learning curves: scoring during training
+
+POINTS = 3
+
+
+def test_curve_steps_known_answers_and_bad_input():
+    assert experiments.curve_steps(500, 5) == [100, 200, 300, 400, 500]
+    assert experiments.curve_steps(7, 3) == [2, 5, 7]
+    assert experiments.curve_steps(4, 4) == [1, 2, 3, 4]
+    for steps in (10, 33, 1000):
+        for points in (1, 3, 10):
+            s = experiments.curve_steps(steps, points)
+            assert len(s) == points and s[-1] == steps and all(b > a for a, b in zip([0, *s], s))
+    with pytest.raises(ValueError, match="points"):
+        experiments.curve_steps(5, 6)
+    with pytest.raises(ValueError, match="points"):
+        experiments.curve_steps(5, 0)
+    with pytest.raises(ValueError, match="steps"):
+        experiments.curve_steps(True, 1)
+
+
+def test_curve_key_depends_on_config_points_and_version(monkeypatch):
+    k = experiments.curve_key(tiny(), POINTS)
+    assert len(k) == 16 and int(k, 16) >= 0 and k == experiments.curve_key(tiny(), POINTS)
+    assert k != experiments.curve_key(tiny(), POINTS + 1) and k != experiments.curve_key(tiny(seed=1), POINTS)
+    assert k != tiny().key()
+    # the key of the former dynamics cache: sha256 of {dynamics_version, points, experiment}
+    ident = {"dynamics_version": 1, "points": POINTS, "experiment": tiny().canonical()}
+    text = json.dumps(ident, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    assert k == hashlib.sha256(text.encode()).hexdigest()[:16]
+    monkeypatch.setattr(experiments, "CURVE_VERSION", experiments.CURVE_VERSION + 1)
+    assert k != experiments.curve_key(tiny(), POINTS)
+    with pytest.raises(ValueError, match="config"):
+        experiments.curve_key({"arch": "resnet"}, POINTS)
+
+
+def test_a_curve_run_trains_the_experiments_model_and_scores_it_with_the_one_scorer(golden, tmp_path, monkeypatch):
+    c = tiny()
+    root = copy_of(golden, tmp_path / "cache")
+    res = experiments.run(c, cache_root=root, progress=False, curve_points=POINTS)
+    assert not res.cached and res.dir == root / experiments.CURVES_DIR / res.entry_key
+    assert res.entry_key == experiments.curve_key(c, POINTS) and res.key == c.key()
+    assert sorted(res.curve["step"].unique()) == [0, *experiments.curve_steps(c.steps, POINTS)]
+    assert len(res.curve) == (POINTS + 1) * c.n_test * (len(c.eval_presets) + 1)
+    assert list(res.curve.columns) == list(experiments.CURVE_COLUMNS)
+    stored = json.loads((res.dir / "config.json").read_text())
+    assert stored["eval_steps"] == [0, 2, 4, 6] and stored["experiment_key"] == c.key()
+    # scoring during training changes nothing: the model is the experiment's, bitwise
+    exp = golden[1]
+    a, b = res.load_model().state_dict(), exp.load_model().state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    pd.testing.assert_frame_equal(res.eval.drop(columns="key"), exp.eval.drop(columns="key"))
+    last = res.curve[res.curve["step"] == c.steps].reset_index(drop=True)
+    for col in ("psnr", "removal", "bg_psnr", "rain_psnr", "mask_fraction"):  # the same scorer as the evaluation
+        np.testing.assert_array_equal(last[col].to_numpy(float), exp.eval[col].to_numpy(float), err_msg=col)
+    # step 0 is the untrained network; on the "clean" rows only psnr is scored
+    first = res.curve[res.curve["step"] == 0]
+    assert first.loc[first["preset"] == "clean", "removal"].isna().all()
+    # a second call reads the cache and trains nothing
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("trained again"))
+    again = experiments.run(c, cache_root=root, progress=False, curve_points=POINTS)
+    assert again.cached
+    pd.testing.assert_frame_equal(again.curve, res.curve)
+    assert experiments.load(c, cache_root=root, curve_points=POINTS + 1) is None  # other points: another entry
+
+
+def test_a_damaged_curve_entry_is_recomputed(tmp_path):
+    root = tmp_path / "cache"
+    c = tiny()
+    res = experiments.run(c, cache_root=root, progress=False, curve_points=POINTS)
+    curve = res.dir / "curve.csv"
+    curve.write_text(curve.read_text().replace("small", "smell", 1))
+    with pytest.warns(CacheWarning, match="curve.csv does not match its checksum"):
+        assert experiments.load(c, cache_root=root, curve_points=POINTS) is None
+    with pytest.warns(CacheWarning):
+        redo = experiments.run(c, cache_root=root, progress=False, curve_points=POINTS)
+    assert not redo.cached
+    pd.testing.assert_frame_equal(redo.curve, res.curve)
+    assert not (redo.dir / "ckpt").exists()  # a curve run keeps no checkpoints
+
+
+def test_a_curve_run_with_more_points_than_steps_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="points"):
+        experiments.run(tiny(), cache_root=tmp_path, curve_points=7)
+
+
+def test_sweep_curves_returns_one_table_and_dedupes(tmp_path):
+    root = tmp_path / "cache"
+    configs = [tiny(seed=0), tiny(seed=1), tiny(seed=0)]
+    df = sweeps.sweep_curves(configs, POINTS, cache_root=root, progress=False)
+    assert set(df["seed"]) == {0, 1} and df["key"].nunique() == 2
+    assert list(df.columns[:3]) == ["key", "experiment_key", "name"]
+    assert set(df["key"]) == {experiments.curve_key(c, POINTS) for c in configs}
+    assert set(df["experiment_key"]) == {tiny(seed=0).key(), tiny(seed=1).key()}
+    assert len(df) == 2 * (POINTS + 1) * TINY["n_test"] * 3 and df["in_distribution"].dtype == "boolean"
+    with pytest.raises(ValueError, match="points"):
+        sweeps.sweep_curves(configs, 7, cache_root=root)
+    b = sweeps.sweep_curves(configs[:2], POINTS, cache_root=tmp_path / "b", workers=2, progress=False)
+    pd.testing.assert_frame_equal(df, b)  # a process pool gives the same curves
+
+
+# --------------------------------------------------------------------------- one pipeline: held-out inputs, load_entry
+
+
+def test_held_out_inputs_are_those_the_run_scored(golden):
+    c = tiny()
+    inputs = experiments.held_out(c)
+    assert inputs.names == ["gradient:test:0", "gradient:test:1"] and list(inputs.eval_set) == ["small", "dense"]
+    fresh = training.evaluate(golden[1].load_model(), inputs.eval_set, train_spec=c.train_rain, names=inputs.names)
+    for col in ("psnr", "ssim", "removal", "bg_psnr"):
+        np.testing.assert_array_equal(fresh[col].to_numpy(float), golden[1].eval[col].to_numpy(float), err_msg=col)
+
+
+def test_load_entry_enforces_the_checksums(golden, tmp_path):
+    root = copy_of(golden, tmp_path / "cache")
+    entry = root / tiny().key()
+    r = experiments.load_entry(entry)
+    assert r.config == tiny() and r.cached
+    assert experiments.entry_config(entry) == (tiny(), None)
+    blob = torch.load(entry / "model.pt", weights_only=True)
+    name = next(iter(blob["state_dict"]))
+    blob["state_dict"][name] = blob["state_dict"][name] + 1e-3  # one weight tensor changed, file still loads
+    torch.save(blob, entry / "model.pt")
+    with pytest.raises(experiments.CacheError, match=rf"{entry} cannot be trusted: model.pt does not match"):
+        experiments.load_entry(entry)
+    with pytest.raises(experiments.CacheError, match="not a cache entry"):
+        experiments.load_entry(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        experiments.load_entry(tmp_path / "nope")

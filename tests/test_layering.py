@@ -10,7 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "derain_utils"
 
 # lowest layer first; a module may import modules of its own layer or of lower ones
 LAYERS = [
-    {"rain", "data"},
+    {"store", "metric_table"},
+    {"rain", "data", "runs"},
     {"backgrounds", "metrics"},
     {"complexity", "realdata"},
     {"models"},
@@ -19,9 +20,10 @@ LAYERS = [
     {"outcome"},
     {"inference", "power"},
     {"experiments"},
-    {"profiles", "dynamics"},
+    {"profiles", "sweeps", "dynamics"},
     {"probes"},
-    {"verdict", "plotting", "widgets", "report", "monograph"},
+    {"verdict", "plotting"},
+    {"widgets", "report", "notebook", "monograph"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
@@ -56,4 +58,17 @@ def test_imports_flow_downwards(path: Path):
 
 
 def test_the_checker_sees_imports():
-    assert {"experiments", "training"} <= _package_imports(PACKAGE / "dynamics.py")
+    assert {"experiments", "store"} <= _package_imports(PACKAGE / "sweeps.py")
+
+
+def test_the_store_is_the_bottom_layer():
+    """Every module that writes files reaches the disk through the store, which imports no other module."""
+    assert _package_imports(PACKAGE / "store.py") == set()
+    for name in ("experiments", "runs", "verdict", "report", "monograph", "notebook"):
+        assert "store" in _package_imports(PACKAGE / f"{name}.py"), name
+
+
+def test_architecture_guide_lists_every_layer(repo_root):
+    guide = (repo_root / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    missing = sorted(m for layer in LAYERS for m in layer if f"`{m}`" not in guide)
+    assert not missing, f"ARCHITECTURE.md does not mention {missing}"

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from derain_utils import monograph, verdict
+from derain_utils.runs import latest_run
 
 # --------------------------------------------------------------------------------------
 # tiny notebooks (jupytext percent format -> .ipynb)
@@ -37,7 +38,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from derain_utils import verdict
+from derain_utils import notebook, runs, verdict
 
 T0 = time.perf_counter()
 """
@@ -50,17 +51,13 @@ SEED: int = 0  # random seed of the fake experiment
 SIZES: list = [1, 2, 3]  # training-set sizes
 
 # %%
-folder = verdict.resolve_run_dir(RUN_DIR, "{stem}", PROFILE)
+NB = notebook.start("{stem}", "{finding}", PROFILE, RUN_DIR, t0=T0, params={{"SEED": SEED, "SIZES": SIZES}})
 rng = np.random.default_rng(SEED)
 df = pd.DataFrame([{{"seed": s, "n": n, "y": -float(n) + 0.01 * rng.normal()}} for s in range(3) for n in SIZES])
-verdict.write_results(folder, df, required_columns=["seed", "n", "y"])
 r = verdict.spearman_bootstrap(df, "n", "y", n_resamples=200)
-verdict.write_verdict(
-    folder, notebook="{stem}", finding="{finding}",
-    reproduced=verdict.reproduced_from_ci(r["ci95"], "negative"), statistic="spearman_rho",
-    effect=r["rho"], ci95=r["ci95"], n_seeds=3, profile=PROFILE,
-    summary="y falls with n.", wall_s=time.perf_counter() - T0, sizes=SIZES, seed=SEED,
-)
+_ = notebook.finish(NB, df, ["seed", "n", "y"], statistic="spearman_rho", result=r, n_seeds=3,
+                    reproduced=verdict.reproduced_from_ci(r["ci95"], "negative"), summary="y falls with n.",
+                    sizes=SIZES, seed=SEED)
 """
 
 BETA = HEADER + """
@@ -70,8 +67,8 @@ RUN_DIR: str = ""  # output folder
 MODE: str = "slow"  # how to do it
 
 # %%
-folder = verdict.resolve_run_dir(RUN_DIR, "{stem}", PROFILE)
-verdict.write_results(folder, pd.DataFrame({{"mode": [MODE], "value": [0.5]}}))
+folder = runs.resolve_run_dir(RUN_DIR, "{stem}", PROFILE)
+runs.write_results(folder, pd.DataFrame({{"mode": [MODE], "value": [0.5]}}))
 verdict.write_verdict(
     folder, notebook="{stem}", finding="{finding}", reproduced=False, statistic="psnr_gain_db",
     effect=0.25, ci95=[-0.5, 1.0], n_seeds=2, profile=PROFILE, summary="No clear gain.",
@@ -148,7 +145,7 @@ def test_run_writes_fresh_folders_with_outputs(good_run):
     assert good_run.code == 0, good_run.err
     for stem in ("01_alpha", "02_beta"):
         (folder,) = _folders(good_run.runs, "smoke", stem)
-        assert verdict.latest_run(stem, "smoke", good_run.runs) == folder
+        assert latest_run(stem, "smoke", good_run.runs) == folder
         for name in (f"{stem}.ipynb", "verdict.json", "results.csv", "runner.json", f"{stem}.html"):
             assert (folder / name).is_file(), name
         runner = json.loads((folder / "runner.json").read_text())
@@ -175,8 +172,8 @@ def test_param_values_reach_only_the_notebooks_that_declare_them(good_run):
 @pytest.mark.notebook
 def test_summary_table_reports_each_verdict(good_run):
     out = good_run.out
-    alpha = verdict.read_verdict(verdict.latest_run("01_alpha", "smoke", good_run.runs))
-    beta = verdict.read_verdict(verdict.latest_run("02_beta", "smoke", good_run.runs))
+    alpha = verdict.read_verdict(latest_run("01_alpha", "smoke", good_run.runs))
+    beta = verdict.read_verdict(latest_run("02_beta", "smoke", good_run.runs))
     assert alpha.reproduced and alpha.effect < -0.9  # constructed: y = -n + tiny noise
     assert not beta.reproduced
     lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith(("01_alpha", "02_beta"))}
@@ -194,7 +191,7 @@ def test_html_index_links_the_exported_notebooks(good_run):
     index = good_run.runs / "smoke" / "index.html"
     page = index.read_text()
     for stem in ("01_alpha", "02_beta"):
-        folder = verdict.latest_run(stem, "smoke", good_run.runs)
+        folder = latest_run(stem, "smoke", good_run.runs)
         rel = os.path.relpath(folder / f"{stem}.html", index.parent)
         assert f'href="{rel}"' in page
         assert (index.parent / rel).read_text().lstrip().lower().startswith("<!doctype html")
@@ -213,7 +210,7 @@ def test_rerun_never_overwrites_and_moves_latest(good_run, good_dir, tmp_path):
     folders = _folders(runs, "smoke", "01_alpha")
     assert len(folders) == 2 and first in folders
     newer = next(f for f in folders if f != first)
-    assert verdict.latest_run("01_alpha", "smoke", runs) == newer
+    assert latest_run("01_alpha", "smoke", runs) == newer
     assert (first / "verdict.json").read_text() == before  # the old run is untouched
     # defaults this time: SIZES from the parameters cell
     assert sorted(pd.read_csv(newer / "results.csv")["n"].unique()) == [1, 2, 3]
@@ -232,7 +229,7 @@ def test_failing_notebook_stops_the_run_and_keeps_earlier_results(failing_dir, t
     partial = boom / "02_boom.ipynb"
     assert f"partially executed notebook: {partial}" in err and partial.is_file()
     assert json.loads((boom / "runner.json").read_text())["status"] == "failed"
-    assert verdict.latest_run("02_boom", "smoke", runs) is None  # latest only names completed runs
+    assert latest_run("02_boom", "smoke", runs) is None  # latest only names completed runs
     (alpha,) = _folders(runs, "smoke", "01_alpha")
     assert verdict.read_verdict(alpha).reproduced
     assert _folders(runs, "smoke", "03_after") == []
@@ -282,7 +279,7 @@ def test_a_papermill_params_file_with_profile_runs(good_dir, tmp_path):
     code, out, err = _run(["run", "--notebooks-dir", str(good_dir), "--runs-dir", str(runs), "--only", "01",
                            "-f", str(f), "--no-progress"])
     assert code == 0, err
-    folder = verdict.latest_run("01_alpha", "smoke", runs)  # the file's profile, not the default quick
+    folder = latest_run("01_alpha", "smoke", runs)  # the file's profile, not the default quick
     assert json.loads((folder / "runner.json").read_text())["parameters"]["PROFILE"] == "smoke"
     assert sorted(pd.read_csv(folder / "results.csv")["n"].unique()) == [4, 16]
 

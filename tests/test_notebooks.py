@@ -18,7 +18,7 @@ import papermill
 import pytest
 from PIL import Image
 
-from derain_utils import dynamics, monograph, probes, profiles, verdict
+from derain_utils import experiments, monograph, probes, profiles, runs, verdict
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = monograph.discover_notebooks(NOTEBOOKS_DIR)
@@ -127,14 +127,14 @@ def test_header_and_parameters_cell(path: Path):
 def test_smoke_run(path: Path, tmp_path: Path):
     stem = path.stem
     spec = EXPECTED.get(stem, {})
-    runs = tmp_path / "runs"
-    argv = ["run", "--profile", "smoke", "--only", stem, "--runs-dir", str(runs), "--no-progress"]
+    runs_root = tmp_path / "runs"
+    argv = ["run", "--profile", "smoke", "--only", stem, "--runs-dir", str(runs_root), "--no-progress"]
     for p in spec.get("params", []):
         argv += ["--param", p]
     assert monograph.main(argv) == 0, f"smoke run of {stem} failed (see the captured output)"
 
-    folder = verdict.latest_run(stem, "smoke", runs)
-    assert folder is not None and folder.parent == runs / "smoke" / stem
+    folder = runs.latest_run(stem, "smoke", runs_root)
+    assert folder is not None and folder.parent == runs_root / "smoke" / stem
     executed = nbformat.read(folder / f"{stem}.ipynb", as_version=4)
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
@@ -156,11 +156,11 @@ def test_smoke_run(path: Path, tmp_path: Path):
     for key in spec.get("extra", []):
         assert key in v.extra, f"verdict.json lacks {key}"
 
-    results = pd.read_csv(folder / verdict.RESULTS_FILE)
+    results = pd.read_csv(folder / runs.RESULTS_FILE)
     assert len(results) > 0
     missing = [c for c in spec.get("columns", []) if c not in results.columns]
     assert not missing, f"results.csv lacks {missing}"
-    assert (folder / verdict.PROVENANCE_FILE).is_file()
+    assert (folder / runs.PROVENANCE_FILE).is_file()
     for name in spec.get("figures", []):
         with Image.open(folder / name) as im:
             assert im.format == "PNG" and min(im.size) > 100
@@ -196,8 +196,8 @@ def test_smoke_run(path: Path, tmp_path: Path):
     if stem == "03_decoupled_metrics":
         smoke = profiles.resolve("smoke")
         dyn = results[results["part"] == "dynamics"]
-        assert sorted(dyn["step"].unique()) == v.extra["eval_steps"] == [0, *dynamics.eval_steps(smoke.steps,
-                                                                                             smoke.dynamics_points)]
+        assert sorted(dyn["step"].unique()) == v.extra["eval_steps"] == [0, *experiments.curve_steps(smoke.steps,
+                                                                                                 smoke.dynamics_points)]
         assert set(dyn["complexity"]) == {"simple", "complex"} and set(dyn["seed"]) == set(smoke.seeds)
         assert set(dyn["n_train"]) == set(v.extra["dyn_n"]) == {smoke.n_list[0], smoke.n_list[-1]}
         assert set(results.loc[results["part"] == "probe", "probe"]) == set(probes.PROBES)
@@ -209,7 +209,7 @@ def test_smoke_run(path: Path, tmp_path: Path):
         # the dynamics runs are cached beside the models (notebook 01's models are trained here too)
         cache = Path(os.environ["DERAIN_RUNS"]) / "cache"
         n_dyn = 2 * len(v.extra["dyn_n"]) * len(smoke.seeds)
-        assert len([p for p in (cache / dynamics.DYNAMICS_DIR).iterdir() if (p / "manifest.json").is_file()]) == n_dyn
+        assert len([p for p in (cache / experiments.CURVES_DIR).iterdir() if (p / "manifest.json").is_file()]) == n_dyn
         assert v.extra["n_models_psnr"] >= len(smoke.n_list) * len(smoke.seeds)
 
     if stem == "04_real_rain":

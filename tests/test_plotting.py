@@ -12,7 +12,7 @@ import torch
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from derain_utils import plotting, training
+from derain_utils import metric_table, plotting, training
 
 PRESETS = ("small", "slanted", "long_wide", "dense")
 
@@ -131,7 +131,7 @@ def test_metrics_vs_n_panels_and_shared_legend():
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 3
     assert [ax.get_title() for ax in fig.axes] == [
-        plotting.METRIC_TITLES["removal"], plotting.METRIC_TITLES["bg_psnr"], plotting.METRIC_TITLES["psnr"]]
+        metric_table.title("removal"), metric_table.title("bg_psnr"), metric_table.title("psnr")]
     assert all(len(ax.get_lines()) == 4 for ax in fig.axes)
     assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 4
     with pytest.raises(ValueError, match="metrics"):
@@ -282,7 +282,7 @@ def test_curves_vs_step_lines_are_seed_means():
     np.testing.assert_allclose(ax.lines[2].get_xdata(), [0, 5, 10])
     assert len(ax.collections) == 4  # one band per line
     assert ax.lines[0].get_linestyle() != ax.lines[1].get_linestyle()
-    assert ax.get_title() == plotting.DYNAMICS_TITLES["removal_id"]
+    assert ax.get_title() == metric_table.title("removal_id") == "Removal of the training rain"
     two = plotting.curves_vs_step(df.assign(removal_ood=df["removal_id"] / 10), ("removal_id", "removal_ood"))
     assert two.axes[0].get_ylim() == two.axes[1].get_ylim()  # removal panels share one scale
     one = plotting.curves_vs_step(df[df["seed"] == 0], ("removal_id",), style=None)
@@ -407,8 +407,8 @@ def test_category_scatter_points_and_error_bars():
     xs = sorted(float(c.lines[0].get_xdata()[0]) for c in ax.containers)
     assert xs == [0.0, 10.0, 20.0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["faces", "urban", "blobs"]
-    assert ax.get_xlabel() == plotting.COMPLEXITY_LABELS["png_bpp"]
-    assert ax.get_ylabel() == plotting.METRIC_LABELS["removal"]
+    assert ax.get_xlabel() == metric_table.label("png_bpp")
+    assert ax.get_ylabel() == metric_table.label("removal")
     assert {t.get_text() for t in ax.texts} == {"faces", "urban", "blobs"}
     with pytest.raises(ValueError, match="no colour"):
         plotting.category_scatter(_category_table(), "png_bpp", "removal", palette={"faces": "red"})
@@ -431,7 +431,7 @@ def test_measures_by_category_one_panel_per_measure():
     })
     fig = plotting.measures_by_category(summary, ncols=2)
     axes = [ax for ax in fig.axes if ax.axison]
-    assert [ax.get_title() for ax in axes] == [plotting.COMPLEXITY_LABELS[m] for m in ("png_bpp", "grad_mean",
+    assert [ax.get_title() for ax in axes] == [metric_table.label(m) for m in ("png_bpp", "grad_mean",
                                                                                           "ae_loss")]
     assert len(fig.axes) == 4  # 2 x 2 grid, the last panel switched off
     assert [t.get_text() for t in axes[0].get_yticklabels()] == ["urban", "faces"]  # first category on top

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from derain_utils import experiments, metrics, probes, profiles, rain, training
+from derain_utils import experiments, metrics, probes, profiles, rain, sweeps, training
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -220,8 +220,8 @@ def test_matches_profile_and_cached_results(tmp_path):
         probes.matches_profile("resnet", smoke)
     assert probes.cached_results(smoke, cache_root=root) == []  # no cache yet
 
-    experiments.sweep([good, other_n, off], cache_root=root, progress=False)
-    (root / "_dynamics").mkdir()
+    sweeps.sweep([good, other_n, off], cache_root=root, progress=False)
+    (root / experiments.CURVES_DIR).mkdir()
     (root / "garbage").mkdir()
     (root / "garbage" / "manifest.json").write_text("{}")
     incomplete = root / "0123456789abcdef"

@@ -154,3 +154,18 @@ def test_smoke_profile_trains_in_seconds(tmp_path):
     wall = time.perf_counter() - t0
     assert not r.cached and len(r.history) == 3  # 30 steps, logged every 10
     assert wall < 20.0, f"a smoke run took {wall:.1f} s"  # ~1-2 s on an idle CPU core
+
+
+def test_the_module_docstring_table_is_current():
+    table = profiles.sizes_markdown()
+    assert table in profiles.__doc__, "profiles docstring table is stale: paste profiles.sizes_markdown()"
+    assert len(table.splitlines()) == 2 + len(PROFILES)
+    assert "calibrat" not in profiles.__doc__.lower()  # no promise of a later calibration: the sizes are the code's
+
+
+def test_profile_design_defaults_are_the_configs():
+    config_defaults = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)
+                       if f.default is not dataclasses.MISSING}
+    for f in dataclasses.fields(Profile):
+        if f.name in config_defaults and f.default is not dataclasses.MISSING and f.name != "model_kwargs":
+            assert f.default == config_defaults[f.name], f.name

@@ -25,3 +25,22 @@ def test_ci_runs_the_readme_test_command(repo_root):
 def test_readme_rain_table_matches_the_presets(repo_root):
     readme = (repo_root / "README.md").read_text()
     assert rain.presets_markdown().strip() in readme, "README rain-preset table is stale: paste rain.presets_markdown()"
+
+
+def test_readme_metric_table_matches_the_metric_table(repo_root):
+    from derain_utils import metric_table
+
+    readme = (repo_root / "README.md").read_text()
+    keys = [*metric_table.GROUPS["evaluation"], *metric_table.GROUPS["learning curve"]]
+    assert metric_table.markdown(keys) in readme, "README metric table is stale: paste metric_table.markdown(...)"
+
+
+def test_readme_lists_every_module_and_points_to_the_architecture(repo_root):
+    readme = (repo_root / "README.md").read_text()
+    modules = sorted(p.stem for p in (repo_root / "derain_utils").glob("*.py") if p.stem != "__init__")
+    missing = [m for m in modules if f"| `{m}` |" not in readme]
+    assert not missing, f"README's module table lacks {missing}"
+    import derain_utils
+
+    assert "ARCHITECTURE.md" in readme and "ARCHITECTURE.md" in derain_utils.__doc__
+    assert (repo_root / "ARCHITECTURE.md").is_file()

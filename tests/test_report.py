@@ -27,7 +27,8 @@ def tiny(tmp_path_factory):
     """(config, cache root) of one tiny trained model."""
     root = tmp_path_factory.mktemp("cache")
     cfg = experiments.ExperimentConfig(arch="resnet", model_size="tiny", background="blobs", n_train=2, tile=16,
-                                       patch=16, steps=3, batch_size=2, n_test=2, test_size=16,
+                                       patch=16, steps=3, batch_size=2, lr=1e-3, warmup_steps=0, n_test=2,
+                                       test_size=16,
                                        eval_presets=("small",), ckpt_every=3)
     experiments.run(cfg, cache_root=root, progress=False)
     return cfg, root
@@ -82,6 +83,27 @@ def test_load_model_package_forms(tiny, tmp_path):
     assert report.load_model(entry, train_rain="dense").train_rain == "dense"
 
 
+def test_a_tampered_cache_entry_is_refused_by_the_card(tiny, tmp_path, capsys):
+    """One weight changed in model.pt: experiments.load rejects the entry, and so does the report card."""
+    cfg, root = tiny
+    copy = tmp_path / "cache"
+    shutil.copytree(root, copy)
+    entry = copy / cfg.key()
+    blob = torch.load(entry / "model.pt", weights_only=True)
+    name = next(iter(blob["state_dict"]))
+    blob["state_dict"][name].view(-1)[0] += 0.5
+    torch.save(blob, entry / "model.pt")
+    with pytest.warns(experiments.CacheWarning, match="model.pt does not match its checksum"):
+        assert experiments.load(cfg, cache_root=copy) is None
+    for spec in (entry, entry / "model.pt", entry / "config.json"):
+        with pytest.raises(experiments.CacheError, match=rf"{entry} cannot be trusted: model.pt does not match"):
+            report.load_model(spec)
+    assert report.main([str(entry), "--out", str(tmp_path / "card")]) == 2
+    err = capsys.readouterr().err
+    assert ": error: " in err.splitlines()[0] and str(entry) in err and "Traceback" not in err
+    assert not (tmp_path / "card").exists()  # nothing scored, nothing written
+
+
 def test_load_model_trains_a_bare_config_when_asked(tiny, tmp_path):
     cfg, _ = tiny
     bare = tmp_path / "cfg.json"
@@ -125,8 +147,8 @@ def test_load_model_bad_input(tmp_path):
         report.load_model(f"{bad}:g")
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "model.pt").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="cannot be read"):
-        report.load_model(tmp_path / "m")
+    with pytest.raises(ValueError, match=r"m is not a cache entry of this package.*config\.json"):
+        report.load_model(tmp_path / "m")  # a model.pt outside a verified cache entry is not scored
     with pytest.raises(ValueError, match="unknown rain preset"):
         report.load_model(f"{IDENTITY}:make", train_rain="drizzle")
 

@@ -29,6 +29,7 @@ import pandas as pd
 import pytest
 
 from derain_utils import monograph, verdict
+from derain_utils import runs as run_folders
 
 KILL_NB = '''# %% [markdown]
 # # 01 · Kill me
@@ -43,7 +44,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from derain_utils import experiments, profiles, verdict
+from derain_utils import experiments, profiles, runs, verdict
 
 # %% tags=["parameters"]
 PROFILE: str = "quick"  # smoke, quick or paper
@@ -51,7 +52,7 @@ RUN_DIR: str = ""  # output folder
 SIGNALS: str = ""  # folder of the test's signal files
 
 # %%
-folder = verdict.resolve_run_dir(RUN_DIR, "01_kill", PROFILE)
+folder = runs.resolve_run_dir(RUN_DIR, "01_kill", PROFILE)
 sig = Path(SIGNALS)
 (sig / "kernel_pid").write_text(str(os.getpid()))
 
@@ -71,7 +72,7 @@ deadline = time.time() + 120
 while not (sig / "go").exists() and time.time() < deadline:
     time.sleep(0.1)
 second = experiments.run(config(1), progress=False)
-verdict.write_results(folder, pd.DataFrame({"model": ["first", "second"], "cached": [first.cached, second.cached]}))
+runs.write_results(folder, pd.DataFrame({"model": ["first", "second"], "cached": [first.cached, second.cached]}))
 verdict.write_verdict(folder, notebook="01_kill", finding="A run survives being killed.", reproduced=True,
                       statistic="models", effect=2.0, ci95=[2.0, 2.0], n_seeds=2, profile=PROFILE,
                       summary="Both models exist.", wall_s=1.0)
@@ -170,7 +171,7 @@ def test_kills_at_any_moment_leave_marked_folders_and_the_rerun_uses_the_cache(t
 
     # every folder so far is marked incomplete; none is latest
     assert [monograph.run_status(f) for f in _folders(runs)] == ["killed", "interrupted", "killed"]
-    assert verdict.latest_run("01_kill", "smoke", runs) is None
+    assert run_folders.latest_run("01_kill", "smoke", runs) is None
 
     # 4. the rerun completes, reusing the model that finished before the kills, and streams output
     (sig / "go").write_text("go")
@@ -179,8 +180,8 @@ def test_kills_at_any_moment_leave_marked_folders_and_the_rerun_uses_the_cache(t
     assert proc.returncode == 0, err
     assert "first model cached: True" in err and "done" in err  # --log-output streamed the cells' prints
     final = _folders(runs)[-1]
-    assert verdict.latest_run("01_kill", "smoke", runs) == final and monograph.run_status(final) == "completed"
-    assert pd.read_csv(final / verdict.RESULTS_FILE)["cached"].tolist() == [True, False]
+    assert run_folders.latest_run("01_kill", "smoke", runs) == final and monograph.run_status(final) == "completed"
+    assert pd.read_csv(final / run_folders.RESULTS_FILE)["cached"].tolist() == [True, False]
     assert [monograph.run_status(f) for f in _folders(runs)] == ["killed", "interrupted", "killed", "completed"]
     summary = pd.read_csv(runs / "smoke" / "summary.csv", keep_default_na=False)
     assert summary.loc[0, "verdict"] == "REPRODUCED" and summary.loc[0, "incomplete"] == ""
@@ -192,7 +193,7 @@ def test_kills_at_any_moment_leave_marked_folders_and_the_rerun_uses_the_cache(t
 
 def _fake_run(runs: Path, stem: str, stamp: str, status: str | None, *, pid: int | None = None,
               host: str | None = None, verdict_label: bool = True) -> Path:
-    folder = verdict.new_run_dir(stem, "smoke", runs, stamp=stamp)
+    folder = run_folders.new_run_dir(stem, "smoke", runs, stamp=stamp)
     if status is not None:
         import socket
 
@@ -225,7 +226,7 @@ def test_run_status_reads_the_marker_and_the_process(tmp_path: Path) -> None:
     record["pid_start"] = "1"  # this pid, but a process that started at another time: the pid was reused
     (reused / monograph.RUNNER_FILE).write_text(json.dumps(record))
     assert monograph.run_status(reused) == ("killed" if Path("/proc/self/stat").exists() else "running")
-    empty = verdict.new_run_dir("01_a", "smoke", runs, stamp="20260101T000006Z")
+    empty = run_folders.new_run_dir("01_a", "smoke", runs, stamp="20260101T000006Z")
     assert monograph.run_status(empty) == "killed"  # killed between creating the folder and marking it
     garbled = _fake_run(runs, "01_a", "20260101T000007Z", None)
     (garbled / monograph.RUNNER_FILE).write_text("{not json")
@@ -239,12 +240,12 @@ def test_latest_stays_at_the_newest_completed_run_when_runs_overlap(tmp_path: Pa
     newer = _fake_run(runs, "01_a", "20260101T000500Z", "completed")
     assert monograph._update_latest_if_newest(newer)
     assert not monograph._update_latest_if_newest(older)  # the older run finished last
-    assert verdict.latest_run("01_a", "smoke", runs) == newer
+    assert run_folders.latest_run("01_a", "smoke", runs) == newer
     same_second = _fake_run(runs, "01_a", "20260101T000500Z", "completed")  # "-2": started after `newer`
     assert same_second.name == "20260101T000500Z-2" and monograph._update_latest_if_newest(same_second)
     tenth = [_fake_run(runs, "01_a", "20260101T000500Z", "completed") for _ in range(8)][-1]
     assert tenth.name.endswith("-10") and monograph._update_latest_if_newest(tenth)  # -10 sorts after -9
-    assert verdict.latest_run("01_a", "smoke", runs) == tenth
+    assert run_folders.latest_run("01_a", "smoke", runs) == tenth
 
 
 def test_summary_and_index_mark_incomplete_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,12 +1,9 @@
-"""Bootstrap statistics, verdict records, provenance and run folders."""
+"""Bootstrap statistics and verdict records."""
 from __future__ import annotations
 
 import json
 import math
-import os
-import re
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -360,99 +357,6 @@ def test_read_verdict_errors(tmp_path):
         verdict.read_verdict(tmp_path)
 
 
-def test_write_results(tmp_path):
-    df = _table(n_seeds=2, n_images=2, sizes=(1, 2))
-    path = verdict.write_results(tmp_path, df, required_columns=["seed", "image", "n", "y"])
-    back = pd.read_csv(path)
-    pd.testing.assert_frame_equal(back, df)
-    with pytest.raises(ValueError, match=r"\['psnr'\]"):
-        verdict.write_results(tmp_path, df, required_columns=["seed", "psnr"])
-    with pytest.raises(ValueError, match="empty"):
-        verdict.write_results(tmp_path, df.iloc[:0])
-    with pytest.raises(ValueError, match="DataFrame"):
-        verdict.write_results(tmp_path, df.to_dict())
-
-
-# --------------------------------------------------------------------------------------
-# provenance
-# --------------------------------------------------------------------------------------
-def test_provenance_keys_and_json(tmp_path):
-    p = verdict.provenance({"sizes": np.array([4, 16]), "root": Path("/data"), "spec": object()})
-    assert {"timestamp_utc", "git", "python", "platform", "packages", "device", "params"} <= set(p)
-    assert {"torch", "numpy", "scipy", "pandas", "scikit-image", "papermill", "derain_utils"} <= set(p["packages"])
-    assert p["packages"]["numpy"] == np.__version__ and p["packages"]["derain_utils"]
-    assert p["device"].startswith(("cpu (", "cuda:", "mps"))
-    assert p["params"]["sizes"] == [4, 16] and p["params"]["root"] == "/data" and "object" in p["params"]["spec"]
-    if p["git"] is not None:  # the package lives in a git work tree in development
-        assert set(p["git"]) == {"commit", "dirty"}
-        assert p["git"]["commit"] is None or len(p["git"]["commit"]) == 40
-    assert verdict.provenance(device="cpu")["device"].startswith("cpu (")
-    path = verdict.write_provenance(tmp_path, {"seed": 0}, note="test")
-    back = json.loads(path.read_text())
-    assert back["params"] == {"seed": 0} and back["note"] == "test"
-    with pytest.raises(ValueError, match="params"):
-        verdict.provenance(params=[1, 2])
-
-
-# --------------------------------------------------------------------------------------
-# run folders
-# --------------------------------------------------------------------------------------
-def test_run_folders_never_collide(tmp_path):
-    a = verdict.new_run_dir("01_set_size", "smoke", tmp_path, stamp="20260101T000000Z")
-    b = verdict.new_run_dir("01_set_size", "smoke", tmp_path, stamp="20260101T000000Z")
-    assert a == tmp_path / "smoke" / "01_set_size" / "20260101T000000Z"
-    assert b == a.parent / "20260101T000000Z-2" and b.is_dir()
-    assert verdict.latest_run("01_set_size", "smoke", tmp_path) is None
-    link = verdict.update_latest(a)
-    assert link.is_symlink() and os.readlink(link) == a.name  # relative: the tree can move
-    assert verdict.latest_run("01_set_size", "smoke", tmp_path) == a
-    verdict.update_latest(b)
-    assert verdict.latest_run("01_set_size", "smoke", tmp_path) == b
-    assert re.fullmatch(r"\d{8}T\d{6}Z", verdict.utc_stamp())
-
-
-def test_latest_falls_back_to_a_text_file(tmp_path, monkeypatch):
-    a = verdict.new_run_dir("02_x", "quick", tmp_path)
-
-    def no_symlinks(*args, **kwargs):
-        raise OSError("symlinks not permitted")
-
-    monkeypatch.setattr(os, "symlink", no_symlinks)
-    pointer = verdict.update_latest(a)
-    assert pointer.name == "latest.txt" and pointer.read_text().strip() == a.name
-    assert verdict.latest_run("02_x", "quick", tmp_path) == a
-
-
-def test_resolve_run_dir(tmp_path):
-    given = tmp_path / "from_runner"
-    assert verdict.resolve_run_dir(str(given), "01_set_size", "smoke") == given and given.is_dir()
-    # interactive: a fresh folder under $DERAIN_RUNS (set per test by conftest), made latest
-    fresh = verdict.resolve_run_dir("", "01_set_size", "smoke")
-    root = Path(os.environ["DERAIN_RUNS"])
-    assert fresh.parent == root / "smoke" / "01_set_size"
-    assert verdict.latest_run("01_set_size", "smoke") == fresh
-    again = verdict.resolve_run_dir(None, "01_set_size", "smoke")
-    assert again != fresh and verdict.latest_run("01_set_size", "smoke") == again
-    assert verdict.runs_root() == root and verdict.runs_root(tmp_path) == tmp_path
-
-
-@pytest.mark.parametrize("notebook, profile", [("../up", "smoke"), ("01", "a/b"), ("", "smoke"), ("latest", "q")])
-def test_bad_run_names(tmp_path, notebook, profile):
-    with pytest.raises(ValueError, match="notebook|profile"):
-        verdict.new_run_dir(notebook, profile, tmp_path)
-
-
-
 def test_within_without_clusters_is_rejected():
     with pytest.raises(ValueError, match="within_cols needs cluster_cols"):
         verdict.spearman_bootstrap(_table(), "n", "y", cluster_cols=(), within_cols="image")
-
-
-def test_to_jsonable_handles_tensors_and_rejects_the_unknown():
-    import torch
-
-    converted = verdict.to_jsonable({"t": torch.tensor([1.5, float("nan")]), "s": torch.tensor(2)})
-    assert converted == {"t": [1.5, None], "s": 2}
-    with pytest.raises(ValueError, match=r"value\.k"):
-        verdict.to_jsonable({"k": object()})
-    assert verdict.to_jsonable({"k": object()}, strict=False)["k"].startswith("<object")

@@ -1,0 +1,273 @@
+"""What every monograph notebook does at its start and at its end.
+
+A notebook starts by resolving its run folder and recording what it runs with, and ends by
+writing its verdict, its tidy results and its provenance, and saying the verdict in one
+line. Those steps are the same in every notebook, so they live here::
+
+    NB = notebook.start("01_set_size", FINDING, PROFILE, RUN_DIR, t0=T0, params={...}, models={...})
+    RUN = NB.dir                                                    # figures go here
+    ...
+    head = notebook.headline(R, "negative", claim="...", contrary="...", n_seeds=3, steps=500)
+    ...
+    notebook.finish(NB, RESULTS, ["seed", "n_train", ...], statistic="spearman_rho", result=R,
+                    reproduced=REPRODUCED, n_seeds=3, summary=SUMMARY, **FACTS)
+
+:func:`finish` writes ``results.csv``, ``verdict.json`` and ``provenance.json`` into the run
+folder (atomically) and prints the headline. The verdict record itself is built in ONE
+place, :func:`verdict_record`: a new verdict field is a change there. :func:`fmt` is the
+one way the notebooks write an effect with its interval.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from derain_utils import backgrounds, profiles, rain, runs, store, verdict
+
+__all__ = ["NotebookRun", "start", "profile", "training_background", "rain_roles", "fmt", "excludes_zero", "outcome", "headline", "verdict_record", "finish"]
+
+
+@dataclass
+class NotebookRun:
+    """One execution of a notebook: what :func:`start` resolved, what :func:`finish` needs.
+
+    Attributes:
+        notebook: the notebook's stem, e.g. ``"01_set_size"``.
+        finding: the paper's claim it tests, one sentence.
+        profile: the profile it ran with.
+        dir: its run folder (figures and tables go here).
+        t0: ``time.perf_counter()`` when the notebook started.
+        params: its parameters, as given.
+        provenance: further facts recorded in ``provenance.json`` (models, data, ...).
+    """
+
+    notebook: str
+    finding: str
+    profile: str
+    dir: Path
+    t0: float
+    params: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def write_provenance(self, **more: Any) -> Path:
+        """(Re)write ``provenance.json``: the parameters, the device, :attr:`provenance` and ``more``."""
+        return runs.write_provenance(self.dir, self.params, **self.provenance, **more)
+
+
+def start(
+    notebook: str,
+    finding: str,
+    profile: str,
+    run_dir: str | Path | None,
+    /,
+    *,
+    t0: float | None = None,
+    params: Mapping[str, Any] | None = None,
+    **provenance: Any,
+) -> NotebookRun:
+    """Resolve the run folder (:func:`runs.resolve_run_dir`) and write a first ``provenance.json``.
+
+    Args:
+        notebook, finding, profile: as :class:`NotebookRun`.
+        run_dir: the notebook's ``RUN_DIR`` parameter ("" in JupyterLab: a fresh folder).
+        t0: when the notebook started (default: now).
+        params: the notebook's parameters.
+        **provenance: more facts for ``provenance.json`` (e.g. ``models={name: key}``).
+    """
+    folder = runs.resolve_run_dir(run_dir, notebook, profile)
+    nb = NotebookRun(notebook=notebook, finding=finding, profile=profile, dir=folder,
+                     t0=time.perf_counter() if t0 is None else t0, params=dict(params or {}),
+                     provenance=dict(provenance))
+    nb.write_provenance()
+    return nb
+
+
+# --------------------------------------------------------------------------- the design every notebook resolves
+
+
+def profile(name: str, **knobs: Any) -> profiles.Profile:
+    """The profile ``name`` with a notebook's knobs applied; a knob left empty, 0 or False keeps the profile's.
+
+    E.g. ``profile(PROFILE, steps=STEPS, seeds=SEEDS)`` with ``STEPS = 0`` and ``SEEDS = []`` is the
+    profile itself (strings from papermill are coerced by :func:`profiles.resolve`).
+    """
+    return profiles.resolve(name, **{k: v for k, v in knobs.items() if v})
+
+
+def training_background(choice: str, data_dir: str | Path | None) -> str:
+    """The training backgrounds of notebooks 01, 03 and 04, so that they share their models.
+
+    ``"auto"``: natural photos (``bg_natural``) when the data folder holds them, else the photos
+    embedded in scikit-image; anything else is the source name given.
+    """
+    if choice != "auto":
+        return choice
+    return "natural" if "natural" in backgrounds.available_categories(data_dir) else "skimage"
+
+
+def rain_roles(prof: profiles.Profile) -> tuple[str, list[str], list[str], list[str]]:
+    """``(training rain, evaluated presets, in-distribution presets, out-of-distribution presets)`` of a profile.
+
+    A preset is out-of-distribution when it leaves the training rain's ranges on some field
+    (:func:`rain.ood_fields`). Raises ValueError (naming the presets) unless both kinds are present.
+    """
+    train, presets = prof.train_rain, list(prof.eval_presets)
+    ood = [p for p in presets if rain.ood_fields(train, p)]
+    in_dist = [p for p in presets if p not in ood]
+    if not ood or not in_dist:
+        raise ValueError(f"eval_presets {presets} need the training rain {train!r} and at least one OOD rain")
+    return train, presets, in_dist, ood
+
+
+# --------------------------------------------------------------------------- words
+
+
+def _value(result: Mapping[str, Any]) -> float:
+    for key in ("rho", "effect", "estimate"):
+        if key in result:
+            return result[key]
+    raise ValueError(f"result holds no rho, effect or estimate: {sorted(result)}")
+
+
+def fmt(result: Mapping[str, Any], digits: int = 2, name: str | None = None) -> str:
+    """An effect and its 95% interval: ``"rho = -0.28 [-0.57, -0.01]"``.
+
+    Args:
+        result: a bootstrap result of :mod:`derain_utils.verdict` (``rho``, ``effect`` or
+            ``estimate``, and ``ci95``).
+        digits: decimals.
+        name: the effect's name (default ``"rho"`` for a correlation, else ``"difference"``);
+            ``""`` writes the bare ``"-0.28 [-0.57, -0.01]"``.
+    """
+    if name is None:
+        name = "rho" if "rho" in result else "difference"
+    text = verdict.format_effect(name or "x", _value(result), result["ci95"], digits=digits)
+    return text if name else text.split(" = ", 1)[1]
+
+
+def excludes_zero(result: Mapping[str, Any]) -> bool:
+    """The whole 95% interval lies on one side of zero (a NaN interval does not)."""
+    return outcome(result, "negative") != "inconclusive"
+
+
+def outcome(result: Mapping[str, Any], expected: str) -> str:
+    """``"reproduced"`` (the interval lies wholly on the ``expected`` side of zero: ``"negative"`` or
+    ``"positive"``), ``"contradicted"`` (wholly on the other side) or ``"inconclusive"``."""
+    if expected not in ("negative", "positive"):
+        raise ValueError(f"expected must be 'negative' or 'positive', got {expected!r}")
+    other = "positive" if expected == "negative" else "negative"
+    if verdict.reproduced_from_ci(result["ci95"], expected):
+        return "reproduced"
+    if verdict.reproduced_from_ci(result["ci95"], other):
+        return "contradicted"
+    return "inconclusive"
+
+
+def headline(
+    result: Mapping[str, Any],
+    expected: str,
+    *,
+    claim: str,
+    contrary: str,
+    n_seeds: int,
+    steps: int,
+    reproduced: bool | None = None,
+    caveat: str = "",
+    caveat_detail: str = "",
+) -> str:
+    """The verdict's first sentence, in Markdown, from the interval of the effect.
+
+    Args:
+        result, expected: as :func:`outcome`.
+        claim: what the data showed when the finding reproduced (e.g. "More training
+            backgrounds gave less removal of unseen rain, as the paper reports").
+        contrary: what they showed when they contradict it.
+        n_seeds, steps: the design, quoted in the sentence.
+        reproduced: the notebook's own decision when it needs more than the interval (e.g.
+            an acceptable cost too); default: the interval alone.
+        caveat, caveat_detail: said when the interval agrees with the paper but ``reproduced``
+            is False (``"**Not reproduced: <caveat>.** <caveat_detail>"``).
+    """
+    kind = outcome(result, expected)
+    side, other = ("below", "above") if expected == "negative" else ("above", "below")
+    ok = kind == "reproduced" if reproduced is None else bool(reproduced)
+    if ok:
+        return f"**Reproduced.** {claim}: the whole 95% interval lies {side} zero ({n_seeds} seeds, {steps} steps)."
+    if kind == "reproduced":
+        return f"**Not reproduced: {caveat}.** {caveat_detail}".strip() if caveat else "**Not reproduced.**"
+    if kind == "contradicted":
+        return f"**Not reproduced: the data contradict the paper.** {contrary}: the whole 95% interval lies {other} zero."
+    return ("**Not reproduced (inconclusive).** The 95% interval includes zero (or could not be computed): "
+            f"{n_seeds} seeds at {steps} steps do not separate the effect from seed-to-seed noise; the paper's claim "
+            "is neither confirmed nor contradicted here.")
+
+
+# --------------------------------------------------------------------------- the end of a notebook
+
+
+def verdict_record(
+    nb: NotebookRun,
+    *,
+    statistic: str,
+    result: Mapping[str, Any],
+    reproduced: bool,
+    n_seeds: int,
+    summary: str,
+    **extra: Any,
+) -> verdict.Verdict:
+    """The notebook's verdict record: the ONE place it is built (fields: :data:`verdict.VERDICT_FIELDS`).
+
+    ``effect`` and ``ci95`` come from ``result`` (``rho``/``effect``/``estimate`` and ``ci95``);
+    ``notebook``, ``finding``, ``profile`` and ``wall_s`` from ``nb``; ``extra`` follows, and
+    ``figures`` (the run folder's ``fig_*.png``) comes last.
+    """
+    return verdict.Verdict.from_dict({
+        "notebook": nb.notebook,
+        "finding": nb.finding,
+        "reproduced": reproduced,
+        "statistic": statistic,
+        "effect": _value(result),
+        "ci95": result["ci95"],
+        "n_seeds": n_seeds,
+        "profile": nb.profile,
+        "summary": summary,
+        "wall_s": time.perf_counter() - nb.t0,
+        **extra,
+        "figures": sorted(p.name for p in nb.dir.glob("fig_*.png")),
+    })
+
+
+def finish(
+    nb: NotebookRun,
+    results: pd.DataFrame,
+    required_columns: Sequence[str],
+    *,
+    tables: Mapping[str, pd.DataFrame] | None = None,
+    **fields: Any,
+) -> verdict.Verdict:
+    """Write the notebook's outputs into its run folder and print the headline.
+
+    Writes ``results.csv`` (``results``, which must hold ``required_columns``), every table of
+    ``tables`` (``{file name: DataFrame}``), ``verdict.json`` (:func:`verdict_record` of
+    ``fields``) and ``provenance.json`` (now with the wall time and the outputs), then prints
+    one line: the verdict, the effect and its interval, and where the files are.
+
+    Returns:
+        The verdict record written.
+    """
+    runs.write_results(nb.dir, results, required_columns=required_columns)
+    for name, table in (tables or {}).items():
+        store.write_csv(nb.dir / name, table)
+    record = verdict_record(nb, **fields)
+    record.write(nb.dir)
+    nb.write_provenance(wall_s=record.wall_s, outputs=sorted(p.name for p in nb.dir.iterdir() if p.is_file()))
+    effect = record.result if math.isfinite(record.effect) else f"{record.statistic} = nan"
+    print(f"{nb.notebook} [{nb.profile}]: {record.label}: {effect} ({record.n_seeds} seeds); "
+          f"wrote {verdict.VERDICT_FILE}, {runs.RESULTS_FILE} and {runs.PROVENANCE_FILE} in {nb.dir}")
+    return record

@@ -1,0 +1,99 @@
+"""derain_utils.notebook: the start and the end every notebook shares (known answers, files, the one record)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from derain_utils import notebook, profiles, runs, verdict
+
+RHO = {"rho": -0.2849, "ci95": [-0.5731, -0.0104], "n_dropped": 0}
+DIFF = {"effect": 0.0312, "ci95": [-0.02, 0.1], "mean_a": 1.0, "mean_b": 0.97}
+EST = {"estimate": 0.5, "ci95": [0.4, 0.6]}
+
+
+def test_fmt_is_the_notebooks_former_formatting():
+    assert notebook.fmt(RHO) == "rho = -0.28 [-0.57, -0.01]" == verdict.format_effect("rho", -0.2849,
+                                                                                       RHO["ci95"], digits=2)
+    assert notebook.fmt(DIFF) == "difference = 0.03 [-0.02, 0.10]"
+    assert notebook.fmt(DIFF, 3, "Δ") == "Δ = 0.031 [-0.020, 0.100]"
+    assert notebook.fmt(EST, name="") == "0.50 [0.40, 0.60]"
+    assert notebook.fmt({"rho": math.nan, "ci95": [math.nan, math.nan]}) == "rho = nan [nan, nan]"
+    with pytest.raises(ValueError, match="no rho, effect or estimate"):
+        notebook.fmt({"ci95": [0, 1]})
+
+
+def test_outcome_and_excludes_zero():
+    assert notebook.outcome(RHO, "negative") == "reproduced"
+    assert notebook.outcome(RHO, "positive") == "contradicted"
+    assert notebook.outcome(DIFF, "positive") == "inconclusive"
+    assert notebook.outcome({"ci95": [math.nan, math.nan]}, "positive") == "inconclusive"
+    assert notebook.excludes_zero(RHO) and not notebook.excludes_zero(DIFF)
+    with pytest.raises(ValueError, match="expected"):
+        notebook.outcome(RHO, "down")
+
+
+def test_headline_says_reproduced_contradicted_or_inconclusive():
+    kw = dict(claim="Fewer is better", contrary="More is better", n_seeds=3, steps=500)
+    assert notebook.headline(RHO, "negative", **kw) == ("**Reproduced.** Fewer is better: the whole 95% interval "
+                                                        "lies below zero (3 seeds, 500 steps).")
+    assert notebook.headline(RHO, "positive", **kw).startswith("**Not reproduced: the data contradict the paper.** "
+                                                               "More is better: the whole 95% interval lies below")
+    assert notebook.headline(DIFF, "positive", **kw).startswith("**Not reproduced (inconclusive).**")
+    assert notebook.headline(RHO, "negative", reproduced=False, caveat="at a cost", caveat_detail="Why.",
+                             **kw) == "**Not reproduced: at a cost.** Why."
+
+
+def test_profile_knobs_rain_roles_and_background(monkeypatch):
+    assert notebook.profile("smoke", steps=0, seeds=[], gray=False) is profiles.resolve("smoke")
+    p = notebook.profile("smoke", steps=12, seeds="[0, 1]", gray=True)
+    assert (p.steps, p.seeds, p.gray) == (12, (0, 1), True)
+    train, presets, in_dist, ood = notebook.rain_roles(profiles.resolve("quick"))
+    assert (train, in_dist, ood) == ("small", ["small"], ["slanted", "long_wide", "dense"]) and len(presets) == 4
+    with pytest.raises(ValueError, match="at least one OOD rain"):
+        notebook.rain_roles(profiles.resolve("smoke", eval_presets=["small"]))
+    monkeypatch.delenv("DERAIN_DATA", raising=False)
+    assert notebook.training_background("auto", None) == "skimage"
+    assert notebook.training_background("blobs", None) == "blobs"
+
+
+def test_start_and_finish_write_the_three_files_and_one_record(tmp_path, capsys):
+    t0 = time.perf_counter()
+    nb = notebook.start("01_set_size", "A finding.", "smoke", str(tmp_path / "run"), t0=t0,
+                        params={"PROFILE": "smoke"}, profile={"steps": 3}, models={"m": "k"})
+    assert nb.dir == tmp_path / "run" and (nb.dir / runs.PROVENANCE_FILE).is_file()
+    (nb.dir / "fig_b.png").write_bytes(b"png")
+    (nb.dir / "fig_a.png").write_bytes(b"png")
+    results = pd.DataFrame({"seed": [0, 1], "y": [0.5, float("nan")]})
+    with pytest.raises(ValueError, match=r"\['n_train'\]"):
+        notebook.finish(nb, results, ["seed", "n_train"], statistic="s", result=RHO, reproduced=True, n_seeds=2,
+                        summary="S.")
+    v = notebook.finish(nb, results, ["seed", "y"], tables={"extra.csv": results}, statistic="spearman_rho",
+                        result=RHO, reproduced=True, n_seeds=2, summary="It fell.", effect_of="rho of y", n_list=[2, 8])
+    saved = json.loads((nb.dir / verdict.VERDICT_FILE).read_text())
+    assert list(saved) == [*verdict.VERDICT_FIELDS, "effect_of", "n_list", "figures"]  # extra in order, figures last
+    assert saved["effect"] == RHO["rho"] and saved["ci95"] == RHO["ci95"] and saved["notebook"] == "01_set_size"
+    assert saved["figures"] == ["fig_a.png", "fig_b.png"] and saved["wall_s"] >= 0
+    assert verdict.read_verdict(nb.dir) == v
+    pd.testing.assert_frame_equal(pd.read_csv(nb.dir / runs.RESULTS_FILE), results)
+    assert (nb.dir / "extra.csv").is_file()
+    prov = json.loads((nb.dir / runs.PROVENANCE_FILE).read_text())
+    assert prov["params"] == {"PROFILE": "smoke"} and prov["models"] == {"m": "k"} and prov["profile"] == {"steps": 3}
+    assert "verdict.json" in prov["outputs"] and prov["wall_s"] == pytest.approx(v.wall_s)
+    out = capsys.readouterr().out
+    assert out.startswith("01_set_size [smoke]: REPRODUCED: spearman_rho = -0.285 [-0.573, -0.010] (2 seeds)")
+    assert not [p for p in os.listdir(nb.dir) if p.endswith(".tmp")]
+
+
+def test_a_record_is_built_in_one_place(tmp_path):
+    nb = notebook.NotebookRun("02_x", "F.", "quick", Path(tmp_path), t0=time.perf_counter())
+    v = notebook.verdict_record(nb, statistic="gap", result=DIFF, reproduced=False, n_seeds=3, summary="S.")
+    assert (v.notebook, v.profile, v.statistic, v.effect, v.ci95) == ("02_x", "quick", "gap", 0.0312, [-0.02, 0.1])
+    assert v.extra == {"figures": []}
+    with pytest.raises(ValueError, match="n_seeds"):
+        notebook.verdict_record(nb, statistic="gap", result=DIFF, reproduced=False, n_seeds=-1, summary="S.")
