@@ -14,9 +14,9 @@ LAYERS = [
     {"backgrounds", "metrics"},
     {"complexity", "realdata"},
     {"models"},
-    {"training", "bench"},
+    {"training"},
     {"experiments"},
-    {"profiles", "dynamics"},
+    {"profiles", "dynamics", "bench"},
     {"probes"},
     {"verdict", "plotting", "widgets", "report", "monograph"},
 ]
