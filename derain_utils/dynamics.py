@@ -401,7 +401,7 @@ def run_dynamics(
     res = training.train(
         model, split.train_tensor(), config.train_rain, steps=config.steps, batch_size=config.batch_size,
         patch=config.patch, lr=config.lr, warmup_steps=config.warmup_steps, seed=config.seed, device=dev,
-        progress=progress, threads=threads, callback=callback,
+        progress=progress, threads=threads, callback=callback, precision=config.precision,
     )
     curve = pd.concat(frames, ignore_index=True)[list(CURVE_COLUMNS)]
 

@@ -97,6 +97,8 @@ class Profile:
             notebook 03 evaluates the model (the learning dynamics of the decoupled metrics).
     Execution
         workers: parallel training runs in a sweep (``experiments.sweep(workers=...)``).
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"``: the training precision of every
+            config (``ExperimentConfig.precision`` resolves ``"auto"``).
     """
 
     name: str
@@ -122,6 +124,7 @@ class Profile:
     eval_presets: tuple[str, ...] = (rain.TRAIN_PRESET, *rain.OOD_PRESETS)
     gray: bool = False
     eval_seed: int = 1234
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -167,7 +170,7 @@ _INT = {"steps", "batch_size", "patch", "tile", "n_test", "test_size", "category
         "workers", "ckpt_every", "eval_seed", "warmup_steps"}
 _FLOAT = {"lr"}
 _BOOL = {"gray"}
-_STR = {"name", "arch", "model_size", "background", "train_rain"}
+_STR = {"name", "arch", "model_size", "background", "train_rain", "precision"}
 _INT_TUPLE = {"seeds", "n_list"}
 _STR_TUPLE = {"eval_presets"}
 
@@ -301,6 +304,7 @@ def experiment(profile: str | Profile, **fields: Any) -> ExperimentConfig:
         "n_test": prof.n_test,
         "test_size": prof.test_size,
         "eval_seed": prof.eval_seed,
+        "precision": prof.precision,
     }
     names = {f.name for f in dataclasses.fields(ExperimentConfig)}
     unknown = sorted(set(fields) - names)

@@ -113,6 +113,7 @@ CHANGED = {
     "test_size": 65,
     "eval_seed": 1,
     "ckpt_every": 100,
+    "precision": "fp32" if ExperimentConfig().precision == "bf16" else "bf16",
 }
 
 
