@@ -43,8 +43,11 @@ state and the L1 loss stay float32, and bfloat16 needs no gradient scaling).
 Weights and batches are stored channels-last (NHWC) on the CPU and on CUDA
 (``memory_format="auto"``), which speeds up oneDNN's and cuDNN's convolutions in
 both precisions; ``"contiguous"`` keeps NCHW. :class:`StepMode` carries the
-resolved pair. Evaluation (:func:`predict`, :func:`evaluate`) always runs in float32
-and NCHW: :func:`train` returns the model in NCHW, so a model evaluated right after
+resolved pair. On CUDA :func:`train` also turns on cuDNN's autotuner
+(``torch.backends.cudnn.benchmark``) unless deterministic algorithms were requested
+(:func:`seed_everything` with ``deterministic=True``). Evaluation (:func:`predict`,
+:func:`evaluate`) always runs in float32 and NCHW: :func:`train` returns the model
+in NCHW, so a model evaluated right after
 training and one reloaded from disk give bitwise the same scores. The precision
 changes the trained weights (it is part of an experiment's cache key); the memory
 format only the rounding of the convolutions.
@@ -709,6 +712,8 @@ def train(
             raise ValueError(f"amp={amp!r} contradicts precision={precision!r}; give only precision")
         precision = implied
     mode = resolve_mode(precision, memory_format, dev)
+    if dev.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
+        torch.backends.cudnn.benchmark = True  # fixed shapes every step: let cuDNN pick its fastest kernels
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
