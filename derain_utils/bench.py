@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -82,6 +83,8 @@ __all__ = [
     "paper_workload",
     "gpu_report",
     "workers_report",
+    "precision_check",
+    "quick_timing",
     "run_bench",
     "format_report",
     "main",
@@ -738,6 +741,160 @@ def workers_report(
     return out
 
 
+# --------------------------------------------------------------------------- the quick profile: numerics and wall time
+
+
+def _quick_background(data_dir: str | Path | None = None) -> str:
+    """The notebooks' rule: natural photos when the data folder has them, else the embedded ones."""
+    return "natural" if "natural" in backgrounds.available_categories(data_dir) else "skimage"
+
+
+def _seed_stats(values: Sequence[float]) -> dict[str, float]:
+    vals = [float(v) for v in values]
+    return {"mean": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else float("nan"),
+            "values": vals}
+
+
+def precision_check(
+    *,
+    profile: str = "quick",
+    seeds: Sequence[int] = (0, 1, 2),
+    background: str | None = None,
+    data_dir: str | Path | None = None,
+    cache_root: str | Path | None = None,
+    workers: int | None = None,
+    path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train ``profile``'s base model for every seed in fp32 and in bf16 and compare the two.
+
+    For each precision: the final training loss and the decoupled metrics (mean over test
+    images of the removal of the training rain, of the unseen rains, and the background
+    PSNR), each as mean and seed-to-seed SD; the loss curves as the largest gap between the
+    two precisions' seed-mean curves next to the mean seed SD along the curve. ``within_spread``
+    says whether the difference of the precisions' means is at most the pooled seed SD.
+    """
+    from derain_utils import experiments, profiles  # noqa: PLC0415 - lazy
+
+    prof = profiles.resolve(profile)
+    bg = background or _quick_background(data_dir)
+    configs = {p: [profiles.experiment(prof, background=bg, seed=int(s), precision=p) for s in seeds]
+               for p in training.PRECISIONS}
+    t0 = time.perf_counter()
+    experiments.sweep([c for cs in configs.values() for c in cs], cache_root=cache_root, data_dir=data_dir,
+                      workers=workers or prof.workers, progress=False)
+    wall = time.perf_counter() - t0
+    per: dict[str, dict[str, Any]] = {}
+    curves: dict[str, Any] = {}
+    for p, cs in configs.items():
+        results = [experiments.load(c, cache_root=cache_root) for c in cs]
+        rows: dict[str, list[float]] = {"final_loss": [], "removal_seen": [], "removal_unseen": [], "bg_psnr": []}
+        hist = []
+        for res in results:
+            ev = res.eval[res.eval["preset"] != "clean"]
+            rows["final_loss"].append(float(res.history["loss"].iloc[-1]))
+            rows["removal_seen"].append(float(ev.loc[ev["in_distribution"] == True, "removal"].mean()))  # noqa: E712
+            rows["removal_unseen"].append(float(ev.loc[ev["in_distribution"] == False, "removal"].mean()))  # noqa: E712
+            rows["bg_psnr"].append(float(ev["bg_psnr"].mean()))
+            hist.append(res.history.set_index("step")["loss"])
+        per[p] = {k: _seed_stats(v) for k, v in rows.items()}
+        import pandas as pd  # noqa: PLC0415
+
+        frame = pd.concat(hist, axis=1)
+        curves[p] = {"mean": frame.mean(axis=1), "sd": frame.std(axis=1)}
+    gap = (curves["bf16"]["mean"] - curves["fp32"]["mean"]).abs()
+    compare = {}
+    for k in per["fp32"]:
+        a, b = per["fp32"][k], per["bf16"][k]
+        pooled = math.sqrt((a["sd"] ** 2 + b["sd"] ** 2) / 2)
+        compare[k] = {"bf16_minus_fp32": b["mean"] - a["mean"], "pooled_seed_sd": pooled,
+                      "within_spread": abs(b["mean"] - a["mean"]) <= pooled}
+    out = {
+        "profile": prof.name, "background": bg, "seeds": [int(s) for s in seeds], "steps": prof.steps,
+        "arch": prof.arch, "model_size": prof.model_size, "patch": prof.patch, "batch": prof.batch_size,
+        "sweep_wall_s": round(wall, 1), "per_precision": per, "compare": compare,
+        "loss_curve": {"max_gap_between_precision_means": float(gap.max()),
+                       "mean_seed_sd_fp32": float(curves["fp32"]["sd"].mean()),
+                       "mean_seed_sd_bf16": float(curves["bf16"]["sd"].mean()),
+                       "steps": [int(s) for s in gap.index]},
+        "keys": {p: [c.key() for c in cs] for p, cs in configs.items()},
+    }
+    if path is not None:
+        _write_json(Path(path), out)
+    return out
+
+
+def quick_timing(
+    *,
+    rounds: int = 2,
+    profile: str = "quick",
+    background: str | None = None,
+    data_dir: str | Path | None = None,
+    threads: int = 1,
+    sweep_models: int = 0,
+    workers: int | None = None,
+    path: str | Path | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Wall time of one ``profile`` model (train + evaluate) on the default path vs the old one.
+
+    "old" is float32, NCHW (the path before the fast path existed; the rain renderer is
+    today's in both). The two alternate ``rounds`` times with ``threads`` torch threads.
+    With ``sweep_models > 0``, also an ``experiments.sweep`` of that many models (seeds
+    0..n-1, default path, ``workers`` processes, a temporary cache): models per minute.
+    """
+    from derain_utils import experiments, profiles  # noqa: PLC0415 - lazy
+
+    prof = profiles.resolve(profile)
+    bg = background or _quick_background(data_dir)
+    config = profiles.experiment(prof, background=bg)
+    split = backgrounds.draw_split(config.background, config.n_train, config.n_test, tile=config.tile,
+                                   test_size=config.test_size, seed=config.seed, gray=config.gray, data_dir=data_dir)
+    paths = {"default": training.resolve_mode(device="cpu"), "old_fp32_nchw": training.StepMode("fp32", "contiguous")}
+    times: dict[str, dict[str, list[float]]] = {k: {"train_s": [], "evaluate_s": []} for k in paths}
+    with _Threads(threads):
+        for r in range(rounds):
+            for name, mode in paths.items():
+                if progress:
+                    progress(f"quick model, {name} ({mode.precision}, {mode.memory_format}), round {r + 1}/{rounds}")
+                torch.manual_seed(config.seed)
+                model = models.build_model(config.arch, in_channels=config.in_channels,
+                                           **config.resolved_model_kwargs())
+                t0 = time.perf_counter()
+                res = training.train(model, split.train_tensor(), config.train_rain, steps=config.steps,
+                                     batch_size=config.batch_size, patch=config.patch, lr=config.lr,
+                                     warmup_steps=config.warmup_steps, seed=config.seed, device="cpu",
+                                     progress=False, precision=mode.precision, memory_format=mode.memory_format)
+                t1 = time.perf_counter()
+                training.evaluate(res.model, split.test_tensor(), list(config.eval_presets), seed=config.eval_seed,
+                                  train_spec=config.train_rain)
+                times[name]["train_s"].append(t1 - t0)
+                times[name]["evaluate_s"].append(time.perf_counter() - t1)
+    out: dict[str, Any] = {"profile": prof.name, "background": bg, "steps": config.steps, "patch": config.patch,
+                           "batch": config.batch_size, "threads": threads, "rounds": rounds, "paths": {}}
+    for name, mode in paths.items():
+        tr, ev = statistics.median(times[name]["train_s"]), statistics.median(times[name]["evaluate_s"])
+        out["paths"][name] = {"precision": mode.precision, "memory_format": mode.memory_format,
+                              "train_s": round(tr, 2), "evaluate_s": round(ev, 2), "model_s": round(tr + ev, 2),
+                              "all": times[name]}
+    out["speedup"] = round(out["paths"]["old_fp32_nchw"]["model_s"] / out["paths"]["default"]["model_s"], 2)
+    if path is not None:
+        _write_json(Path(path), out)
+    if sweep_models > 0:
+        w = workers or prof.workers
+        configs = [profiles.experiment(prof, background=bg, seed=s) for s in range(sweep_models)]
+        if progress:
+            progress(f"sweep of {sweep_models} {prof.name} models with {w} worker(s) ...")
+        with tempfile.TemporaryDirectory(prefix="derain-quick-timing-") as tmp:
+            t0 = time.perf_counter()
+            experiments.sweep(configs, cache_root=tmp, data_dir=data_dir, workers=w, progress=False)
+            wall = time.perf_counter() - t0
+        out["sweep"] = {"models": sweep_models, "workers": w, "wall_s": round(wall, 1),
+                        "models_per_minute": round(60 * sweep_models / wall, 2)}
+        if path is not None:
+            _write_json(Path(path), out)
+    return out
+
+
 # --------------------------------------------------------------------------- one model in detail
 
 #: Keys of the dict returned by :func:`run_bench`.
@@ -953,7 +1110,15 @@ def main(argv: Sequence[str] | None = None) -> Any:
     p.add_argument("--workers-report", type=Path, default=None, metavar="PATH",
                    help="CPU processes x threads throughput of the quick profile's model")
     p.add_argument("--seconds", type=float, default=20.0, help="--workers-report: timed window per layout")
-    p.add_argument("--rounds", type=int, default=3, help="--workers-report: alternations of the layouts")
+    p.add_argument("--rounds", type=int, default=3, help="--workers-report, --quick-timing: alternations")
+    p.add_argument("--precision-check", type=Path, default=None, metavar="PATH",
+                   help="train the quick profile's model per seed in fp32 and bf16 and compare them")
+    p.add_argument("--seeds", default="0,1,2", help="--precision-check: seeds, comma separated")
+    p.add_argument("--cache", default=None, help="--precision-check: cache folder (default: the experiments cache)")
+    p.add_argument("--quick-timing", type=Path, default=None, metavar="PATH",
+                   help="wall time of one quick model, default path vs fp32/NCHW (and --sweep-models)")
+    p.add_argument("--sweep-models", type=int, default=0, help="--quick-timing: also sweep this many models")
+    p.add_argument("--workers", type=int, default=None, help="--precision-check, --quick-timing: sweep workers")
     # one model in detail
     p.add_argument("--arch", default=None, choices=list(models.MODEL_SIZES),
                    help="benchmark one model in detail (run_bench) instead of the suite")
@@ -970,6 +1135,17 @@ def main(argv: Sequence[str] | None = None) -> Any:
 
     if args.gpu_report is not None:
         return gpu_report(args.gpu_report, device=args.device or "cuda", tiny=args.tiny, budget_s=args.budget_s)
+    if args.precision_check is not None:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        out = precision_check(seeds=seeds, cache_root=args.cache, workers=args.workers, path=args.precision_check)
+        print(json.dumps({"compare": out["compare"], "loss_curve": out["loss_curve"]}, indent=2, default=str))
+        return out
+    if args.quick_timing is not None:
+        out = quick_timing(rounds=args.rounds if args.rounds else 2, sweep_models=args.sweep_models,
+                           workers=args.workers, path=args.quick_timing)
+        print(json.dumps({k: v for k, v in out.items() if k != "paths"} | {
+            k: {kk: vv for kk, vv in v.items() if kk != "all"} for k, v in out["paths"].items()}, indent=2))
+        return out
     if args.workers_report is not None:
         out = workers_report(args.workers_report, seconds=args.seconds, rounds=args.rounds)
         print(json.dumps(out["summary"], indent=2))

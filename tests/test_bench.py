@@ -150,3 +150,28 @@ def test_run_bench_one_model_in_detail(tmp_path):
     assert result["train_gflop_per_step"] == pytest.approx(3 * result["forward_gflop_per_batch"])
     assert result["ratio"] > 0 and result["synth_images_per_s"] > 0
     assert "ratio full/bare" in bench.format_report(result)
+
+
+def test_precision_check_on_the_smoke_profile(tmp_path):
+    out = tmp_path / "precision.json"
+    rep = bench.precision_check(profile="smoke", seeds=(0, 1), background="blobs", cache_root=tmp_path / "cache",
+                                workers=1, path=out)
+    assert json.loads(out.read_text())["compare"].keys() == rep["compare"].keys()
+    for p in training.PRECISIONS:
+        assert rep["per_precision"][p]["final_loss"]["values"] and len(rep["keys"][p]) == 2
+    assert rep["keys"]["fp32"] != rep["keys"]["bf16"]  # two sets of models
+    c = rep["compare"]["final_loss"]
+    f, b = rep["per_precision"]["fp32"]["final_loss"], rep["per_precision"]["bf16"]["final_loss"]
+    assert c["bf16_minus_fp32"] == pytest.approx(b["mean"] - f["mean"])
+    assert c["within_spread"] == (abs(c["bf16_minus_fp32"]) <= c["pooled_seed_sd"])
+    assert rep["loss_curve"]["max_gap_between_precision_means"] >= 0
+
+
+def test_quick_timing_on_the_smoke_profile(tmp_path):
+    rep = bench.quick_timing(profile="smoke", background="blobs", rounds=1, sweep_models=2, workers=1,
+                             path=tmp_path / "t.json", progress=None)
+    assert rep["paths"]["old_fp32_nchw"]["precision"] == "fp32"
+    assert rep["paths"]["old_fp32_nchw"]["memory_format"] == "contiguous"
+    assert rep["speedup"] == pytest.approx(
+        rep["paths"]["old_fp32_nchw"]["model_s"] / rep["paths"]["default"]["model_s"], rel=0.02)
+    assert rep["sweep"]["models"] == 2 and rep["sweep"]["models_per_minute"] > 0
