@@ -1138,7 +1138,8 @@ def main(argv: Sequence[str] | None = None) -> Any:
     if args.precision_check is not None:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         out = precision_check(seeds=seeds, cache_root=args.cache, workers=args.workers, path=args.precision_check)
-        print(json.dumps({"compare": out["compare"], "loss_curve": out["loss_curve"]}, indent=2, default=str))
+        curve = {k: v for k, v in out["loss_curve"].items() if k != "steps"}
+        print(json.dumps({"compare": out["compare"], "loss_curve": curve}, indent=2, default=str))
         return out
     if args.quick_timing is not None:
         out = quick_timing(rounds=args.rounds if args.rounds else 2, sweep_models=args.sweep_models,
