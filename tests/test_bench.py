@@ -107,6 +107,15 @@ def test_gpu_report_runs_on_the_cpu(tmp_path):
     assert report["steps"][0]["model"] == "resnet/tiny"
 
 
+@pytest.mark.gpu
+def test_gpu_report_tiny_on_cuda(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    rep = bench.gpu_report(tmp_path / "gpu.json", device="cuda", tiny=True, progress=lambda msg: None)
+    assert rep["finished"] and "error" not in rep["steps"] and rep["steps"][0]["device"].startswith("cuda")
+    assert "error" not in rep["concurrency"] and "error" not in rep["end_to_end"]
+
+
 def test_workers_report_alternates_layouts_and_takes_medians(tmp_path, monkeypatch):
     """The layouts alternate round by round (a drifting machine hits both); the summary is the median.
     (The processes themselves are exercised by the GPU report's CPU run above.)"""

@@ -445,6 +445,8 @@ def test_render_does_not_depend_on_chunking_or_streak_order(monkeypatch):
     whole = rain.render_streaks(s, 48, blur=0.5)
     monkeypatch.setattr(rain, "_RENDER_CHUNK", 500)  # about one image per chunk
     assert torch.equal(rain.render_streaks(s, 48, blur=0.5), whole)
+    monkeypatch.setattr(rain, "_RENDER_CHUNK", 2**30)  # the whole batch at once, as on a GPU
+    assert torch.equal(rain.render_streaks(s, 48, blur=0.5), whole)
     monkeypatch.undo()
     order = torch.randperm(len(s), generator=torch.Generator().manual_seed(0))
     fields = {k: getattr(s, k)[order] for k in ("image", "cx", "cy", "length", "width", "angle", "intensity")}

@@ -452,3 +452,18 @@ def test_evaluate_bad_input(test_images):
         training.evaluate(nn.Identity(), test_images, [])
     with pytest.raises(ValueError, match="test_images"):
         training.evaluate(nn.Identity(), test_images[:, 0], ["small"])
+
+
+@pytest.mark.gpu
+def test_cuda_fast_path_trains_and_evaluates(train_images, test_images):
+    """On CUDA the default path is bf16 + channels-last with the rain made on the GPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    res = training.train(tiny_model(), train_images, "small", steps=6, batch_size=4, patch=24, device="cuda",
+                         progress=False)
+    assert res.device.startswith("cuda") and res.memory_format == "channels_last"
+    assert res.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
+    assert np.isfinite(res.history["loss"]).all()
+    df = training.evaluate(res.model, test_images, ["small", "dense"], device="cuda")
+    assert df["psnr"].notna().all()
+
