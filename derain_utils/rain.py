@@ -697,6 +697,17 @@ def render_streaks(
     or on the other images of the batch. Deterministic on CPU; on CUDA the additions are atomics
     (float rounding may differ run to run).
     """
+    return _render(streaks, size, blur, device)[0]
+
+
+def _render(
+    streaks: Streaks,
+    size: int | tuple[int, int],
+    blur: float,
+    device: str | torch.device | None,
+    mask_threshold: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`render_streaks`, plus the mask ``layer > mask_threshold`` when a threshold is given."""
     h, w = _parse_size(size)
     sigma = _number("blur", blur)
     if sigma < 0:
@@ -708,9 +719,10 @@ def render_streaks(
     pad = r + 2  # canvas border: blur support + 2 px that collect clamped (off-canvas) samples
     hp, wp = h + 2 * pad, w + 2 * pad
     npx = hp * wp
-    out = torch.zeros((n, 1, h, w), dtype=torch.float32, device=dev)
+    out = torch.empty((n, 1, h, w), dtype=torch.float32, device=dev)
+    mask = None if mask_threshold is None else torch.empty((n, 1, h, w), dtype=torch.bool, device=dev)
     if not len(s):
-        return out
+        return out.zero_(), None if mask is None else mask.zero_()
 
     # per streak (M): sample counts, first sample position (canvas px), steps along/across, weights
     n_along = torch.ceil(s.length / SAMPLE_SPACING).clamp_(min=1)
@@ -750,8 +762,11 @@ def render_streaks(
 
     for i0, i1 in chunks:
         a, b = streak_at[i0], streak_at[i1]
-        if a == b:
-            continue  # no streaks: the layers stay 0
+        if a == b:  # no streaks: the layers are 0
+            out[i0:i1].zero_()
+            if mask is not None:
+                mask[i0:i1].zero_()
+            continue
         n_lines = (samples[i1] - samples[i0]) // nt
         l0 = samples[i0] // nt
         canvas = buffer[: (i1 - i0) * npx].zero_()
@@ -786,8 +801,10 @@ def render_streaks(
         canvas[wp:].index_add_(0, base, left[1].view(-1))
         canvas[wp + 1 :].index_add_(0, base, right[1].view(-1))
         layer = canvas.view(i1 - i0, 1, hp, wp)[:, :, pad - r : pad + h + r, pad - r : pad + w + r]
-        _gaussian_blur_valid(layer, sigma, out=out[i0:i1])
-    return out.clamp_(0.0, 1.0)
+        done = _gaussian_blur_valid(layer, sigma, out=out[i0:i1]).clamp_(0.0, 1.0)
+        if mask is not None:  # while the chunk is in cache
+            torch.gt(done, mask_threshold, out=mask[i0:i1])
+    return out, mask
 
 
 def synthesize(
@@ -819,8 +836,7 @@ def synthesize(
     if device is None:
         device = gen.device if isinstance(seed, torch.Generator) else torch.device("cpu")
     streaks = sample_streaks(spec, hw, n, gen)
-    rain = render_streaks(streaks, hw, blur=spec.blur, device=device)
-    return rain, rain > MASK_THRESHOLD
+    return _render(streaks, hw, spec.blur, device, mask_threshold=MASK_THRESHOLD)
 
 
 # --------------------------------------------------------------------------------------------------
