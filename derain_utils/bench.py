@@ -331,7 +331,7 @@ def run_suite(
     *,
     device: str | torch.device | None = "cpu",
     threads: int | None = 1,
-    steps: int = 10,
+    steps: int = 20,
     warmup: int = 2,
     synth_n: int = 256,
     synth_size: int = 128,
@@ -1164,7 +1164,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
         return result
     records = run_suite(
         _parse_models(args.models), device=args.device or "cpu", threads=args.threads or 1,
-        steps=args.steps or 10, warmup=2 if args.warmup is None else args.warmup,
+        steps=args.steps or 20, warmup=2 if args.warmup is None else args.warmup,
         synth_n=args.synth_n, synth_size=args.synth_size, json_path=args.json,
     )
     print(format_suite(records))
