@@ -383,7 +383,9 @@ PROFILES: dict[str, Profile] = {
         n_list=(4, 16, 64, 256),
         category_n=64,
         dynamics_points=10,
-        workers=2,  # bench --workers-report, 2 shared cores, bf16: 2 x 1 thread 28.3 steps/s, 1 x 2 threads 2.6
+        # bench --workers-report on 2 cores, bf16: 2 processes x 1 thread made 114.0 steps/s, 1 x 2 threads
+        # 76.5 (28.3 vs 2.6 while other jobs shared the cores)
+        workers=2,
         ckpt_every=100,
         warmup_steps=100,
     ),
