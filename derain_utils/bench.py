@@ -246,7 +246,7 @@ def bench_model(
         gen = torch.Generator(device=dev).manual_seed(seed)
         images = torch.rand(64, 3, max(64, case.patch), max(64, case.patch), generator=gen, device=dev)
         fixed = training.make_batch(images, spec, case.batch, case.patch, gen)
-        flops = models.count_flops(fast_model, case.patch, batch=case.batch)
+        flops = case.batch * models.count_flops(fast_model, case.patch)  # FLOPs grow linearly with the batch
 
         def full() -> Any:
             rainy, bg = training.make_batch(images, spec, case.batch, case.patch, gen)
@@ -434,7 +434,7 @@ def measure_concurrency(
     dev = training.select_device(device)
     mode = training.resolve_mode(precision, memory_format, dev)
     torch.manual_seed(seed)
-    flops = 3 * models.count_flops(models.build_model(case.arch, size=case.size), case.patch, batch=case.batch)
+    flops = 3 * case.batch * models.count_flops(models.build_model(case.arch, size=case.size), case.patch)
     ctx = multiprocessing.get_context("spawn")
     results: list[dict[str, Any]] = []
     for k, t in layouts:
