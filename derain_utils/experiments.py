@@ -137,6 +137,7 @@ CONFIG_COLUMNS: tuple[str, ...] = (
     "arch",
     "model_size",
     "predict",
+    "precision",
     "background",
     "n_train",
     "gray",
@@ -238,6 +239,11 @@ class ExperimentConfig:
         steps, batch_size, patch (crop side, px), lr (Adam, cosine decay), warmup_steps
         (linear learning-rate warm-up before the cosine decay; < steps), seed (model
         init, training tiles, crops and rain), ckpt_every (steps between checkpoints).
+        precision: ``"fp32"`` or ``"bf16"`` (``training.PRECISIONS``), the precision of
+            the training steps. ``"auto"`` (the default) is resolved when the config is
+            made (``training.resolve_precision``: ``$DERAIN_PRECISION``, else bf16 where
+            the default device has native bfloat16), so a config, its key and its
+            cached model always name the precision that trained it.
     Evaluation
         eval_presets: rain presets to evaluate on (non-empty, distinct).
         eval_background: source of the test images; None = held-out test images of
@@ -267,6 +273,7 @@ class ExperimentConfig:
     test_size: int
     eval_seed: int = 1234
     ckpt_every: int
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -334,6 +341,7 @@ class ExperimentConfig:
         ):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         set_("lr", float(self.lr))
+        set_("precision", training.resolve_precision(self.precision))
 
     # ------------------------------------------------------------------ derived
 
@@ -509,6 +517,7 @@ def config_columns(config: ExperimentConfig, key: str | None = None) -> dict[str
         "arch": config.arch,
         "model_size": config.model_size,
         "predict": config.predict,
+        "precision": config.precision,
         "background": config.background,
         "n_train": config.n_train,
         "gray": config.gray,
@@ -876,6 +885,7 @@ def _compute(
             ckpt_dir=ckpt,
             ckpt_every=config.ckpt_every,
             progress=progress,
+            precision=config.precision,
             threads=threads,
             callback=step_done if (todo or callback is not None) else None,
         )
@@ -930,6 +940,9 @@ def _compute(
             name=config.name(),
             wall_s=round(time.perf_counter() - t0, 3),
             train_wall_s=round(float(res.wall_s), 3),
+            precision=res.precision,
+            memory_format=res.memory_format,
+            cpu_bf16=training.cpu_bf16_support()[1],
             resumed_from=res.resumed_from,
             torch_threads=torch.get_num_threads(),
             data=_fingerprint(split, test),

@@ -117,6 +117,7 @@ CHANGED = {
     "test_size": 65,
     "eval_seed": 1,
     "ckpt_every": 101,
+    "precision": "fp32" if training.resolve_precision("auto") == "bf16" else "bf16",
 }
 
 

@@ -378,6 +378,95 @@ def test_render_rejects_bad_streaks_and_blur():
     assert torch.equal(rain.render_streaks(empty, (5, 7)), torch.zeros(3, 1, 5, 7))
 
 
+def _reference_render(s: Streaks, size, blur: float) -> torch.Tensor:
+    """The splatting renderer written plainly (one pass over all samples, one conv blur).
+
+    It is the renderer as it was before the chunked, cache-sized version of ``render_streaks``; the
+    two must agree to float rounding (the order of additions differs, nothing else).
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    n = s.n_images
+    r = int(math.ceil(3.0 * blur)) if blur > 0 else 0
+    pad = r + 2
+    hp, wp = h + 2 * pad, w + 2 * pad
+    canvas = torch.zeros(n * hp * wp, dtype=torch.float64)
+    if len(s):
+        n_along = torch.ceil(s.length / rain.SAMPLE_SPACING).clamp(min=1).long()
+        n_across = torch.ceil(s.width / rain.SAMPLE_SPACING).clamp(min=1).long()
+        theta = torch.deg2rad(s.angle.double())
+        sin, cos = torch.sin(theta), torch.cos(theta)
+        for k in range(len(s)):
+            length, width = float(s.length[k]), float(s.width[k])
+            na, nt = int(n_along[k]), int(n_across[k])
+            st_a, st_t = length / na, width / nt
+            fade_len = min(width, 0.5 * length)
+            for i in range(na):
+                a = (i + 0.5) * st_a - 0.5 * length
+                fade = min(1.0, min(i + 0.5, na - i - 0.5) * st_a / fade_len)
+                for j in range(nt):
+                    t = (j + 0.5) * st_t - 0.5 * width
+                    x = float(s.cx[k]) + a * sin[k] + t * cos[k] + pad
+                    y = float(s.cy[k]) - a * cos[k] + t * sin[k] + pad
+                    x, y = min(max(float(x), 1.0), wp - 2.0), min(max(float(y), 1.0), hp - 2.0)
+                    xf, yf = math.floor(x), math.floor(y)
+                    fx, fy = x - xf, y - yf
+                    m = float(s.intensity[k]) * st_a * st_t * fade
+                    base = int(s.image[k]) * hp * wp + yf * wp + xf
+                    canvas[base] += m * (1 - fx) * (1 - fy)
+                    canvas[base + 1] += m * fx * (1 - fy)
+                    canvas[base + wp] += m * (1 - fx) * fy
+                    canvas[base + wp + 1] += m * fx * fy
+    layer = canvas.view(n, 1, hp, wp)[:, :, pad - r : pad + h + r, pad - r : pad + w + r]
+    if r:
+        t = torch.arange(-r, r + 1, dtype=torch.float64)
+        g = torch.exp(-0.5 * (t / blur) ** 2)
+        g = g / g.sum()
+        layer = torch.nn.functional.conv2d(layer, g.view(1, 1, 1, -1))
+        layer = torch.nn.functional.conv2d(layer, g.view(1, 1, -1, 1))
+    return layer.clamp(0.0, 1.0).float()
+
+
+@pytest.mark.parametrize(
+    "name, size, n",
+    [("small", 32, 3), ("mixed", (20, 36), 2), ("long_wide", 28, 2), ("dense", 16, 2)],
+)
+def test_render_matches_plain_reference(name, size, n):
+    """Known answer: the vectorised renderer equals a per-sample loop in float64 to float32 rounding."""
+    spec = rain.get_spec(name)
+    s = rain.sample_streaks(spec, size, n, seed=5)
+    fast = rain.render_streaks(s, size, blur=spec.blur)
+    ref = _reference_render(s, size, spec.blur)
+    assert torch.allclose(fast, ref, atol=1e-5, rtol=0), float((fast - ref).abs().max())
+
+
+def test_render_does_not_depend_on_chunking_or_streak_order(monkeypatch):
+    """Each image's layer is the same whatever chunk it is rendered in and however the list is ordered."""
+    s = rain.sample_streaks("mixed", 48, 12, seed=2)
+    whole = rain.render_streaks(s, 48, blur=0.5)
+    monkeypatch.setattr(rain, "_RENDER_CHUNK", 500)  # about one image per chunk
+    assert torch.equal(rain.render_streaks(s, 48, blur=0.5), whole)
+    monkeypatch.setattr(rain, "_RENDER_CHUNK", 2**30)  # the whole batch at once, as on a GPU
+    assert torch.equal(rain.render_streaks(s, 48, blur=0.5), whole)
+    monkeypatch.undo()
+    order = torch.randperm(len(s), generator=torch.Generator().manual_seed(0))
+    fields = {k: getattr(s, k)[order] for k in ("image", "cx", "cy", "length", "width", "angle", "intensity")}
+    shuffled = rain.render_streaks(Streaks(**fields, n_images=s.n_images), 48, blur=0.5)
+    # images keep their own streaks, so each image is the same up to the order of additions
+    assert torch.allclose(shuffled, whole, atol=1e-6, rtol=0)
+    # images without streaks stay exactly zero, with streaks elsewhere in the batch
+    one = Streaks.make(cx=10, cy=10, length=8, image=2, n_images=4)
+    layers = rain.render_streaks(one, 24, blur=0.5)
+    assert float(layers[[0, 1, 3]].abs().max()) == 0 and float(layers[2].max()) > 0.1
+
+
+def test_render_large_canvas_uses_exact_indices(monkeypatch):
+    """Past float32's exact integers the pixel index is computed in int64: same picture."""
+    one = Streaks.make(cx=[5, 30], cy=[7, 20], length=[9, 14], width=[1, 2.5], angle=[15, -40], image=[0, 1])
+    small = rain.render_streaks(one, 40, blur=0.5)
+    monkeypatch.setattr(rain, "_FLOAT_EXACT", 100)  # every image's canvas counts as 'too large'
+    assert torch.allclose(rain.render_streaks(one, 40, blur=0.5), small, atol=1e-7, rtol=0)
+
+
 # ------------------------------------------------------------------------------------------------
 # synthesize: determinism, arguments, devices
 

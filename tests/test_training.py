@@ -1,4 +1,4 @@
-"""Tests of derain_utils.training (and a smoke run of derain_utils.bench).
+"""Tests of derain_utils.training (derain_utils.bench is tested in test_bench.py).
 
 Known answers (identity model removes nothing; an oracle that returns the
 background removes everything), invariants (history layout, eval-set stability),
@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from derain_utils import backgrounds, bench, metrics, models, rain, training
+from derain_utils import backgrounds, metrics, models, rain, training
 
 TINY = {"depth": 3, "width": 8}
 PRESETS = ("small", "slanted", "long_wide", "dense")
@@ -127,13 +127,17 @@ def test_make_batch(train_images):
     assert torch.equal(rainy, again[0]) and torch.equal(bg, again[1])
 
 
-def test_train_is_bitwise_deterministic(train_images):
-    a, b = run(train_images), run(train_images)
+@pytest.mark.parametrize("precision", training.PRECISIONS)
+def test_train_is_bitwise_deterministic(train_images, precision):
+    a, b = run(train_images, precision=precision), run(train_images, precision=precision)
+    assert a.precision == b.precision == precision and a.memory_format == "channels_last"
     assert_same_weights(a.model, b.model)
     assert_same_history(a.history, b.history)
-    c = run(train_images, seed=1)  # another data seed: other crops and rain
+    c = run(train_images, seed=1, precision=precision)  # another data seed: other crops and rain
     assert not torch.equal(a.model.tail.weight, c.model.tail.weight)
     assert not a.history["loss"].equals(c.history["loss"])
+    # trained channels-last, returned NCHW (evaluation and saved weights use the standard layout)
+    assert all(p.is_contiguous() for p in a.model.parameters())
 
 
 def test_history_layout(train_images):
@@ -171,10 +175,68 @@ def test_loss_decreases(train_images):
     assert last < first, res.history
 
 
-def test_amp_and_progress_paths_run_on_cpu(train_images):
-    res = run(train_images, steps=3, log_every=2, amp=True, progress=True)  # bf16 autocast on the CPU
-    assert res.history["step"].tolist() == [2, 3] and np.isfinite(res.history["loss"]).all()
-    assert res.history["loss"].iloc[0] != run(train_images, steps=3, log_every=2).history["loss"].iloc[0]
+def test_precisions_differ_and_amp_is_an_alias(train_images):
+    bf16 = run(train_images, steps=3, log_every=2, precision="bf16", progress=True)  # bf16 autocast on the CPU
+    fp32 = run(train_images, steps=3, log_every=2, precision="fp32")
+    assert bf16.history["step"].tolist() == [2, 3] and np.isfinite(bf16.history["loss"]).all()
+    assert bf16.history["loss"].iloc[0] != fp32.history["loss"].iloc[0]
+    assert (bf16.precision, fp32.precision) == ("bf16", "fp32")
+    assert_same_weights(run(train_images, steps=3, log_every=2, amp=True).model, bf16.model)
+    assert_same_weights(run(train_images, steps=3, log_every=2, amp=False).model, fp32.model)
+    with pytest.raises(ValueError, match="contradicts"):
+        run(train_images, steps=1, amp=True, precision="fp32")
+    with pytest.raises(ValueError, match="precision"):
+        run(train_images, steps=1, precision="fp16")
+    with pytest.raises(ValueError, match="memory_format"):
+        run(train_images, steps=1, memory_format="nhwc")
+
+
+def test_memory_format_changes_rounding_only(train_images):
+    nchw = run(train_images, precision="fp32", memory_format="contiguous")
+    nhwc = run(train_images, precision="fp32", memory_format="channels_last")
+    assert (nchw.memory_format, nhwc.memory_format) == ("contiguous", "channels_last")
+    for k, v in nchw.model.state_dict().items():
+        torch.testing.assert_close(nhwc.model.state_dict()[k], v, rtol=1e-3, atol=1e-5)
+
+
+def test_resolve_precision_order_env_and_errors(monkeypatch):
+    monkeypatch.delenv(training.PRECISION_ENV, raising=False)
+    auto = training.resolve_precision("auto", "cpu")
+    assert auto == ("bf16" if training.cpu_bf16_support()[0] else "fp32")
+    assert training.resolve_precision(None, "cpu") == auto
+    monkeypatch.setenv(training.PRECISION_ENV, "fp32")
+    assert training.resolve_precision("auto", "cpu") == "fp32"
+    assert training.resolve_precision("bf16", "cpu") == "bf16"  # an explicit value beats the environment
+    monkeypatch.setenv(training.PRECISION_ENV, "BFloat16")
+    assert training.resolve_precision("auto", "cpu") == "bf16"
+    assert training.resolve_precision("float32", "cpu") == "fp32"
+    monkeypatch.setenv(training.PRECISION_ENV, "half")
+    with pytest.raises(ValueError, match="DERAIN_PRECISION"):
+        training.resolve_precision("auto", "cpu")
+    with pytest.raises(ValueError, match="precision"):
+        training.resolve_precision(16, "cpu")
+    assert training.resolve_memory_format("auto", "cpu") == "channels_last"
+    mode = training.resolve_mode("fp32", "contiguous", "cpu")
+    assert mode == training.StepMode("fp32", "contiguous")
+    with pytest.raises(ValueError, match="precision"):
+        training.StepMode("auto", "contiguous")
+
+
+def test_cpu_bf16_detection_reads_cpuinfo(tmp_path, monkeypatch):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n\nprocessor\t: 1\n")
+    if torch.backends.mkldnn.is_available() and torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+        ok, why = training.cpu_bf16_support(str(info))
+        assert ok and "amx_bf16" in why
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    ok, why = training.cpu_bf16_support(str(info))
+    assert not ok
+    ok, why = training.cpu_bf16_support(str(tmp_path / "absent"))
+    assert not ok
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    info.write_text("flags\t\t: amx_bf16 avx512_bf16\n")
+    ok, why = training.cpu_bf16_support(str(info))
+    assert not ok and "oneDNN" in why
 
 
 def test_threads_restored(train_images):
@@ -218,7 +280,9 @@ def test_numpy_images_give_the_same_run(train_images):
 # --------------------------------------------------------------------------- checkpoints
 
 
-def test_resume_after_interrupt_is_bitwise_identical(train_images, tmp_path):
+@pytest.mark.parametrize("precision", training.PRECISIONS)
+def test_resume_after_interrupt_is_bitwise_identical(train_images, tmp_path, precision):
+    run = lambda images, **kw: globals()["run"](images, precision=precision, **kw)  # noqa: E731
     reference = run(train_images, ckpt_dir=tmp_path / "ref", ckpt_every=5)
 
     def crash_at_13(step: int, loss: float) -> None:
@@ -236,7 +300,9 @@ def test_resume_after_interrupt_is_bitwise_identical(train_images, tmp_path):
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["last.pt"]  # no temp files left
 
 
-def test_stop_after_then_resume(train_images, tmp_path):
+@pytest.mark.parametrize("precision", training.PRECISIONS)
+def test_stop_after_then_resume(train_images, tmp_path, precision):
+    run = lambda images, **kw: globals()["run"](images, precision=precision, **kw)  # noqa: E731
     reference = run(train_images, steps=12)
     part = run(train_images, steps=12, ckpt_dir=tmp_path, stop_after=7)
     assert part.step == 7 and not part.complete and part.history["step"].tolist() == [4]
@@ -262,6 +328,10 @@ def test_checkpoint_mismatch(train_images, tmp_path):
         run(train_images.roll(1, 0), steps=4, ckpt_dir=tmp_path)  # same images, another order
     with pytest.raises(training.CheckpointMismatchError, match="rain_spec"):
         run(train_images, steps=4, ckpt_dir=tmp_path, spec="dense")
+    # a bf16 checkpoint never continues as an fp32 run (or the other way round)
+    run(train_images, steps=4, ckpt_dir=tmp_path / "p", precision="bf16", stop_after=2)
+    with pytest.raises(training.CheckpointMismatchError, match="precision"):
+        run(train_images, steps=4, ckpt_dir=tmp_path / "p", precision="fp32")
 
 
 def test_corrupt_checkpoint(train_images, tmp_path):
@@ -384,18 +454,16 @@ def test_evaluate_bad_input(test_images):
         training.evaluate(nn.Identity(), test_images[:, 0], ["small"])
 
 
-# --------------------------------------------------------------------------- bench
+@pytest.mark.gpu
+def test_cuda_fast_path_trains_and_evaluates(train_images, test_images):
+    """On CUDA the default path is bf16 + channels-last with the rain made on the GPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    res = training.train(tiny_model(), train_images, "small", steps=6, batch_size=4, patch=24, device="cuda",
+                         progress=False)
+    assert res.device.startswith("cuda") and res.memory_format == "channels_last"
+    assert res.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
+    assert np.isfinite(res.history["loss"]).all()
+    df = training.evaluate(res.model, test_images, ["small", "dense"], device="cuda")
+    assert df["psnr"].notna().all()
 
-
-def test_bench_smoke(tmp_path):
-    out = tmp_path / "bench.json"
-    result = bench.main(["--arch", "resnet", "--size", "tiny", "--batch", "2", "--patch", "16", "--steps", "2",
-                         "--warmup", "1", "--synth-n", "4", "--synth-size", "32", "--threads", "1",
-                         "--json", str(out)])
-    assert set(result) == set(bench.BENCH_KEYS)
-    written = json.loads(out.read_text())
-    assert set(written) == set(bench.BENCH_KEYS)
-    assert result["params"] == models.count_params(models.build_model("resnet", size="tiny"))
-    assert result["train_gflop_per_step"] == pytest.approx(3 * result["forward_gflop_per_batch"])
-    assert result["ratio"] > 0 and result["synth_images_per_s"] > 0
-    assert "ratio full/bare" in bench.format_report(result)

@@ -1,0 +1,186 @@
+"""derain_utils.bench: the suite's records, the GPU report's CPU fallback, the workload count, and the
+detailed one-model benchmark. Timings themselves are not asserted (the machine may be busy); the
+structure, the arithmetic between fields and the known answers are."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from derain_utils import bench, models, profiles, training
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = bench.BenchCase("resnet", "tiny", 16, 4)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_bench_model_record():
+    r = bench.bench_model(TINY, steps=2, warmup=1)
+    assert tuple(r) == bench.RECORD_KEYS
+    assert r["model"] == "resnet/tiny" and (r["patch"], r["batch"], r["threads"]) == (16, 4, 1)
+    assert r["speedup"] == pytest.approx(r["baseline_ms"] / r["fast_ms"], rel=1e-2)
+    assert r["overhead_ratio"] == pytest.approx(r["full_step_ms"] / r["fast_ms"], rel=1e-2)
+    mode = training.resolve_mode(device="cpu")
+    assert (r["precision"], r["memory_format"]) == (mode.precision, mode.memory_format)
+    flops = models.count_flops(models.build_model("resnet", size="tiny"), 16, batch=4)
+    assert r["forward_gflop"] == pytest.approx(flops / 1e9, rel=1e-3)
+    forced = bench.bench_model(TINY, steps=1, warmup=0, fast=training.StepMode("fp32", "contiguous"))
+    assert forced["precision"] == "fp32" and forced["memory_format"] == "contiguous"
+
+
+def test_suite_command_line_writes_one_record_per_model(tmp_path):
+    out = tmp_path / "bench.json"
+    records = bench.main(["--json", str(out), "--models", "resnet/quick", "--steps", "1", "--warmup", "0",
+                          "--synth-n", "8", "--synth-size", "32"])
+    written = json.loads(out.read_text())
+    assert written == json.loads(json.dumps(records))
+    assert [r["model"] for r in written] == ["resnet/quick", "synthesis"]
+    quick = written[0]
+    assert (quick["patch"], quick["batch"], quick["threads"]) == (48, 16, 1)
+    assert set(bench.RECORD_KEYS) <= set(quick) and quick["baseline_ms"] > 0 and quick["fast_ms"] > 0
+    synth = written[1]
+    assert tuple(synth) == bench.SYNTH_KEYS and synth["images_per_s"] > 0 and synth["size"] == 32
+    alb = synth["albumentations_ms_per_image"]
+    assert alb is None or alb > 0
+    table = bench.format_suite(written)
+    assert "| resnet/quick | 48 px x 16 |" in table and "rain synthesis" in table
+    with pytest.raises(SystemExit, match="unknown model"):
+        bench.main(["--models", "vgg/huge"])
+
+
+def test_suite_cases_are_the_issue_sizes():
+    assert [(c.name, c.patch, c.batch) for c in bench.SUITE] == [
+        ("resnet/quick", 48, 16), ("unet/quick", 48, 16), ("swinir/tiny", 48, 16), ("resnet/paper", 64, 32)]
+
+
+def test_paper_workload_known_answers():
+    w = bench.paper_workload("paper")
+    p = profiles.resolve("paper")
+    s, n = len(p.seeds), len(p.n_list)
+    assert w["new_models"]["01_set_size"] == n * s
+    both = len({64, p.category_n} & set(p.n_list))
+    assert w["new_models"]["02_category_complexity"] == 7 * len({64, p.category_n}) * s + s - both * s
+    assert w["new_models"]["03_decoupled_metrics"] == 2 * 2 * s
+    assert w["new_models"]["04_real_rain"] == s
+    assert w["total_models"] == sum(w["new_models"].values()) and w["steps"] == p.steps
+    smoke = bench.paper_workload("smoke", real_categories=0)  # offline: the ladder only, nothing cached
+    assert smoke["new_models"] == {"01_set_size": 4, "02_category_complexity": 3 * 1 * 2 + 2,
+                                   "03_decoupled_metrics": 8, "04_real_rain": 2}
+
+
+def test_estimate_arithmetic():
+    workload = {"total_models": 10, "steps": 100, "dynamics_points": 5,
+                "new_models": {"03_decoupled_metrics": 2}}
+    conc = [{"processes": 1, "steps_per_s": 10.0}, {"processes": 4, "steps_per_s": 20.0}]
+    est = bench._estimate(workload, conc, overhead_s=2.0, dynamics_eval_s=1.0)
+    one, four = est["per_k"]
+    assert one["per_model_train_s"] == 10.0 and one["wall_s"] == pytest.approx(10 * 12 + 2 * 5)
+    assert four["per_model_train_s"] == 20.0 and four["wall_s"] == pytest.approx((10 * 22 + 10) / 4)
+    assert est["best"] == four
+
+
+def test_gpu_report_runs_on_the_cpu(tmp_path):
+    """The command the lead runs on a GPU, with --device cpu --tiny: every section, in seconds."""
+    out = tmp_path / "gpu.json"
+    report = bench.main(["--gpu-report", str(out), "--device", "cpu", "--tiny"])
+    written = json.loads(out.read_text())
+    assert written["finished"] and written["tiny"]
+    for name in ("environment", "steps", "synthesis", "concurrency", "end_to_end", "workload", "estimate",
+                 "compile"):
+        assert name in written and "error" not in written[name], (name, written[name])
+    assert [c["processes"] for c in written["concurrency"]] == [1, 2]
+    assert all(c["steps_per_s"] > 0 for c in written["concurrency"])
+    assert written["end_to_end"]["precision"] in training.PRECISIONS
+    assert written["estimate"]["best"]["wall_s"] > 0
+    assert written["environment"]["torch"] == torch.__version__
+    assert report["steps"][0]["model"] == "resnet/tiny"
+
+
+@pytest.mark.gpu
+def test_gpu_report_tiny_on_cuda(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    rep = bench.gpu_report(tmp_path / "gpu.json", device="cuda", tiny=True, progress=lambda msg: None)
+    assert rep["finished"] and "error" not in rep["steps"] and rep["steps"][0]["device"].startswith("cuda")
+    assert "error" not in rep["concurrency"] and "error" not in rep["end_to_end"]
+
+
+def test_workers_report_alternates_layouts_and_takes_medians(tmp_path, monkeypatch):
+    """The layouts alternate round by round (a drifting machine hits both); the summary is the median.
+    (The processes themselves are exercised by the GPU report's CPU run above.)"""
+    calls = []
+    rates = iter([1.0, 5.0, 3.0, 4.0, 2.0, 6.0])
+
+    def fake(case, layouts, **kw):
+        calls.append(tuple(layouts))
+        return [{"processes": k, "threads": t, "steps_per_s": next(rates)} for k, t in layouts]
+
+    monkeypatch.setattr(bench, "measure_concurrency", fake)
+    out = tmp_path / "workers.json"
+    rep = bench.workers_report(out, case=TINY, seconds=0.3, rounds=3, progress=None)
+    assert calls == [((1, 2), (2, 1))] * 3
+    assert [(s["processes"], s["threads"], s["steps_per_s_median"]) for s in rep["summary"]] == [
+        (1, 2, 2.0), (2, 1, 5.0)]
+    assert json.loads(out.read_text())["summary"] == rep["summary"]
+
+
+def test_bench_imports_without_notebook_packages():
+    """The GPU machine has torch, numpy, pandas, scipy, scikit-image, tqdm, pyyaml, filelock only."""
+    code = ("import sys\n"
+            "for m in ('pooch', 'papermill', 'jupytext', 'ipykernel', 'nbformat', 'ipywidgets', 'matplotlib',\n"
+            "          'seaborn', 'submitit', 'albumentations'):\n"
+            "    sys.modules[m] = None  # importing it raises ImportError\n"
+            "import derain_utils.bench, derain_utils.profiles, derain_utils.experiments\n"
+            "print(derain_utils.bench.paper_workload()['total_models'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.strip()) > 0
+
+
+def test_run_bench_one_model_in_detail(tmp_path):
+    out = tmp_path / "one.json"
+    result = bench.main(["--arch", "resnet", "--size", "tiny", "--batch", "2", "--patch", "16", "--steps", "2",
+                         "--warmup", "1", "--synth-n", "4", "--synth-size", "32", "--threads", "1",
+                         "--precision", "fp32", "--json", str(out)])
+    assert set(result) == set(bench.BENCH_KEYS) == set(json.loads(out.read_text()))
+    assert result["precision"] == "fp32" and result["memory_format"] == "channels_last"
+    assert result["params"] == models.count_params(models.build_model("resnet", size="tiny"))
+    assert result["train_gflop_per_step"] == pytest.approx(3 * result["forward_gflop_per_batch"])
+    assert result["ratio"] > 0 and result["synth_images_per_s"] > 0
+    assert "ratio full/bare" in bench.format_report(result)
+
+
+def test_precision_check_on_the_smoke_profile(tmp_path):
+    out = tmp_path / "precision.json"
+    rep = bench.precision_check(profile="smoke", seeds=(0, 1), background="blobs", cache_root=tmp_path / "cache",
+                                workers=1, path=out)
+    assert json.loads(out.read_text())["compare"].keys() == rep["compare"].keys()
+    for p in training.PRECISIONS:
+        assert rep["per_precision"][p]["final_loss"]["values"] and len(rep["keys"][p]) == 2
+    assert rep["keys"]["fp32"] != rep["keys"]["bf16"]  # two sets of models
+    c = rep["compare"]["final_loss"]
+    f, b = rep["per_precision"]["fp32"]["final_loss"], rep["per_precision"]["bf16"]["final_loss"]
+    assert c["bf16_minus_fp32"] == pytest.approx(b["mean"] - f["mean"])
+    assert c["within_spread"] == (abs(c["bf16_minus_fp32"]) <= c["pooled_seed_sd"])
+    assert rep["loss_curve"]["max_gap_between_precision_means"] >= 0
+
+
+def test_quick_timing_on_the_smoke_profile(tmp_path):
+    rep = bench.quick_timing(profile="smoke", background="blobs", rounds=1, sweep_models=2, workers=1,
+                             path=tmp_path / "t.json", progress=None)
+    assert rep["paths"]["old_fp32_nchw"]["precision"] == "fp32"
+    assert rep["paths"]["old_fp32_nchw"]["memory_format"] == "contiguous"
+    assert rep["speedup"] == pytest.approx(
+        rep["paths"]["old_fp32_nchw"]["model_s"] / rep["paths"]["default"]["model_s"], rel=0.02)
+    assert rep["sweep"]["models"] == 2 and rep["sweep"]["models_per_minute"] > 0
