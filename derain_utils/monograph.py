@@ -843,8 +843,12 @@ def export_html(notebook: str | Path, *, no_input: bool = False) -> Path:
 # --------------------------------------------------------------------------------------
 # summary
 # --------------------------------------------------------------------------------------
+#: CSS class of each verdict in ``index.html``: three colours (green, red, amber).
+VERDICT_CLASSES: dict[str, str] = {"REPRODUCED": "yes", "CONTRADICTED": "no", "INCONCLUSIVE": "maybe"}
+
+
 def _row(rec: RunRecord) -> dict[str, Any]:
-    finding, label, result, n_seeds = rec.info.finding, "no verdict", "", None
+    finding, label, result, n_seeds, p_value, n_models = rec.info.finding, "no verdict", "", None, None, None
     if rec.status in INCOMPLETE:
         label = rec.status.upper()
     elif rec.status == "not run":
@@ -856,7 +860,8 @@ def _row(rec: RunRecord) -> dict[str, Any]:
             label = f"invalid verdict ({err})" if rec.status == "completed" else label
         else:
             finding = v.finding or finding
-            result, n_seeds = v.result, v.n_seeds
+            result, n_seeds, n_models = v.result, v.n_seeds, v.n_models
+            p_value = None if not math.isfinite(v.p_value) else float(f"{v.p_value:.3g}")
             if rec.status == "completed":
                 label = v.label
     return {
@@ -864,6 +869,8 @@ def _row(rec: RunRecord) -> dict[str, Any]:
         "finding": finding,
         "verdict": label,
         "result": result,
+        "p_value": p_value,
+        "n_models": n_models,
         "n_seeds": n_seeds,
         "wall_s": None if not math.isfinite(rec.wall_s) else round(rec.wall_s, 1),
         "run": "" if rec.folder is None else str(rec.folder),
@@ -872,30 +879,53 @@ def _row(rec: RunRecord) -> dict[str, Any]:
 
 
 def summary_table(records: Sequence[RunRecord]) -> pd.DataFrame:
-    """One row per record: notebook, finding, verdict, result, n_seeds, wall_s, run folder, and
-    ``incomplete``: the run folders newer than ``run`` that did not complete (name and status)."""
-    cols = ["notebook", "finding", "verdict", "result", "n_seeds", "wall_s", "run", "incomplete"]
+    """One row per record: notebook, finding, verdict (REPRODUCED, CONTRADICTED, INCONCLUSIVE, or the run's
+    status), result (effect and interval), p_value (one-sided, in the paper's direction), n_models,
+    n_seeds, wall_s, run folder, and ``incomplete``: the run folders newer than ``run`` that did not
+    complete (name and status)."""
+    cols = ["notebook", "finding", "verdict", "result", "p_value", "n_models", "n_seeds", "wall_s", "run",
+            "incomplete"]
     return pd.DataFrame([_row(r) for r in records], columns=cols)
 
 
-def _format_table(df: pd.DataFrame, width: int = 60) -> str:
-    """Plain-text, left-aligned rendering of :func:`summary_table` (without the run folder)."""
+#: ANSI colours of the verdicts in the terminal summary (green, red, amber), used on a terminal only.
+_ANSI = {"REPRODUCED": "\033[1;32m", "CONTRADICTED": "\033[1;31m", "INCONCLUSIVE": "\033[1;33m"}
+
+
+def _use_colour(stream: Any = None) -> bool:
+    """Colour on a terminal, unless ``NO_COLOR`` is set (https://no-color.org)."""
+    stream = sys.stdout if stream is None else stream
+    return hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _format_table(df: pd.DataFrame, width: int = 60, colour: bool = False) -> str:
+    """Plain-text, left-aligned rendering of :func:`summary_table` (without the run folder); with
+    ``colour``, the verdicts in three ANSI colours."""
     def cell(col: str, v: Any) -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return ""
         if col == "wall_s":
             return f"{float(v):.1f}"
-        if col == "n_seeds":
+        if col in ("n_seeds", "n_models"):
             return str(int(v))
+        if col == "p_value":
+            return f"{float(v):.2g}"
         text = str(v)
         return text if len(text) <= width else text[: width - 1] + "…"
 
     cols = [c for c in df.columns if c not in ("run", "incomplete")]
     rows = [[cell(c, r[c]) for c in cols] for _, r in df.iterrows()]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+
+    def show(col: str, v: str, w: int) -> str:
+        text = v.ljust(w)
+        if colour and col == "verdict" and v in _ANSI:
+            return f"{_ANSI[v]}{v}\033[0m" + " " * (w - len(v))
+        return text
+
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    lines += ["  ".join(show(c, v, w) for c, v, w in zip(cols, r, widths)).rstrip() for r in rows]
     return "\n".join(lines)
 
 
@@ -941,8 +971,10 @@ def write_index(records: Sequence[RunRecord], profile: str, runs_dir: Path) -> P
         name = html.escape(r["notebook"])
         if rec.html is not None and rec.html.is_file():
             name = f'<a href="{html.escape(os.path.relpath(rec.html, root))}">{name}</a>'
-        cls = {"REPRODUCED": "yes", "NOT REPRODUCED": "no"}.get(r["verdict"], "other")
+        cls = VERDICT_CLASSES.get(r["verdict"], "other")
         seeds = "" if pd.isna(r["n_seeds"]) else str(int(r["n_seeds"]))
+        pval = "" if pd.isna(r["p_value"]) else f'{float(r["p_value"]):.2g}'
+        nmod = "" if pd.isna(r["n_models"]) else str(int(r["n_models"]))
         wall = "" if pd.isna(r["wall_s"]) else f'{float(r["wall_s"]):.1f}'
         note = ""
         if rec.incomplete and rec.status == "completed":
@@ -950,7 +982,7 @@ def write_index(records: Sequence[RunRecord], profile: str, runs_dir: Path) -> P
                     + html.escape(", ".join(f"{f.name} ({st})" for f, st in rec.incomplete)) + "</span>")
         cells = [name, html.escape(str(r["finding"] or "")),
                  f'<span class="{cls}">{html.escape(r["verdict"])}</span>{note}',
-                 html.escape(r["result"] or ""), seeds, wall]
+                 html.escape(r["result"] or ""), pval, nmod, seeds, wall]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     written = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     page = f"""<!DOCTYPE html>
@@ -958,13 +990,17 @@ def write_index(records: Sequence[RunRecord], profile: str, runs_dir: Path) -> P
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 70em; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .3em .6em; vertical-align: top; }}
-.yes {{ color: #1a7f37; font-weight: bold; }} .no {{ color: #cf222e; font-weight: bold; }} .other {{ color: #6e7781; }}
+.yes {{ color: #1a7f37; font-weight: bold; }} .no {{ color: #cf222e; font-weight: bold; }}
+.maybe {{ color: #9a6700; font-weight: bold; }} .other {{ color: #6e7781; }}
 </style></head><body>
 <h1>Networks are slacking off: reproduction ({html.escape(profile)} profile)</h1>
 <p>Latest completed run of each notebook (runs that were interrupted, killed, failed or are still
 running are never shown as results, only noted); written {html.escape(written)}.</p>
+<p><span class="yes">REPRODUCED</span>: the paper's direction, one-sided p &lt; 0.05 and a 95% interval
+that excludes 0; <span class="no">CONTRADICTED</span>: the same, against the paper;
+<span class="maybe">INCONCLUSIVE</span>: anything else (smoke runs always).</p>
 <table><thead><tr><th>notebook</th><th>finding</th><th>verdict</th><th>effect [95% CI]</th>
-<th>seeds</th><th>wall (s)</th></tr></thead>
+<th>p (one-sided)</th><th>models</th><th>seeds</th><th>wall (s)</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table></body></html>
@@ -1188,7 +1224,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     table = summary_table(records)
     print(f"\nSummary ({args.profile} profile, runs in {runs_dir / args.profile}):")
-    print(_format_table(table))
+    print(_format_table(table, colour=_use_colour()))
     state = _write_state(infos, args.profile, runs_dir, html=args.html, no_input=args.no_input)
     for rec in state:
         if rec.incomplete and rec.status == "completed":

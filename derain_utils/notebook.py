@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from derain_utils import backgrounds, profiles, rain, runs, store, verdict
+from derain_utils import backgrounds, inference, profiles, rain, runs, store, verdict
 
 __all__ = ["NotebookRun", "start", "profile", "training_background", "rain_roles", "fmt", "excludes_zero", "outcome", "headline", "verdict_record", "finish"]
 
@@ -214,30 +214,51 @@ def headline(
 def verdict_record(
     nb: NotebookRun,
     *,
-    statistic: str,
-    result: Mapping[str, Any],
-    reproduced: bool,
-    n_seeds: int,
+    record: inference.VerdictRecord | None = None,
     summary: str,
+    statistic: str | None = None,
+    result: Mapping[str, Any] | None = None,
+    reproduced: bool | None = None,
+    n_seeds: int | None = None,
     **extra: Any,
 ) -> verdict.Verdict:
     """The notebook's verdict record: the ONE place it is built (fields: :data:`verdict.VERDICT_FIELDS`).
 
-    ``effect`` and ``ci95`` come from ``result`` (``rho``/``effect``/``estimate`` and ``ci95``);
-    ``notebook``, ``finding``, ``profile`` and ``wall_s`` from ``nb``; ``extra`` follows, and
+    ``record`` is the three-way verdict of :func:`inference.decide` (the notebook's declared test
+    on the primary outcome): it gives ``verdict``, ``reproduced``, ``statistic``, ``effect``,
+    ``ci95``, ``p_value``, ``n_seeds``, ``n_models``, ``primary_outcome`` and ``primary_preset``,
+    and its other fields (the test, its exactness, the reason, the headline, ...) are kept too.
+    ``notebook``, ``finding``, ``profile`` and ``wall_s`` come from ``nb``; ``extra`` follows, and
     ``figures`` (the run folder's ``fig_*.png``) comes last.
+
+    Without ``record`` (notebooks written before the three-way verdict): ``statistic``, ``result``
+    (``rho``/``effect``/``estimate`` and ``ci95``), ``reproduced`` and ``n_seeds`` give the fields;
+    the verdict is then ``reproduced`` or ``inconclusive`` and the p-value unknown.
     """
+    if record is not None:
+        if not isinstance(record, inference.VerdictRecord):
+            raise ValueError(f"record must be an inference.VerdictRecord, got {type(record).__name__}")
+        r = record.to_dict()
+        fields = {k: r.pop(k) for k in ("verdict", "reproduced", "statistic", "effect", "ci95", "p_value",
+                                        "n_seeds", "n_models", "primary_outcome", "primary_preset")}
+        r.pop("profile", None)
+        fields.update({f"test_{k}" if k in ("exact", "alpha") else k: v for k, v in r.items()})
+    else:
+        if statistic is None or result is None or reproduced is None or n_seeds is None:
+            raise ValueError("verdict_record needs record= (an inference.VerdictRecord), or statistic, result, "
+                             "reproduced and n_seeds")
+        fields = {"verdict": "reproduced" if reproduced else "inconclusive", "reproduced": bool(reproduced),
+                  "statistic": statistic, "effect": _value(result), "ci95": result["ci95"], "p_value": math.nan,
+                  "n_seeds": n_seeds, "n_models": int(extra.pop("n_models", 0)),
+                  "primary_outcome": str(extra.pop("primary_outcome", statistic)),
+                  "primary_preset": str(extra.pop("primary_preset", "not declared"))}
     return verdict.Verdict.from_dict({
         "notebook": nb.notebook,
         "finding": nb.finding,
-        "reproduced": reproduced,
-        "statistic": statistic,
-        "effect": _value(result),
-        "ci95": result["ci95"],
-        "n_seeds": n_seeds,
         "profile": nb.profile,
         "summary": summary,
         "wall_s": time.perf_counter() - nb.t0,
+        **fields,
         **extra,
         "figures": sorted(p.name for p in nb.dir.glob("fig_*.png")),
     })
@@ -268,6 +289,7 @@ def finish(
     record.write(nb.dir)
     nb.write_provenance(wall_s=record.wall_s, outputs=sorted(p.name for p in nb.dir.iterdir() if p.is_file()))
     effect = record.result if math.isfinite(record.effect) else f"{record.statistic} = nan"
-    print(f"{nb.notebook} [{nb.profile}]: {record.label}: {effect} ({record.n_seeds} seeds); "
+    p = "" if not math.isfinite(record.p_value) else f", one-sided p = {record.p_value:.2g}"
+    print(f"{nb.notebook} [{nb.profile}]: {record.label}: {effect}{p} ({record.n_models} models, {record.n_seeds} seeds); "
           f"wrote {verdict.VERDICT_FILE}, {runs.RESULTS_FILE} and {runs.PROVENANCE_FILE} in {nb.dir}")
     return record

@@ -68,6 +68,7 @@ from derain_utils import metric_table
 __all__ = [
     "EXAMPLE_COLUMNS",
     "use_style",
+    "draw_frontier",
     "t_interval",
     "seed_summary",
     "reference_presets",
@@ -1181,6 +1182,43 @@ def category_scatter(
         ax.set_title(title)
     if legend:
         ax.legend(fontsize="small", frameon=True)
+    return ax
+
+
+def draw_frontier(
+    ax: Axes,
+    frontier: Any,
+    key: Any,
+    *,
+    label: str = "fixed filters (frontier)",
+    points: bool = True,
+    color: str = "0.35",
+) -> Axes:
+    """Draw the fixed-filter frontier of one group (:class:`derain_utils.baselines.Frontier`) on a
+    removal (y) vs background PSNR (x) plot: the envelope as a dashed line, the other baselines as
+    faint crosses.
+
+    Every figure that shows rain removal against background fidelity draws it, so that a reader
+    sees what blur alone achieves at each fidelity: a model above the line removes rain that no
+    fixed filter of that background PSNR removes (its excess removal, the primary outcome).
+
+    Args:
+        ax: the axes (x: background PSNR in dB, y: removal).
+        frontier: the frontier (``.curve(key)`` and ``.points``).
+        key: the group, e.g. a preset name.
+        label: legend label of the envelope.
+        points: also draw every baseline of the group as a faint cross.
+        color: line colour.
+    """
+    bg, rm = frontier.curve(key)
+    if points:
+        pts = frontier.points
+        sel = np.ones(len(pts), dtype=bool)
+        for col, v in zip(frontier.by, key if isinstance(key, tuple) else (key,)):
+            sel &= (pts[col] == v).to_numpy()
+        ax.scatter(pts.loc[sel, "bg_psnr"], pts.loc[sel, "removal"], marker="x", s=12, color=color, alpha=0.35,
+                   linewidths=0.8, zorder=1)
+    ax.plot(bg, rm, linestyle="--", color=color, linewidth=1.4, label=label, zorder=1.5)
     return ax
 
 

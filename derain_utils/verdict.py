@@ -635,7 +635,15 @@ VERDICT_FIELDS: dict[str, str] = {
     "profile": "profile the run used: smoke, quick or paper",
     "summary": "one plain sentence for a reader: what came out",
     "wall_s": "wall-clock time of the notebook run, seconds (float >= 0)",
+    "verdict": "reproduced, contradicted or inconclusive (inference.decide; reproduced is true only for reproduced)",
+    "p_value": "one-sided p-value of the declared test in the paper's direction (NaN allowed, stored as null)",
+    "primary_outcome": "the outcome column the verdict tests (outcome.PRIMARY_OUTCOME unless declared otherwise)",
+    "primary_preset": "the declared rain preset(s) of the verdict, e.g. 'pooled: slanted, long_wide, dense'",
+    "n_models": "trained models behind the verdict (int >= 0)",
 }
+
+#: The three verdicts (:func:`derain_utils.inference.decide`), and their labels in summaries.
+VERDICTS: tuple[str, ...] = ("reproduced", "contradicted", "inconclusive")
 
 
 def _text(v: Any, field: str) -> str:
@@ -668,6 +676,11 @@ class Verdict:
     profile: str
     summary: str
     wall_s: float
+    verdict: str
+    p_value: float
+    primary_outcome: str
+    primary_preset: str
+    n_models: int
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -687,6 +700,20 @@ class Verdict:
             raise ValueError(f"verdict field 'n_seeds' must be an integer >= 0, got {self.n_seeds!r}")
         self.n_seeds = int(self.n_seeds)
         self.wall_s = _number(self.wall_s, "wall_s", minimum=0.0)
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict field 'verdict' must be one of {VERDICTS}, got {self.verdict!r}")
+        if self.reproduced != (self.verdict == "reproduced"):
+            raise ValueError(f"verdict fields disagree: reproduced={self.reproduced} but verdict={self.verdict!r} "
+                             "(reproduced is true exactly when the verdict is 'reproduced')")
+        self.p_value = _number(self.p_value, "p_value")
+        if math.isfinite(self.p_value) and not 0.0 <= self.p_value <= 1.0:
+            raise ValueError(f"verdict field 'p_value' must lie in [0, 1], got {self.p_value!r}")
+        self.primary_outcome = _text(self.primary_outcome, "primary_outcome")
+        self.primary_preset = _text(self.primary_preset, "primary_preset")
+        if isinstance(self.n_models, (bool, np.bool_)) or not isinstance(self.n_models, (int, np.integer)) \
+                or self.n_models < 0:
+            raise ValueError(f"verdict field 'n_models' must be an integer >= 0, got {self.n_models!r}")
+        self.n_models = int(self.n_models)
         if not isinstance(self.extra, Mapping):
             raise ValueError(f"verdict 'extra' must be a mapping, got {type(self.extra).__name__}")
         clash = set(self.extra) & set(VERDICT_FIELDS)
@@ -696,8 +723,8 @@ class Verdict:
 
     @property
     def label(self) -> str:
-        """``"REPRODUCED"`` or ``"NOT REPRODUCED"``."""
-        return "REPRODUCED" if self.reproduced else "NOT REPRODUCED"
+        """``"REPRODUCED"``, ``"CONTRADICTED"`` or ``"INCONCLUSIVE"``."""
+        return self.verdict.upper()
 
     @property
     def result(self) -> str:

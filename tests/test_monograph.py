@@ -70,7 +70,8 @@ MODE: str = "slow"  # how to do it
 folder = runs.resolve_run_dir(RUN_DIR, "{stem}", PROFILE)
 runs.write_results(folder, pd.DataFrame({{"mode": [MODE], "value": [0.5]}}))
 verdict.write_verdict(
-    folder, notebook="{stem}", finding="{finding}", reproduced=False, statistic="psnr_gain_db",
+    folder, notebook="{stem}", finding="{finding}", reproduced=False, verdict="inconclusive", p_value=0.4,
+    primary_outcome="psnr_gain_db", primary_preset="small", n_models=2, statistic="psnr_gain_db",
     effect=0.25, ci95=[-0.5, 1.0], n_seeds=2, profile=PROFILE, summary="No clear gain.",
     wall_s=time.perf_counter() - T0, mode=MODE,
 )
@@ -179,10 +180,10 @@ def test_summary_table_reports_each_verdict(good_run):
     lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith(("01_alpha", "02_beta"))}
     assert "REPRODUCED" in lines["01_alpha"] and "NOT REPRODUCED" not in lines["01_alpha"]
     assert alpha.result in lines["01_alpha"]
-    assert "NOT REPRODUCED" in lines["02_beta"] and "psnr_gain_db = 0.250 [-0.500, 1.000]" in lines["02_beta"]
+    assert "INCONCLUSIVE" in lines["02_beta"] and "psnr_gain_db = 0.250 [-0.500, 1.000]" in lines["02_beta"]
     summary = pd.read_csv(good_run.runs / "smoke" / "summary.csv")
     assert list(summary["notebook"]) == ["01_alpha", "02_beta"]
-    assert list(summary["verdict"]) == ["REPRODUCED", "NOT REPRODUCED"]
+    assert list(summary["verdict"]) == ["REPRODUCED", "INCONCLUSIVE"]
     assert summary.loc[1, "finding"] == "Beta mode gains PSNR."
 
 
@@ -195,7 +196,7 @@ def test_html_index_links_the_exported_notebooks(good_run):
         rel = os.path.relpath(folder / f"{stem}.html", index.parent)
         assert f'href="{rel}"' in page
         assert (index.parent / rel).read_text().lstrip().lower().startswith("<!doctype html")
-    assert "NOT REPRODUCED" in page and "Bigger sets push y down." in page
+    assert "INCONCLUSIVE" in page and "maybe" in page and "Bigger sets push y down." in page
 
 
 @pytest.mark.notebook

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from derain_utils import notebook, profiles, runs, verdict
+from derain_utils import inference, notebook, profiles, runs, verdict
 
 RHO = {"rho": -0.2849, "ci95": [-0.5731, -0.0104], "n_dropped": 0}
 DIFF = {"effect": 0.0312, "ci95": [-0.02, 0.1], "mean_a": 1.0, "mean_b": 0.97}
@@ -86,7 +86,7 @@ def test_start_and_finish_write_the_three_files_and_one_record(tmp_path, capsys)
     assert prov["params"] == {"PROFILE": "smoke"} and prov["models"] == {"m": "k"} and prov["profile"] == {"steps": 3}
     assert "verdict.json" in prov["outputs"] and prov["wall_s"] == pytest.approx(v.wall_s)
     out = capsys.readouterr().out
-    assert out.startswith("01_set_size [smoke]: REPRODUCED: spearman_rho = -0.285 [-0.573, -0.010] (2 seeds)")
+    assert out.startswith("01_set_size [smoke]: REPRODUCED: spearman_rho = -0.285 [-0.573, -0.010] (0 models, 2 seeds)")
     assert not [p for p in os.listdir(nb.dir) if p.endswith(".tmp")]
 
 
@@ -97,3 +97,35 @@ def test_a_record_is_built_in_one_place(tmp_path):
     assert v.extra == {"figures": []}
     with pytest.raises(ValueError, match="n_seeds"):
         notebook.verdict_record(nb, statistic="gap", result=DIFF, reproduced=False, n_seeds=-1, summary="S.")
+
+
+def _record(profile: str, shift: float) -> inference.VerdictRecord:
+    """The three-way verdict of a within-seed trend on made-up model means (8 seeds x 4 set sizes)."""
+    rows = [{"seed": s, "n_train": n, "excess_removal": 0.3 - shift * i + 0.01 * ((s * 7 + i * 3) % 5)}
+            for s in range(8) for i, n in enumerate((4, 16, 64, 256))]
+    decl = inference.Declaration("01_set_size", "within_seed_trend", "negative", presets=("slanted", "dense"))
+    res = inference.within_seed_trend(pd.DataFrame(rows), "n_train", "excess_removal", seed=0)
+    return inference.decide(res, decl, profile=profile)
+
+
+@pytest.mark.parametrize("profile, shift, expected", [("quick", 0.05, "reproduced"), ("quick", -0.05, "contradicted"),
+                                                      ("quick", 0.0, "inconclusive"), ("smoke", 0.05, "inconclusive")])
+def test_finish_writes_the_three_way_verdict_of_a_record(tmp_path, capsys, profile, shift, expected):
+    nb = notebook.start("01_set_size", "A finding.", profile, str(tmp_path / "run"), params={"PROFILE": profile})
+    rec = _record(profile, shift)
+    v = notebook.finish(nb, pd.DataFrame({"seed": [0]}), ["seed"], record=rec, summary="S.", note="kept")
+    saved = json.loads((nb.dir / verdict.VERDICT_FILE).read_text())
+    assert saved["verdict"] == expected and saved["reproduced"] is (expected == "reproduced")
+    assert saved["n_models"] == 32 and saved["n_seeds"] == 8 and saved["primary_outcome"] == "excess_removal"
+    assert saved["primary_preset"] == "pooled: slanted, dense" and saved["test"] == "within_seed_trend"
+    assert saved["headline"] == rec.headline and saved["reason"] == rec.reason and saved["note"] == "kept"
+    assert (saved["p_value"] is None) == (not math.isfinite(rec.p_value))
+    assert v.label == expected.upper() and capsys.readouterr().out.startswith(f"01_set_size [{profile}]: {v.label}")
+
+
+def test_a_record_and_a_legacy_result_are_exclusive_inputs(tmp_path):
+    nb = notebook.NotebookRun("01_x", "F.", "quick", Path(tmp_path), t0=time.perf_counter())
+    with pytest.raises(ValueError, match="VerdictRecord"):
+        notebook.verdict_record(nb, record={"verdict": "reproduced"}, summary="S.")
+    with pytest.raises(ValueError, match="record="):
+        notebook.verdict_record(nb, summary="S.")

@@ -74,7 +74,8 @@ while not (sig / "go").exists() and time.time() < deadline:
 second = experiments.run(config(1), progress=False)
 runs.write_results(folder, pd.DataFrame({"model": ["first", "second"], "cached": [first.cached, second.cached]}))
 verdict.write_verdict(folder, notebook="01_kill", finding="A run survives being killed.", reproduced=True,
-                      statistic="models", effect=2.0, ci95=[2.0, 2.0], n_seeds=2, profile=PROFILE,
+                      verdict="reproduced", p_value=0.01, primary_outcome="models", primary_preset="small",
+                      n_models=2, statistic="models", effect=2.0, ci95=[2.0, 2.0], n_seeds=2, profile=PROFILE,
                       summary="Both models exist.", wall_s=1.0)
 print("done", flush=True)
 '''
@@ -201,7 +202,8 @@ def _fake_run(runs: Path, stem: str, stamp: str, status: str | None, *, pid: int
                   "host": host or socket.gethostname(), "pid_start": None}
         (folder / monograph.RUNNER_FILE).write_text(json.dumps(record))
     if verdict_label:
-        verdict.write_verdict(folder, notebook=stem, finding="f", reproduced=True, statistic="s", effect=1.0,
+        verdict.write_verdict(folder, notebook=stem, finding="f", reproduced=True, verdict="reproduced", p_value=0.01,
+                              primary_outcome="s", primary_preset="small", n_models=2, statistic="s", effect=1.0,
                               ci95=[0.5, 1.5], n_seeds=2, profile="smoke", summary="ok", wall_s=1.0)
     return folder
 

@@ -294,8 +294,12 @@ def test_format_effect():
 def _fields(**over):
     f = dict(notebook="01_set_size", finding="Fewer backgrounds generalise better.", reproduced=np.bool_(True),
              statistic="spearman_rho", effect=np.float32(-0.75), ci95=np.array([-0.9, -0.5]), n_seeds=np.int64(3),
-             profile="quick", summary="OOD PSNR falls as the training set grows.", wall_s=12.5)
+             profile="quick", summary="OOD PSNR falls as the training set grows.", wall_s=12.5,
+             verdict="reproduced", p_value=np.float64(0.004), primary_outcome="excess_removal",
+             primary_preset="pooled: slanted, long_wide, dense", n_models=np.int64(12))
     f.update(over)
+    if "reproduced" in over and "verdict" not in over and over["reproduced"] is False:
+        f["verdict"] = "inconclusive"
     return f
 
 
@@ -305,7 +309,7 @@ def test_verdict_round_trip(tmp_path):
     assert path == tmp_path / "run" / "verdict.json"
     raw = json.loads(path.read_text())
     assert raw["secondary"] == {"gap": None, "arr": [0, 1, 2]} and raw["sizes"] == [4, 16]
-    assert list(raw)[:10] == list(verdict.VERDICT_FIELDS)
+    assert list(raw)[:len(verdict.VERDICT_FIELDS)] == list(verdict.VERDICT_FIELDS)
     v = verdict.read_verdict(tmp_path / "run")
     assert v == verdict.read_verdict(path)
     assert v.reproduced is True and v.n_seeds == 3 and v.effect == pytest.approx(-0.75)
@@ -334,6 +338,8 @@ def test_missing_field_is_named(tmp_path, field):
     ("reproduced", "yes"), ("reproduced", 1), ("effect", "large"), ("effect", True), ("ci95", [0.1]),
     ("ci95", "[0, 1]"), ("ci95", [0.5, 0.1]), ("n_seeds", 2.5), ("n_seeds", -1), ("wall_s", -3.0),
     ("wall_s", None), ("finding", ""), ("summary", 3), ("notebook", None), ("profile", ["quick"]),
+    ("verdict", "REPRODUCED"), ("verdict", "not reproduced"), ("verdict", "inconclusive"), ("p_value", 1.5),
+    ("p_value", "0.01"), ("n_models", -1), ("n_models", 2.5), ("primary_outcome", ""), ("primary_preset", None),
 ])
 def test_wrong_type_is_named(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
