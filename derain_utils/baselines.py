@@ -315,12 +315,7 @@ def baseline_rows(
         raise ValueError(f"whole_image and clean must be bools, got {whole_image!r}, {clean!r}")
     first = next(iter(es.values()))
     n = first.background.shape[0]
-    if names is None:
-        names = [f"img{i:03d}" for i in range(n)]
-    else:
-        names = [str(x) for x in names]
-        if len(names) != n:
-            raise ValueError(f"names has {len(names)} entries but there are {n} test images")
+    names = training.image_names(names, n)
     train = rain.get_spec(train_spec) if train_spec is not None else None
     by_base: dict[Baseline, list[Baseline]] = {}
     for b in items:

@@ -88,7 +88,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,7 @@ __all__ = [
     "predict",
     "make_eval_set",
     "evaluate",
+    "image_names",
     "load_checkpoint",
 ]
 
@@ -991,6 +992,16 @@ def _whole_image_scores(
     }
 
 
+def image_names(names: Sequence[str] | None, n: int) -> list[str]:
+    """One name per test image: ``names`` as strings, or ``img000``, ``img001``, ... (ValueError on a count mismatch)."""
+    if names is None:
+        return [f"img{i:03d}" for i in range(n)]
+    out = [str(x) for x in names]
+    if len(out) != n:
+        raise ValueError(f"names has {len(out)} entries but there are {n} test images")
+    return out
+
+
 def evaluate(
     model: nn.Module,
     test_images: Tensor | np.ndarray | Mapping[str, EvalInputs],
@@ -1051,12 +1062,7 @@ def evaluate(
     first = next(iter(eval_set.values()))
     clean = first.background
     n = clean.shape[0]
-    if names is None:
-        names = [f"img{i:03d}" for i in range(n)]
-    else:
-        names = [str(x) for x in names]
-        if len(names) != n:
-            raise ValueError(f"names has {len(names)} entries but there are {n} test images")
+    names = image_names(names, n)
     train = rain.get_spec(train_spec) if train_spec is not None else None
 
     # one pass of the model over all inputs: [preset_1 ... preset_k, clean]
