@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
+import torch
+
 from derain_utils import (backgrounds, baselines, designs, experiments, inference, notebook, outcome, plotting, power,
-                          realdata, report, sweeps)
+                          realdata, report, sweeps, training)
 
 plotting.use_style()
 
@@ -171,9 +173,15 @@ if EFFECT_01 is not None:
           f"[{EFFECT_01.ci95[0]:+.3f}, {EFFECT_01.ci95[1]:+.3f}] excess removal, N = {N_LO} minus N = {N_HI}")
 
 
+def derain(key, images):
+    """Network ``key`` on whole images of any sizes (training.predict: eval mode, output clamped to [0, 1])."""
+    return [training.predict(MODELS[key], torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)[None])))[0]
+            .permute(1, 2, 0).numpy() for im in images]
+
+
 def score_all(pairs, masks=None):
     """Every network on ``pairs``: one row per (network, pair), scored by realdata.score_pairs."""
-    return pd.concat([realdata.score_pairs(pairs, report.apply(MODELS[c.key()], [p.rainy for p in pairs]),
+    return pd.concat([realdata.score_pairs(pairs, derain(c.key(), [p.rainy for p in pairs]),
                                            masks=masks).assign(key=c.key(), model=c.name(), group=GROUP[c.key()],
                                                                n_train=c.n_train, seed=c.seed)
                       for c in CONFIGS], ignore_index=True)
@@ -261,17 +269,20 @@ if per_pair["group"].nunique() == 2:
         VC = power.variance_components(per_pair, "excess", model="key", image="pair", group="group")
     except ValueError as err:  # e.g. a single network per group
         POWER["reason"] = f"variance components not estimable: {err}"
-if VC is not None and EFFECT_01 is not None and np.isfinite(EFFECT_01.effect):
-    POWER = power.pairs_for_power(EFFECT_01.effect, VC["sd_model"], VC["sd_resid"], len(TRAIN_SEEDS), n_sims=400,
+E01 = EFFECT_01.effect if EFFECT_01 is not None else np.nan
+if VC is not None and np.isfinite(E01) and E01 != 0:  # an effect against the paper is sized by its magnitude
+    POWER = power.pairs_for_power(abs(E01), VC["sd_model"], VC["sd_resid"], len(TRAIN_SEEDS), n_sims=400,
                                   n_boot=400, max_pairs=2000, seed=SEED)
+    POWER["effect_01"] = E01
 elif VC is not None:
     POWER["reason"] = "notebook 01's effect could not be computed on these networks"
 N_PAIRS = per_pair["pair"].nunique()
 POWER_LINE = (f"**Power.** The verdict used {N_PAIRS} pairs. "
-              + (f"At notebook 01's effect on these networks ({EFFECT_01.effect:+.3f} excess removal), "
-                 if EFFECT_01 is not None and np.isfinite(EFFECT_01.effect) else "")
-              + (f"80% power needs **{POWER['pairs_needed']} pairs**" if POWER.get("pairs_needed")
-                 else f"no number of pairs can be given ({POWER['reason']})")
+              + (f"Notebook 01's effect on these networks is {E01:+.3f} excess removal"
+                 + (" (against the paper's direction; sized here by its magnitude)" if E01 < 0 else "") + ": "
+                 if np.isfinite(E01) else "")
+              + (f"for 80% power at that size the paired test needs **{POWER['pairs_needed']} pairs**"
+                 if POWER.get("pairs_needed") else f"no number of pairs can be given ({POWER['reason']})")
               + (f" (model sd {VC['sd_model']:.3f}, pair residual sd {VC['sd_resid']:.3f}, {len(TRAIN_SEEDS)} seeds)."
                  if VC else "."))
 display(Markdown(POWER_LINE))
@@ -292,7 +303,7 @@ EX_SET = DECL.presets[0]
 per_img = ROWS[(ROWS["scale"] == sc) & (ROWS["set"] == EX_SET)].groupby(["group", "image"])["removal"].mean().unstack(0)
 EX_IMG = (per_img["few"] - per_img["many"]).sort_values().index[len(per_img) // 2]
 ex = next(p for p in (PERSP if EX_SET == "perspective" else PAIRS[sc]) if p.set == EX_SET and p.name == EX_IMG)
-outs = {LABELS[GROUP[c.key()]]: report.apply(MODELS[c.key()], [ex.rainy])[0] for c in CONFIGS if c.seed == TRAIN_SEEDS[0]}
+outs = {LABELS[GROUP[c.key()]]: derain(c.key(), [ex.rainy])[0] for c in CONFIGS if c.seed == TRAIN_SEEDS[0]}
 fig = plotting.removed_layer_grid([{"name": f"{EX_SET} / {EX_IMG}", "rainy": ex.rainy, "target": ex.target,
                                     "outputs": outs}], list(outs), size=2.6)
 fig.savefig(RUN / "fig_paired_example.png", dpi=110, bbox_inches="tight")
@@ -313,7 +324,7 @@ PROXIES = ["removed_rms", "global_coherence", "rainfree_change"]
 frames = []
 for name, photos in PHOTOS.items():
     free = [realdata.rain_free_mask(p[1]) for p in photos]
-    outs = {c.key(): report.apply(MODELS[c.key()], [p[1] for p in photos]) for c in CONFIGS}
+    outs = {c.key(): derain(c.key(), [p[1] for p in photos]) for c in CONFIGS}
     frames += [report.real_rows(photos, outs[c.key()], rainfree=free).assign(
         set=name, kind="real", key=c.key(), model=c.name(), group=GROUP[c.key()], seed=c.seed) for c in CONFIGS]
     shown = sorted({0, len(photos) // 2})
