@@ -80,7 +80,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor, nn
 
-from derain_utils import metrics, rain, training
+from derain_utils import metrics, rain, realdata, training
 
 __all__ = [
     "FAMILIES",
@@ -95,6 +95,7 @@ __all__ = [
     "apply",
     "as_module",
     "baseline_rows",
+    "baseline_pair_rows",
     "Frontier",
     "frontier",
     "frontier_of",
@@ -366,6 +367,84 @@ def baseline_rows(
                       columns=[*BASELINE_COLUMNS, *training.EVAL_COLUMNS])
     df["in_distribution"] = df["in_distribution"].astype("boolean")
     return df
+
+
+def baseline_pair_rows(
+    pairs: Sequence[Any],
+    baselines: Sequence[Baseline] = DEFAULT_BASELINES,
+    *,
+    masks: Sequence[np.ndarray] | None = None,
+    preset: str | None = None,
+    whole_image: bool | Sequence[Baseline] = TABLE_BASELINES,
+) -> pd.DataFrame:
+    """Score fixed-filter baselines on (rainy, target) pairs of any sizes: the frontier of a paired benchmark.
+
+    Each pair's rainy image is filtered (every plain filter once, its blends from it) and scored as
+    :func:`derain_utils.realdata.score_pairs` scores a model's output on the same pairs (same rain
+    mask: the pair's true one, ``masks``, or the package's estimate from ``rainy - target``,
+    :func:`derain_utils.metrics.estimate_mask`, computed once per pair; the same
+    :func:`derain_utils.metrics.decoupled`), so that the two are comparable. About 1 s per 480 x 320
+    pair for the 55 default baselines (half of it the median filters).
+
+    Args:
+        pairs: :class:`derain_utils.realdata.Pair` records (``set``, ``name``, ``rainy``, ``target``).
+        baselines: as :func:`baseline_rows`.
+        masks: true rain masks, one bool (H, W) per pair (default: estimated).
+        preset: the ``preset`` column of every row (default: the pair's set name), so that
+            :func:`frontier` groups by set: ``frontier(rows)`` gives one frontier per set.
+        whole_image: which baselines get the whole-image columns (``psnr``, ``psnr_y``; NaN for
+            the others): True (all), False (none) or a sequence (default :data:`TABLE_BASELINES`,
+            the rows of results tables; the frontier needs only the decoupled columns).
+
+    Returns:
+        DataFrame: :data:`BASELINE_COLUMNS`, ``preset``, then :func:`derain_utils.realdata.score_pairs`'s
+        columns (``set``, ``image``, :data:`derain_utils.realdata.PAIR_SCORE_KEYS`, ``mask_source``).
+    """
+    items = _check_baselines(baselines)
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("pairs is empty: nothing to score the baselines on")
+    if masks is not None and len(masks) != len(pairs):
+        raise ValueError(f"masks has {len(masks)} entries for {len(pairs)} pairs")
+    if isinstance(whole_image, bool):
+        whole = {b.name for b in items} if whole_image else set()
+    else:
+        whole = {b.name for b in _check_baselines(whole_image)}
+    by_base: dict[Baseline, list[Baseline]] = {}
+    for b in items:
+        by_base.setdefault(b.base, []).append(b)
+    rows = []
+    for i, p in enumerate(pairs):
+        arrs = []
+        for what, img in (("rainy", p.rainy), ("target", p.target)):
+            a = np.asarray(img, dtype=np.float64)
+            if a.ndim != 3:
+                raise ValueError(f"pairs[{i}].{what} ({p.set}/{p.name}) must be an (H, W, C) image, got {a.shape}")
+            arrs.append(_as_images(a.transpose(2, 0, 1)[None], f"pairs[{i}].{what}"))
+        x, bt = arrs
+        if x.shape != bt.shape:
+            raise ValueError(f"pair {p.set}/{p.name}: rainy {x.shape[1:]} and target {bt.shape[1:]} differ in shape")
+        b_img = bt[0].transpose(1, 2, 0)
+        outs: dict[str, np.ndarray] = {}
+        for base, blends in by_base.items():
+            filt = _filtered(base, x)
+            for b in blends:
+                outs[b.name] = np.clip(filt if b.blend == 1.0 else (1.0 - b.blend) * x + b.blend * filt, 0.0, 1.0)
+        m = np.asarray(masks[i], bool) if masks is not None else metrics.estimate_mask(p.rainy, p.target)
+        o_img = x[0].transpose(1, 2, 0)
+        for b in items:  # numpy, one baseline at a time, as score_pairs scores a model's output
+            dec = metrics.decoupled(b_img, o_img, outs[b.name][0].transpose(1, 2, 0), m)
+            if b.name in whole:
+                d_hwc = outs[b.name][0].transpose(1, 2, 0)
+                w = {"psnr": metrics.psnr(b_img, d_hwc), "psnr_y": metrics.psnr(b_img, d_hwc, y_channel=True)}
+            else:
+                w = {"psnr": math.nan, "psnr_y": math.nan}
+            rows.append({"baseline": b.name, "family": b.family, "param": b.param, "blend": b.blend,
+                         "preset": p.set if preset is None else preset, "set": p.set, "image": str(p.name),
+                         **{key: float(dec[key]) for key in metrics.DECOUPLED_KEYS}, **w,
+                         "mask_source": "given" if masks is not None else "estimated"})
+    return pd.DataFrame(rows, columns=[*BASELINE_COLUMNS, "preset", "set", "image", *realdata.PAIR_SCORE_KEYS,
+                                       "mask_source"])
 
 
 # --------------------------------------------------------------------------- the frontier

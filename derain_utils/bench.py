@@ -487,41 +487,58 @@ class _pythonpath:
 def paper_workload(profile: str = "paper", real_categories: int = 4) -> dict[str, Any]:
     """How many models the four notebooks train under ``profile`` (what the GPU report extrapolates).
 
-    Counted from the profile's fields as the notebooks build their configurations (as of
-    this module's writing; a notebook that changes its design changes these counts):
+    The notebooks with a design function in :data:`derain_utils.designs.NOTEBOOK_DESIGNS` are
+    counted from it: the union of the configs, deduplicated by cache key, each counted for the
+    first notebook (in monograph order) that trains it; a later notebook that reuses a model finds
+    it in the cache. Today that is
 
-    * 01: ``len(n_list) x len(seeds)`` models on natural backgrounds;
+    * 01: ``len(archs) x len(n_list) x len(seeds)`` models, plus the predict-background ablation
+      (the first architecture at the smallest and largest N, every seed);
+    * 04: notebook 01's primary models at the smallest and largest N: nothing new.
+
+    The other notebooks are counted from the profile's fields as they build their grids:
+
     * 02: ``(real_categories + 3 ladder rungs) x len({64, category_n}) x len(seeds)`` plus one
       negative control per seed; the natural models at sizes of ``n_list`` are notebook 01's (cached);
     * 03: notebook 01's models (cached) plus ``2 backgrounds x len({min, max of n_list}) x len(seeds)``
-      learning-dynamics runs (their own cache), each evaluated ``dynamics_points`` times while training;
-    * 04: notebook 01's and 02's models (cached) plus one mixed-rain model per seed.
+      learning-dynamics runs (their own cache), each evaluated ``dynamics_points`` times while training.
 
     ``real_categories`` is how many of faces/natural/urban/manga the data folder holds (4 with
-    ``DERAIN_DATA``; 0 offline, when notebook 02 trains the ladder only).
+    ``DERAIN_DATA``, when notebooks 01 and 04 train on ``natural``; 0 offline, when they train on
+    ``deadleaves`` and notebook 02 trains the ladder only).
     """
-    from derain_utils import profiles  # noqa: PLC0415 - lazy: the benchmark itself needs no profiles
+    from derain_utils import designs, profiles  # noqa: PLC0415 - lazy: the benchmark itself needs no profiles
 
     p = profiles.resolve(profile)
     seeds = len(p.seeds)
+    background = "natural" if real_categories > 0 else "deadleaves"  # notebook.training_background's rule
     sizes01 = set(p.n_list)
     sizes02 = {64, p.category_n} if p.name == "paper" else {p.category_n}
-    nb01 = len(sizes01) * seeds
     nb02_all = (real_categories + 3) * len(sizes02) * seeds + seeds
     cached02 = len(sizes02 & sizes01) * seeds if real_categories >= 2 else 0  # natural is one of the real sets
-    nb03 = 2 * len({min(p.n_list), max(p.n_list)}) * seeds
-    nb04 = seeds
-    counts = {"01_set_size": nb01, "02_category_complexity": nb02_all - cached02,
-              "03_decoupled_metrics": nb03, "04_real_rain": nb04}
+    formula = {"02_category_complexity": nb02_all - cached02,
+               "03_decoupled_metrics": 2 * len({min(p.n_list), max(p.n_list)}) * seeds}
+    counts: dict[str, int] = {}
+    seen: set[str] = set()
+    for nb in ("01_set_size", "02_category_complexity", "03_decoupled_metrics", "04_real_rain"):
+        design = designs.NOTEBOOK_DESIGNS.get(nb)
+        if design is None:
+            counts[nb] = formula[nb]
+            continue
+        keys = {c.key() for c in design(p, background)}
+        counts[nb] = len(keys - seen)
+        seen |= keys
     return {
-        "profile": p.name, "arch": p.arch, "model_size": p.model_size, "patch": p.patch, "batch": p.batch_size,
-        "steps": p.steps, "seeds": seeds, "n_list": list(p.n_list), "category_n": p.category_n,
-        "dynamics_points": p.dynamics_points, "real_categories": real_categories,
-        "new_models": counts, "total_models": sum(counts.values()),
-        "assumption": ("models trained per notebook counted from the profile as the notebooks build their grids "
-                       "(cached models of earlier notebooks not counted again); notebook 02 with "
-                       f"{real_categories} real categories + 3 procedural rungs; evaluation, data drawing and "
-                       "process start-up per model taken from one measured experiments.run"),
+        "profile": p.name, "arch": p.arch, "archs": list(p.archs), "model_size": p.model_size, "patch": p.patch,
+        "batch": p.batch_size, "steps": p.steps, "seeds": seeds, "n_list": list(p.n_list),
+        "category_n": p.category_n, "dynamics_points": p.dynamics_points, "real_categories": real_categories,
+        "background": background, "new_models": counts, "total_models": sum(counts.values()),
+        "assumption": ("models trained per notebook: the union of the design functions' configs (derain_utils."
+                       f"designs: {', '.join(designs.NOTEBOOK_DESIGNS)}), deduplicated by cache key, the others "
+                       "counted from the profile as the notebooks build their grids (cached models of earlier "
+                       f"notebooks not counted again); notebook 02 with {real_categories} real categories + 3 "
+                       "procedural rungs; every architecture costed as the profile's arch; evaluation, data "
+                       "drawing and process start-up per model taken from one measured experiments.run"),
     }
 
 

@@ -103,12 +103,16 @@ def profile(name: str, **knobs: Any) -> profiles.Profile:
 def training_background(choice: str, data_dir: str | Path | None) -> str:
     """The training backgrounds of notebooks 01, 03 and 04, so that they share their models.
 
-    ``"auto"``: natural photos (``bg_natural``) when the data folder holds them, else the photos
-    embedded in scikit-image; anything else is the source name given.
+    ``"auto"``: natural photos (``bg_natural``) when the data folder holds them, else dead leaves
+    (``"deadleaves"``: unlimited distinct procedural images with natural-image statistics, disjoint
+    training and test streams; :func:`backgrounds.dead_leaves`), so that a fresh clone without data
+    still trains on as many distinct images as N asks for. The scikit-image photos (``"skimage"``,
+    about 550 tiles of 64 px from 10 training photos) are for illustration only. Anything other than
+    ``"auto"`` is the source name given.
     """
     if choice != "auto":
         return choice
-    return "natural" if "natural" in backgrounds.available_categories(data_dir) else "skimage"
+    return "natural" if "natural" in backgrounds.available_categories(data_dir) else "deadleaves"
 
 
 def rain_roles(prof: profiles.Profile) -> tuple[str, list[str], list[str], list[str]]:

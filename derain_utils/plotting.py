@@ -92,6 +92,8 @@ __all__ = [
     "category_scatter",
     "measures_by_category",
     "rank_agreement",
+    "outcome_vs_n",
+    "frontier_panels",
 ]
 
 EXAMPLE_COLUMNS: dict[str, str] = {
@@ -1329,3 +1331,134 @@ def rank_agreement(
     if title:
         ax.set_title(title)
     return ax
+
+
+# ----------------------------------------------------------------------------- model-level outcomes (01, 04)
+
+_OUTCOME_LABELS = {"excess_removal": "excess removal over the filters", "removal": "rain removal",
+                   "bg_psnr": "background PSNR [dB]"}
+
+
+def outcome_vs_n(
+    outcomes: pd.DataFrame,
+    metrics: Sequence[str] = ("excess_removal", "removal", "bg_psnr"),
+    *,
+    x: str = "n_train",
+    hue: str = "arm",
+    seed_col: str = "seed",
+    ylabels: Mapping[str, str] | None = None,
+    confidence: float = 0.95,
+    panel_size: tuple[float, float] = (4.3, 3.4),
+    suptitle: str | None = None,
+) -> Figure:
+    """Model-level outcomes against the set size: one panel per metric, one line per ``hue`` level.
+
+    Each line is the mean over seeds at each ``x`` with a t-interval band over seeds (as
+    :func:`metric_vs_n`); the rows are one per trained model (e.g. :func:`derain_utils.outcome.outcome_table`
+    with an ``arm`` column). Panels of ``excess_removal`` get a dotted line at 0 (the fixed-filter frontier).
+
+    Args:
+        outcomes: one row per model with ``x``, ``hue``, ``seed_col`` and the ``metrics``.
+        metrics: the columns to plot, one panel each.
+        ylabels: axis labels by metric (default: known outcome labels, else :func:`metric_table.label`).
+
+    Returns:
+        The Figure; one ``Line2D`` per hue level in each panel and a figure legend below.
+    """
+    if isinstance(metrics, str) or not metrics:
+        raise ValueError(f"metrics must be a non-empty sequence of column names, got {metrics!r}")
+    _check_columns(outcomes, [x, hue, seed_col, *metrics], "outcomes")
+    if outcomes.empty:
+        raise ValueError("outcomes is empty: nothing to plot")
+    labels = {**_OUTCOME_LABELS, **(dict(ylabels) if ylabels else {})}
+    levels = list(dict.fromkeys(outcomes[hue].tolist()))
+    colours = dict(zip(levels, sns.color_palette("colorblind", max(len(levels), 1))))
+    k = len(metrics)
+    fig, axes = plt.subplots(1, k, figsize=(panel_size[0] * k, panel_size[1]), squeeze=False, layout="constrained")
+    for ax, m in zip(axes[0], metrics):
+        d = outcomes[np.isfinite(pd.to_numeric(outcomes[m], errors="coerce").to_numpy(dtype=float))]
+        for j, level in enumerate(levels):
+            g = d[d[hue] == level]
+            if g.empty:
+                continue
+            _seed_band(ax, g, x, m, seed_col, confidence, alpha=0.15, color=colours[level], linewidth=1.8,
+                       marker=_MARKERS[j % len(_MARKERS)], markersize=5, label=str(level))
+        if m == "excess_removal":
+            ax.axhline(0.0, color="0.4", linestyle=":", linewidth=1.0, zorder=0)
+        _log2_axis(ax, d[x].tolist())
+        ax.set_xlabel("training background tiles N")
+        ax.set_ylabel(labels.get(m, metric_table.label(m)))
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=min(max(len(names), 1), 4), fontsize="small",
+               frameon=False)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def frontier_panels(
+    models: pd.DataFrame,
+    frontier: Any,
+    groups: Sequence[str],
+    *,
+    hue: str = "n_train",
+    group_col: str = "preset",
+    hue_label: str | None = None,
+    titles: Mapping[str, str] | None = None,
+    panel_size: tuple[float, float] = (3.8, 3.3),
+    suptitle: str | None = None,
+) -> Figure:
+    """Rain removal against background PSNR, one panel per group, with the fixed-filter frontier.
+
+    Every trained model is one point (its means over the test images of that group, e.g. a row of
+    :func:`derain_utils.outcome.model_table`), coloured by ``hue``; the frontier of the group is
+    drawn by :func:`draw_frontier`. A point above the dashed line removes rain that no fixed filter
+    of that background fidelity removes (its excess removal).
+
+    Args:
+        models: one row per (model, group) with ``group_col``, ``hue``, ``bg_psnr`` and ``removal``.
+        frontier: a :class:`derain_utils.baselines.Frontier` grouped by ``group_col`` alone.
+        groups: the groups to draw, one panel each (e.g. the OOD presets, or paired sets).
+        hue: the column that colours the points (levels in sorted order).
+        hue_label: the legend's name of ``hue`` (``"<hue_label> = <level>"``; default ``hue``).
+        titles: panel titles by group (default: the group name).
+
+    Returns:
+        The Figure (one axes per group; legend below).
+    """
+    groups = list(groups)
+    if not groups:
+        raise ValueError("groups is empty: name at least one preset or set to draw")
+    _check_columns(models, [group_col, hue, "bg_psnr", "removal"], "models")
+    if tuple(frontier.by) != (group_col,):
+        raise ValueError(f"the frontier is grouped by {frontier.by}; frontier_panels needs one grouped by "
+                         f"({group_col!r},)")
+    missing = [g for g in groups if g not in set(models[group_col])]
+    if missing:
+        raise ValueError(f"groups {missing} have no rows in column {group_col!r}")
+    levels = sorted(models[hue].dropna().unique().tolist())
+    colours = dict(zip(levels, sns.color_palette("viridis" if len(levels) > 2 else "colorblind", len(levels))))
+    fig, axes = plt.subplots(1, len(groups), figsize=(panel_size[0] * len(groups), panel_size[1]), squeeze=False,
+                             layout="constrained")
+    for i, (ax, g) in enumerate(zip(axes[0], groups)):
+        draw_frontier(ax, frontier, g)
+        d = models[models[group_col] == g]
+        for j, level in enumerate(levels):
+            pts = d[d[hue] == level]
+            ax.scatter(pts["bg_psnr"], pts["removal"], color=colours[level], marker=_MARKERS[j % len(_MARKERS)],
+                       s=26, alpha=0.85, edgecolors="black", linewidths=0.4, zorder=3,
+                       label=f"{hue_label or hue} = {level}")
+        lo = np.nanmin(d["bg_psnr"].to_numpy(float)) if len(d) else np.nan
+        hi = np.nanmax(d["bg_psnr"].to_numpy(float)) if len(d) else np.nan
+        if np.isfinite(lo) and np.isfinite(hi):
+            pad = max(1.0, 0.15 * (hi - lo))
+            ax.set_xlim(lo - 3 * pad, hi + pad)
+        ax.set_title((titles or {}).get(g, g))
+        ax.set_xlabel(metric_table.label("bg_psnr"))
+        ax.set_ylabel(_OUTCOME_LABELS["removal"] if i == 0 else "")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 5), fontsize="small",
+               frameon=False)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig

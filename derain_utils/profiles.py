@@ -17,16 +17,23 @@ its own: :func:`experiment` and :func:`grid` fill them in from a profile.
 
 What each profile sets (:func:`sizes_markdown`; a test keeps this table current):
 
-| profile | network | steps (warm-up) | batch x crop | tiles | test images | seeds | N (notebook 01) | N per category (02) | curve points (03) | workers |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
-| smoke | resnet tiny (6 conv x 16) | 30 (5) | 4 x 24 px | 32 px | 4 x 48 px | 0, 1 | 2, 8 | 8 | 3 | 1 |
-| quick | resnet quick (8 conv x 32) | 500 (100) | 16 x 32 px | 64 px | 8 x 64 px | 0, 1, 2, 3, 4, 5, 6, 7 | 4, 16, 64, 256 | 64 | 10 | 2 |
-| paper | resnet paper (18 conv x 64, residual) | 4000 (400) | 32 x 64 px | 64 px | 16 x 128 px | 0, 1, 2 | 4, 16, 64, 256, 1024 | 256 | 20 | 4 |
+| profile | network | steps (warm-up) | batch x crop | tiles | test images | seeds | N (notebook 01) | architectures (01) | N per category (02) | curve points (03) | workers |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| smoke | resnet tiny (6 conv x 16) | 30 (5) | 4 x 24 px | 32 px | 4 x 48 px | 0, 1 | 2, 8 | resnet, unet | 8 | 3 | 1 |
+| quick | resnet quick (8 conv x 32) | 500 (100) | 16 x 32 px | 64 px | 8 x 64 px | 0, 1, 2, 3, 4, 5, 6, 7 | 4, 16, 64, 256 | resnet, unet | 64 | 10 | 2 |
+| paper | resnet paper (18 conv x 64, residual) | 4000 (400) | 32 x 64 px | 64 px | 16 x 128 px | 0, 1, 2 | 4, 16, 64, 256, 1024 | resnet, unet, swinir | 256 | 20 | 4 |
 
 Each profile also sets the peak learning rate (``lr``; Adam with a linear warm-up, then a
 cosine decay) and the checkpoint interval (``ckpt_every``); all train on the ``small`` rain
 and evaluate on it and on the out-of-distribution presets (the design defaults of
 ``ExperimentConfig``).
+
+Notebook 01 trains every architecture of ``archs`` at every N of ``n_list`` and seed, and the
+first architecture predicting the background (the ``predict`` ablation) at the smallest and the
+largest N only, every seed (:func:`derain_utils.designs.set_size`): the two ends carry the
+ablation's paired test at half the cost of a whole sweep. ``quick``: ResNet and UNet, 2 x 4 x 8 =
+64 models plus 2 x 8 = 16 for the ablation, 80 in all; notebook 04 reuses 16 of them (ResNet,
+N = 4 and 256) from the cache. ``paper``: the paper's three architectures.
 
 Data limits: set sizes count distinct ``tile`` x ``tile`` grid tiles of the training
 images. At 64 px the embedded ``skimage`` samples hold about 550 tiles and the
@@ -95,6 +102,9 @@ class Profile:
     Experimental design
         seeds: training seeds; every point of every curve is repeated over them.
         n_list: training-set sizes (number of tiles) swept by notebook 01 (ascending).
+        archs: the architectures of notebook 01's set-size sweep, each at ``model_size``,
+            the first one the primary verdict's (and the networks notebook 04 reuses);
+            empty: ``(arch,)``. :func:`derain_utils.designs.set_size` builds the grid.
         category_n: training-set size per background category in notebook 02 (and the
             default ``n_train`` of :func:`experiment`).
         dynamics_points: number of evenly spaced points during training at which
@@ -123,6 +133,7 @@ class Profile:
     ckpt_every: int
     warmup_steps: int = 0
     model_kwargs: tuple[tuple[str, Any], ...] = ()
+    archs: tuple[str, ...] = ()
     # the design fields default to ExperimentConfig's own defaults (one place for each)
     predict: str = _DESIGN["predict"]
     background: str = _DESIGN["background"]
@@ -149,6 +160,16 @@ class Profile:
             raise ValueError(f"n_list entries must be >= 1, got {self.n_list}")
         if list(self.n_list) != sorted(self.n_list):
             raise ValueError(f"n_list must be ascending, got {self.n_list}")
+        if not self.archs:
+            object.__setattr__(self, "archs", (self.arch,))
+        if len(set(self.archs)) != len(self.archs):
+            raise ValueError(f"archs has repeated values: {self.archs}")
+        for a in self.archs:
+            if a not in models.MODEL_SIZES:
+                raise ValueError(f"archs: unknown architecture {a!r}; valid: {', '.join(models.MODEL_SIZES)}")
+            if self.model_size not in models.MODEL_SIZES[a]:
+                raise ValueError(f"archs: architecture {a!r} has no size {self.model_size!r} (model_size); "
+                                 f"valid: {', '.join(models.MODEL_SIZES[a])}")
         for fname in ("category_n", "dynamics_points", "workers"):
             if getattr(self, fname) < 1:
                 raise ValueError(f"{fname} must be >= 1, got {getattr(self, fname)}")
@@ -178,7 +199,7 @@ _FLOAT = {"lr"}
 _BOOL = {"gray"}
 _STR = {"name", "arch", "model_size", "background", "train_rain", "predict", "precision"}
 _INT_TUPLE = {"seeds", "n_list"}
-_STR_TUPLE = {"eval_presets"}
+_STR_TUPLE = {"eval_presets", "archs"}
 
 
 def _literal(name: str, text: str) -> Any:
@@ -369,6 +390,7 @@ PROFILES: dict[str, Profile] = {
         test_size=48,
         seeds=(0, 1),
         n_list=(2, 8),
+        archs=("resnet", "unet"),  # two, so that the smoke run exercises the per-architecture verdicts
         category_n=8,
         dynamics_points=3,
         workers=1,
@@ -388,6 +410,9 @@ PROFILES: dict[str, Profile] = {
         test_size=64,
         seeds=tuple(range(8)),  # >= 8 seeds per verdict (issue 12: 80% power needs 7 for notebook 01)
         n_list=(4, 16, 64, 256),
+        # notebook 01: ResNet (primary) and UNet at every N, plus the predict-background ResNet at N = 4 and 256:
+        # 80 models (see the module docstring for their cost)
+        archs=("resnet", "unet"),
         category_n=64,
         dynamics_points=10,
         # bench --workers-report on 2 cores, bf16: 2 processes x 1 thread made 114.0 steps/s, 1 x 2 threads
@@ -409,6 +434,7 @@ PROFILES: dict[str, Profile] = {
         test_size=128,
         seeds=(0, 1, 2),
         n_list=(4, 16, 64, 256, 1024),
+        archs=("resnet", "unet", "swinir"),  # the paper's three architectures
         category_n=256,
         dynamics_points=20,
         # models trained at once, in processes sharing the GPU: on an H200, 1/2/4/8/12 processes made
@@ -431,11 +457,11 @@ def _network(prof: Profile) -> str:
 def sizes_markdown(profiles: Mapping[str, Profile] | None = None) -> str:
     """The table of the module docstring: what each profile sets, one row per profile."""
     rows = ["| profile | network | steps (warm-up) | batch x crop | tiles | test images | seeds | N (notebook 01) "
-            "| N per category (02) | curve points (03) | workers |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| architectures (01) | N per category (02) | curve points (03) | workers |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     join = lambda v: ", ".join(str(x) for x in v)  # noqa: E731
     for p in (PROFILES if profiles is None else profiles).values():
         rows.append(f"| {p.name} | {_network(p)} | {p.steps} ({p.warmup_steps}) | {p.batch_size} x {p.patch} px "
                     f"| {p.tile} px | {p.n_test} x {p.test_size} px | {join(p.seeds)} | {join(p.n_list)} "
-                    f"| {p.category_n} | {p.dynamics_points} | {p.workers} |")
+                    f"| {join(p.archs)} | {p.category_n} | {p.dynamics_points} | {p.workers} |")
     return "\n".join(rows)

@@ -216,3 +216,53 @@ def test_frontier_groups_and_bad_input(eval_set):
     nan_rows = rows.assign(removal=np.nan)
     with pytest.raises(ValueError, match="NaN"):
         baselines.frontier(nan_rows)
+
+
+# --------------------------------------------------------------------------- paired sets
+
+
+def _pairs(images, eval_set, preset="slanted"):
+    from derain_utils import realdata
+
+    e = eval_set[preset]
+    hwc = lambda t: t.permute(0, 2, 3, 1).numpy().astype(np.float64)  # noqa: E731
+    return [realdata.Pair("bench", f"p{i}", o, b) for i, (o, b) in enumerate(zip(hwc(e.rainy), hwc(e.background)))], \
+        [m[0].numpy() for m in e.mask]
+
+
+def test_pair_rows_score_as_the_models_are_scored(images, eval_set):
+    """On pairs with their true masks, the pair rows equal the eval-set rows of the same filters, and a
+    model's output scored by realdata.score_pairs sits exactly where the filter's row does."""
+    from derain_utils import realdata
+
+    pairs, masks = _pairs(images, eval_set)
+    rows = baselines.baseline_pair_rows(pairs, masks=masks)
+    assert len(rows) == len(pairs) * len(baselines.DEFAULT_BASELINES) and set(rows["preset"]) == {"bench"}
+    ref = baselines.baseline_rows(eval_set, whole_image=False, clean=False, train_spec=None)
+    ref = ref[ref["preset"] == "slanted"]
+    a = rows.groupby("baseline")[["removal", "bg_psnr"]].mean()
+    b = ref.groupby("baseline")[["removal", "bg_psnr"]].mean().loc[a.index]
+    assert np.allclose(a.to_numpy(), b.to_numpy(), atol=1e-5, equal_nan=True)
+    assert np.allclose(rows.loc[rows["baseline"] == "identity", "removal"], 0.0)
+    med = baselines.Baseline("median", 5)
+    out = [baselines.apply(med, p.rainy.transpose(2, 0, 1)[None])[0].numpy().transpose(1, 2, 0) for p in pairs]
+    scored = realdata.score_pairs(pairs, out, masks=masks)
+    mine = rows[rows["baseline"] == "median_5"].reset_index(drop=True)
+    assert np.allclose(scored[["removal", "bg_psnr", "psnr_y"]], mine[["removal", "bg_psnr", "psnr_y"]], atol=1e-5)
+    # whole-image columns only for the table baselines by default; the frontier groups by set
+    assert rows.loc[rows["blend"] < 1, "psnr_y"].isna().all() and rows.loc[rows["blend"] == 1, "psnr_y"].notna().all()
+    front = baselines.frontier(rows)
+    assert front.groups() == [("bench",)] and front.removal_at("bench", 200.0) == pytest.approx(0.0)
+
+
+def test_pair_rows_estimate_the_mask_and_refuse_bad_input(images, eval_set):
+    pairs, _ = _pairs(images, eval_set)
+    rows = baselines.baseline_pair_rows(pairs[:2], baselines.TABLE_BASELINES, preset="x", whole_image=False)
+    assert (rows["mask_source"] == "estimated").all() and set(rows["preset"]) == {"x"} and rows["psnr"].isna().all()
+    with pytest.raises(ValueError, match="empty"):
+        baselines.baseline_pair_rows([])
+    with pytest.raises(ValueError, match="masks has 1"):
+        baselines.baseline_pair_rows(pairs[:2], masks=[np.zeros((48, 48), bool)])
+    bad = [type(pairs[0])("bench", "odd", pairs[0].rainy, pairs[0].target[:40])]
+    with pytest.raises(ValueError, match="differ in shape"):
+        baselines.baseline_pair_rows(bad)

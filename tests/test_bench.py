@@ -3,6 +3,7 @@ detailed one-model benchmark. Timings themselves are not asserted (the machine m
 structure, the arithmetic between fields and the known answers are."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from derain_utils import bench, models, profiles, training
+from derain_utils import bench, designs, models, profiles, training
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = bench.BenchCase("resnet", "tiny", 16, 4)
@@ -67,16 +68,27 @@ def test_suite_cases_are_the_issue_sizes():
 def test_paper_workload_known_answers():
     w = bench.paper_workload("paper")
     p = profiles.resolve("paper")
-    s, n = len(p.seeds), len(p.n_list)
-    assert w["new_models"]["01_set_size"] == n * s
+    s, n, a = len(p.seeds), len(p.n_list), len(p.archs)
+    assert w["new_models"]["01_set_size"] == a * n * s + 2 * s  # every architecture at every N + the ablation
     both = len({64, p.category_n} & set(p.n_list))
     assert w["new_models"]["02_category_complexity"] == 7 * len({64, p.category_n}) * s + s - both * s
     assert w["new_models"]["03_decoupled_metrics"] == 2 * 2 * s
-    assert w["new_models"]["04_real_rain"] == s
+    assert w["new_models"]["04_real_rain"] == 0  # notebook 01's models, from the cache
     assert w["total_models"] == sum(w["new_models"].values()) and w["steps"] == p.steps
+    assert w["background"] == "natural" and w["archs"] == list(p.archs)
     smoke = bench.paper_workload("smoke", real_categories=0)  # offline: the ladder only, nothing cached
-    assert smoke["new_models"] == {"01_set_size": 4, "02_category_complexity": 3 * 1 * 2 + 2,
-                                   "03_decoupled_metrics": 8, "04_real_rain": 2}
+    assert smoke["background"] == "deadleaves"
+    assert smoke["new_models"] == {"01_set_size": 2 * 2 * 2 + 2 * 2, "02_category_complexity": 3 * 1 * 2 + 2,
+                                   "03_decoupled_metrics": 8, "04_real_rain": 0}
+
+
+def test_paper_workload_counts_the_designs_union(monkeypatch):
+    """A notebook that reuses another's models adds nothing; one with models of its own adds exactly those."""
+    p = profiles.resolve("smoke")
+    extra = designs.set_size(p, "deadleaves", archs=["resnet"], ablation=False)[:1]
+    extra = extra + [dataclasses.replace(extra[0], seed=99)]  # one reused model, one new
+    monkeypatch.setitem(designs.NOTEBOOK_DESIGNS, "04_real_rain", lambda prof, bg: extra)
+    assert bench.paper_workload("smoke", real_categories=0)["new_models"]["04_real_rain"] == 1
 
 
 def test_estimate_arithmetic():

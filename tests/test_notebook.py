@@ -58,7 +58,7 @@ def test_profile_knobs_rain_roles_and_background(monkeypatch):
     with pytest.raises(ValueError, match="at least one OOD rain"):
         notebook.rain_roles(profiles.resolve("smoke", eval_presets=["small"]))
     monkeypatch.delenv("DERAIN_DATA", raising=False)
-    assert notebook.training_background("auto", None) == "skimage"
+    assert notebook.training_background("auto", None) == "deadleaves"
     assert notebook.training_background("blobs", None) == "blobs"
 
 
@@ -129,3 +129,17 @@ def test_a_record_and_a_legacy_result_are_exclusive_inputs(tmp_path):
         notebook.verdict_record(nb, record={"verdict": "reproduced"}, summary="S.")
     with pytest.raises(ValueError, match="record="):
         notebook.verdict_record(nb, summary="S.")
+
+
+def test_training_background_prefers_natural_photos(tmp_path, monkeypatch):
+    """With bg_natural in the data folder, notebooks 01, 03 and 04 train on it; without, on dead leaves."""
+    from PIL import Image
+
+    monkeypatch.delenv("DERAIN_DATA", raising=False)
+    folder = tmp_path / "bg_natural"
+    folder.mkdir()
+    Image.new("RGB", (64, 64), (90, 120, 30)).save(folder / "a.png")
+    assert notebook.training_background("auto", tmp_path) == "natural"
+    (tmp_path / "empty").mkdir()
+    assert notebook.training_background("auto", tmp_path / "empty") == "deadleaves"
+    assert notebook.training_background("skimage", tmp_path) == "skimage"

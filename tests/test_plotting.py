@@ -451,3 +451,48 @@ def test_rank_agreement_heatmap_and_bad_input():
         plotting.rank_agreement(corr.iloc[:1])
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         plotting.rank_agreement(corr * 2)
+
+
+# ----------------------------------------------------------------------------- model-level outcomes
+
+
+def _outcomes():
+    rng = np.random.default_rng(0)
+    rows = [{"arm": arm, "n_train": n, "seed": s, "excess_removal": 0.1 - 0.01 * np.log2(n) + rng.normal(0, 0.01),
+             "removal": 0.3 + rng.normal(0, 0.02), "bg_psnr": 30 + np.log2(n)}
+            for arm in ("resnet", "unet") for n in (4, 16, 64) for s in range(3)]
+    return pd.DataFrame(rows)
+
+
+def test_outcome_vs_n_one_line_per_arm_and_a_zero_line():
+    fig = plotting.outcome_vs_n(_outcomes(), suptitle="t")
+    axes = fig.axes
+    assert len(axes) == 3 and axes[0].get_ylabel() == "excess removal over the filters"
+    labelled = [ln for ln in axes[0].get_lines() if not ln.get_label().startswith("_")]
+    assert [ln.get_label() for ln in labelled] == ["resnet", "unet"]
+    means = _outcomes().groupby(["arm", "n_train"])["excess_removal"].mean()
+    assert np.allclose(labelled[0].get_ydata(), means.loc["resnet"].to_numpy())
+    assert any(ln.get_linestyle() == ":" and np.allclose(ln.get_ydata(), 0) for ln in axes[0].get_lines())
+    with pytest.raises(ValueError, match="empty"):
+        plotting.outcome_vs_n(_outcomes().iloc[:0])
+    with pytest.raises(ValueError, match="arm"):
+        plotting.outcome_vs_n(_outcomes().drop(columns="arm"))
+
+
+def test_frontier_panels_draw_each_group_and_its_frontier():
+    from derain_utils import baselines
+
+    pts = pd.DataFrame({"preset": ["a"] * 3 + ["b"] * 3, "baseline": ["identity", "g1", "g2"] * 2,
+                        "bg_psnr": [60.0, 35.0, 30.0, 60.0, 33.0, 28.0], "removal": [0.0, 0.2, 0.4, 0.0, 0.3, 0.5],
+                        "image": "i"})
+    front = baselines.frontier(pts)
+    models = pd.DataFrame({"preset": ["a", "a", "b", "b"], "n_train": [4, 256, 4, 256], "bg_psnr": [40.0, 45, 38, 44],
+                           "removal": [0.3, 0.1, 0.4, 0.2]})
+    fig = plotting.frontier_panels(models, front, ["a", "b"], hue_label="N")
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    assert all(any(ln.get_linestyle() == "--" for ln in ax.get_lines()) for ax in fig.axes)  # the frontier
+    assert fig.legends and {t.get_text() for t in fig.legends[0].get_texts()} >= {"N = 4", "N = 256"}
+    with pytest.raises(ValueError, match="no rows"):
+        plotting.frontier_panels(models, front, ["c"])
+    with pytest.raises(ValueError, match="grouped by"):
+        plotting.frontier_panels(models, baselines.frontier(pts.assign(s="x"), by=("s", "preset")), ["a"])

@@ -169,3 +169,16 @@ def test_profile_design_defaults_are_the_configs():
     for f in dataclasses.fields(Profile):
         if f.name in config_defaults and f.default is not dataclasses.MISSING and f.name != "model_kwargs":
             assert f.default == config_defaults[f.name], f.name
+
+
+def test_archs_of_notebook_01():
+    assert PROFILES["quick"].archs[0] == PROFILES["quick"].arch == "resnet" and "unet" in PROFILES["quick"].archs
+    assert set(PROFILES["paper"].archs) == {"resnet", "unet", "swinir"}
+    p = profiles.resolve("smoke", archs="unet, resnet")  # from papermill or the command line
+    assert p.archs == ("unet", "resnet")
+    assert profiles.resolve("smoke", archs=[]).archs == ("resnet",)  # empty: the profile's arch
+    with pytest.raises(ValueError, match="archs"):
+        profiles.resolve("smoke", archs=["vgg"])
+    with pytest.raises(ValueError, match="archs has repeated"):
+        profiles.resolve("smoke", archs=["unet", "unet"])
+    assert profiles.resolve("smoke").to_dict()["archs"] == list(PROFILES["smoke"].archs)

@@ -228,3 +228,46 @@ def test_shared_paired_sets_rain(shared_data):
     assert placed.loc["rain100H_dev", "merged"] > realdata.MERGED_LIMIT  # heavy rain: one connected sheet
     assert placed.loc["rain100H_dev", "coverage"] > 3 * r100l["coverage"]
     assert not placed["in_distribution"].any()
+
+
+# ----------------------------------------------------------------------------------------- notebook 04's rule
+
+
+def test_rain_placement_and_the_unseen_rule_on_known_rain():
+    """Sets of known rain: one like the training rain, one slanted, one long and wide. The rule calls
+    the first seen and the other two unseen, as it does the presets themselves."""
+    pairs = _synthetic_pairs("small", name="like_train") + _synthetic_pairs("slanted", name="tilted") + \
+        _synthetic_pairs("long_wide", name="big")
+    st, im = realdata.measure_rain(pairs)
+    placed = realdata.rain_placement(st, im, "small", ["small", "slanted", "long_wide", "dense"])
+    assert list(placed["kind"]) == ["training rain", "preset", "preset", "preset", "paired set", "paired set",
+                                    "paired set"]
+    assert list(placed["set"][:4]) == ["small", "slanted", "long_wide", "dense"]
+    assert realdata.unseen_sets(placed, "small") == ["tilted", "big"]
+    presets_only = placed[placed["kind"] != "paired set"].drop(columns="kind")
+    assert realdata.unseen_sets(presets_only, "small") == ["slanted", "long_wide", "dense"]  # = rain.OOD_PRESETS
+    # a set that differs only at the margins and is closest to the training rain stays out
+    margins = pd.DataFrame({"set": ["faint"], "ood_fields": ["intensity, density"], "closest_preset": ["small"]})
+    assert realdata.unseen_sets(margins, "small") == []
+    with pytest.raises(ValueError, match="closest_preset"):
+        realdata.unseen_sets(margins.drop(columns="closest_preset"))
+    with pytest.raises(ValueError, match="name of a rain preset"):
+        realdata.rain_placement(st.assign(set="small"), im.assign(set="small"), "small")
+
+
+def test_score_pairs_known_answers():
+    pairs = _synthetic_pairs("small", n=3, size=64)
+    masks = [np.abs(p.rainy - p.target).max(-1) > 0.02 for p in pairs]
+    perfect = realdata.score_pairs(pairs, [p.target for p in pairs], masks=masks)
+    identity = realdata.score_pairs(pairs, [p.rainy for p in pairs])
+    assert list(perfect.columns) == ["set", "image", *realdata.PAIR_SCORE_KEYS, "mask_source"]
+    assert np.allclose(perfect["removal"], 1.0) and (perfect["mask_source"] == "given").all()
+    assert np.allclose(identity["removal"], 0.0) and (identity["mask_source"] == "estimated").all()
+    # the estimated mask is the package's own (metrics.estimate_mask), as in paired_scores
+    ref = realdata.paired_scores(pairs[0].target, pairs[0].rainy, pairs[0].rainy)
+    assert identity.loc[0, "bg_psnr"] == pytest.approx(ref["bg_psnr"]) and identity.loc[0, "psnr_y"] == \
+        pytest.approx(ref["psnr_y"])
+    with pytest.raises(ValueError, match="2 images for 3 pairs"):
+        realdata.score_pairs(pairs, [p.rainy for p in pairs[:2]])
+    with pytest.raises(ValueError, match="same shape"):
+        realdata.score_pairs(pairs[:1], [pairs[0].rainy[:32]])
