@@ -20,7 +20,7 @@ LAYERS = [
     {"outcome"},
     {"inference", "power"},
     {"experiments"},
-    {"profiles", "sweeps", "dynamics", "bench"},
+    {"profiles", "sweeps", "dynamics", "bench", "designs"},
     {"probes"},
     {"verdict", "plotting"},
     {"widgets", "report", "notebook", "monograph"},
