@@ -69,6 +69,7 @@ __all__ = [
     "EXAMPLE_COLUMNS",
     "use_style",
     "draw_frontier",
+    "frontier_panels",
     "t_interval",
     "seed_summary",
     "reference_presets",
@@ -1220,6 +1221,75 @@ def draw_frontier(
                    linewidths=0.8, zorder=1)
     ax.plot(bg, rm, linestyle="--", color=color, linewidth=1.4, label=label, zorder=1.5)
     return ax
+
+
+def frontier_panels(
+    models: pd.DataFrame,
+    frontier: Any,
+    presets: Sequence[str],
+    *,
+    hue: str = "background",
+    order: Sequence[str] | None = None,
+    palette: Mapping[str, Any] | None = None,
+    panel_size: tuple[float, float] = (4.0, 3.4),
+    suptitle: str | None = None,
+) -> Figure:
+    """Rain removal against background PSNR, one panel per preset, with the fixed-filter frontier.
+
+    One small point per model (its means over the test images, e.g. the rows of
+    :func:`derain_utils.outcome.model_table`) and one large point per ``hue`` level (the
+    mean over its models), over the frontier (:func:`draw_frontier`): a model above the
+    dashed line removes more rain than any fixed filter as faithful to the background.
+
+    Args:
+        models: one row per (model, preset) with ``preset``, ``removal``, ``bg_psnr`` and ``hue``.
+        frontier: a :class:`derain_utils.baselines.Frontier` grouped by ``("preset",)`` (one
+            frontier per panel) or by ``(hue, "preset")`` (one per ``hue`` level, in its colour).
+        presets: the panels, in order.
+        hue, order, palette: the groups of points (default: :func:`category_palette` of ``order``).
+    """
+    _check_columns(models, ["preset", "removal", "bg_psnr", hue], "models")
+    presets = list(presets)
+    if not presets:
+        raise ValueError("presets is empty")
+    missing = [p for p in presets if p not in set(models["preset"])]
+    if missing:
+        raise ValueError(f"presets {missing} are not in models['preset']")
+    by = tuple(frontier.by)
+    if by not in (("preset",), (hue, "preset")):
+        raise ValueError(f"the frontier must be grouped by ('preset',) or ({hue!r}, 'preset'), not {by}")
+    levels = list(order) if order is not None else list(dict.fromkeys(models[hue].tolist()))
+    colours = dict(palette) if palette is not None else category_palette(levels)
+    fig, axes = plt.subplots(1, len(presets), figsize=(panel_size[0] * len(presets), panel_size[1]), squeeze=False,
+                             layout="constrained")
+    for ax, p in zip(axes[0], presets):
+        if by == ("preset",):
+            draw_frontier(ax, frontier, p)
+        else:
+            for h in levels:
+                draw_frontier(ax, frontier, (h, p), color=colours[h], points=False, label=f"filters on {h}")
+        d = models[models["preset"] == p]
+        for k, h in enumerate(levels):
+            g = d[d[hue] == h]
+            if g.empty:
+                continue
+            marker = _MARKERS[k % len(_MARKERS)]
+            ax.scatter(g["bg_psnr"], g["removal"], color=colours[h], marker=marker, s=18, alpha=0.55,
+                       linewidths=0, zorder=2)
+            ax.scatter([g["bg_psnr"].mean()], [g["removal"].mean()], color=colours[h], marker=marker, s=70,
+                       edgecolors="black", linewidths=0.6, zorder=3, label=str(h))
+        bg = d["bg_psnr"].to_numpy(float)
+        if np.isfinite(bg).any():  # the models' range: the identity's end of the frontier (70-80 dB) is cut off
+            ax.set_xlim(np.nanmin(bg) - 2.0, np.nanmax(bg) + 2.0)
+        ax.set_title(p)
+        ax.set_xlabel(metric_table.label("bg_psnr"))
+        ax.set_ylabel(metric_table.label("removal"))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5), fontsize="small",
+               frameon=False)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
 
 
 def measures_by_category(

@@ -451,3 +451,57 @@ def test_rank_agreement_heatmap_and_bad_input():
         plotting.rank_agreement(corr.iloc[:1])
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         plotting.rank_agreement(corr * 2)
+
+
+def _frontier_and_models():
+    from derain_utils import backgrounds, baselines, outcome
+
+    images = backgrounds.draw_split("blobs", 0, 3, test_size=40, seed=0).test_tensor()
+    es = training.make_eval_set(images, ["small", "dense"], seed=1)
+    rows = baselines.baseline_rows(es, [baselines.IDENTITY, baselines.Baseline("median", 5),
+                                        baselines.Baseline("gaussian", 1.0)], whole_image=False, train_spec="small")
+    rows = rows.drop(columns=["family", "param", "blend"]).rename(columns={"baseline": "key"})
+    rows["background"] = np.where(rows["key"] == "median_5", "a", "b")
+    front = baselines.frontier_of(es)
+    return front, outcome.model_table(rows, front, model_cols=("key", "background"))
+
+
+def test_frontier_panels_one_panel_per_preset_with_the_frontier():
+    front, models = _frontier_and_models()
+    fig = plotting.frontier_panels(models, front, ["dense", "small"], order=["a", "b"])
+    assert len(fig.axes) == 2 and [ax.get_title() for ax in fig.axes] == ["dense", "small"]
+    for ax in fig.axes:
+        dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+        assert len(dashed) == 1  # the frontier of the panel's preset
+        bg, rm = front.curve(ax.get_title())
+        assert np.allclose(dashed[0].get_xdata(), bg) and np.allclose(dashed[0].get_ydata(), rm)
+        lo, hi = ax.get_xlim()  # the models' range, not the identity's 70-80 dB end of the frontier
+        assert lo < models.loc[models["preset"] == ax.get_title(), "bg_psnr"].min() < hi
+    # a frontier per hue level (grouped by (hue, preset)): one dashed line per level
+    from derain_utils import baselines
+
+    pts = front.points.rename(columns={"baseline": "b"})
+    rows = pd.concat([pts.assign(background=h, removal=pts["removal"] * f) for h, f in (("a", 1.0), ("b", 0.5))])
+    per = baselines.frontier(rows.rename(columns={"b": "baseline"}), by=("background", "preset"))
+    fig = plotting.frontier_panels(models, per, ["dense"], order=["a", "b"])
+    dashed = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 2
+    assert np.allclose(dashed[1].get_ydata(), per.curve(("b", "dense"))[1])
+    plt.close("all")
+
+
+def test_frontier_panels_bad_input():
+    front, models = _frontier_and_models()
+    with pytest.raises(ValueError, match="not in models"):
+        plotting.frontier_panels(models, front, ["long_wide"])
+    with pytest.raises(ValueError, match="empty"):
+        plotting.frontier_panels(models, front, [])
+    with pytest.raises(ValueError, match="background"):
+        plotting.frontier_panels(models.drop(columns="background"), front, ["dense"])
+    from derain_utils import baselines
+
+    other = baselines.frontier(front.points.assign(test_set="x"), by=("test_set", "preset"))
+    with pytest.raises(ValueError, match="grouped by"):
+        plotting.frontier_panels(models, other, ["dense"])
+
+    plt.close("all")
