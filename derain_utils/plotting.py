@@ -989,6 +989,7 @@ def curves_vs_step(
     titles: Mapping[str, str] | None = None,
     panel_size: tuple[float, float] = (4.3, 3.4),
     suptitle: str | None = None,
+    ylabels: Mapping[str, str] | None = None,
 ) -> Figure:
     """Training curves: one panel per metric, one line per (``hue``, ``style``) condition.
 
@@ -997,6 +998,9 @@ def curves_vs_step(
     the :func:`t_interval` over seeds (seaborn's ``errorbar=``, clipped to the metric's
     :func:`metric_table.bounds`). Colour = ``hue`` level, line style = ``style`` level.
     Panels of ``removal_*`` metrics share one y range.
+
+    ``titles`` and ``ylabels`` override the panel titles and y labels of
+    :mod:`derain_utils.metric_table` (e.g. for columns it does not list).
 
     Returns:
         Figure with ``len(metrics)`` axes and one figure legend; each axes holds one
@@ -1026,7 +1030,7 @@ def curves_vs_step(
                            linestyle=_LINESTYLES[j % len(_LINESTYLES)], linewidth=1.8,
                            marker=_MARKERS[j % len(_MARKERS)], markersize=4, label=label)
         ax.set_xlabel("training step" if x == "step" else x)
-        ax.set_ylabel(metric_table.label(m))
+        ax.set_ylabel((ylabels or {}).get(m, metric_table.label(m)))
         ax.set_title(titles.get(m, metric_table.title(m)))
     removal_axes = [ax for ax, m in zip(axes[0], metrics) if m.startswith("removal")]
     if len(removal_axes) > 1:  # removal panels share one scale, so their levels compare at a glance

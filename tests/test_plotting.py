@@ -287,6 +287,9 @@ def test_curves_vs_step_lines_are_seed_means():
     assert two.axes[0].get_ylim() == two.axes[1].get_ylim()  # removal panels share one scale
     one = plotting.curves_vs_step(df[df["seed"] == 0], ("removal_id",), style=None)
     assert len(one.axes[0].lines) == 2 and len(one.axes[0].collections) == 0  # one seed: no band
+    assert one.axes[0].get_ylabel() == metric_table.label("removal_id")
+    named = plotting.curves_vs_step(df, ("removal_id",), ylabels={"removal_id": "my label"}, titles={"removal_id": "T"})
+    assert named.axes[0].get_ylabel() == "my label" and named.axes[0].get_title() == "T"
     with pytest.raises(ValueError, match="hue_order"):
         plotting.curves_vs_step(df, ("removal_id",), hue_order=["texture"])
     with pytest.raises(ValueError, match="nope"):
