@@ -487,58 +487,51 @@ class _pythonpath:
 def paper_workload(profile: str = "paper", real_categories: int = 4) -> dict[str, Any]:
     """How many models the four notebooks train under ``profile`` (what the GPU report extrapolates).
 
-    The notebooks with a design function in :data:`derain_utils.designs.NOTEBOOK_DESIGNS` are
-    counted from it: the union of the configs, deduplicated by cache key, each counted for the
-    first notebook (in monograph order) that trains it; a later notebook that reuses a model finds
-    it in the cache. Today that is
+    Every notebook is counted from its design function in :data:`derain_utils.designs.NOTEBOOK_DESIGNS`:
+    the union of the configs, deduplicated by cache key, each counted for the first notebook (in
+    monograph order) that trains it; a later notebook that reuses a model finds it in the cache.
+    Today that is
 
     * 01: ``len(archs) x len(n_list) x len(seeds)`` models, plus the predict-background ablation
       (the first architecture at the smallest and largest N, every seed);
+    * 02: ``(real categories + 4 ladder rungs) x len(seeds)`` at ``category_n`` tiles, plus one
+      negative control per seed (the real categories' and rungs' curve runs are shared with 03);
+    * 03: the curve runs of its contrast, already trained by 02: nothing new;
     * 04: notebook 01's primary models at the smallest and largest N: nothing new.
-
-    The other notebooks are counted from the profile's fields as they build their grids:
-
-    * 02: ``(real_categories + 3 ladder rungs) x len({64, category_n}) x len(seeds)`` plus one
-      negative control per seed; the natural models at sizes of ``n_list`` are notebook 01's (cached);
-    * 03: notebook 01's models (cached) plus ``2 backgrounds x len({min, max of n_list}) x len(seeds)``
-      learning-dynamics runs (their own cache), each evaluated ``dynamics_points`` times while training.
 
     ``real_categories`` is how many of faces/natural/urban/manga the data folder holds (4 with
     ``DERAIN_DATA``, when notebooks 01 and 04 train on ``natural``; 0 offline, when they train on
-    ``deadleaves`` and notebook 02 trains the ladder only).
+    ``deadleaves`` and notebook 02 trains the ladder only). Only 0 and 4 are modelled.
     """
     from derain_utils import designs, profiles  # noqa: PLC0415 - lazy: the benchmark itself needs no profiles
 
     p = profiles.resolve(profile)
+    if real_categories not in (0, 4):
+        raise ValueError(f"real_categories must be 0 (offline) or 4 (DERAIN_DATA), got {real_categories!r}")
     seeds = len(p.seeds)
     background = "natural" if real_categories > 0 else "deadleaves"  # notebook.training_background's rule
-    sizes01 = set(p.n_list)
-    sizes02 = {64, p.category_n} if p.name == "paper" else {p.category_n}
-    nb02_all = (real_categories + 3) * len(sizes02) * seeds + seeds
-    cached02 = len(sizes02 & sizes01) * seeds if real_categories >= 2 else 0  # natural is one of the real sets
-    formula = {"02_category_complexity": nb02_all - cached02,
-               "03_decoupled_metrics": 2 * len({min(p.n_list), max(p.n_list)}) * seeds}
     counts: dict[str, int] = {}
+    curve_models: dict[str, int] = {}
     seen: set[str] = set()
-    for nb in ("01_set_size", "02_category_complexity", "03_decoupled_metrics", "04_real_rain"):
-        design = designs.NOTEBOOK_DESIGNS.get(nb)
-        if design is None:
-            counts[nb] = formula[nb]
-            continue
-        keys = {c.key() for c in design(p, background)}
+    for nb, design in designs.NOTEBOOK_DESIGNS.items():
+        configs = design(p, background)
+        keys = {c.key() for c in configs}
         counts[nb] = len(keys - seen)
         seen |= keys
+    cd = designs.category_complexity(p, real=designs.REAL if real_categories else ())
+    curve_models["02_category_complexity"] = len({c.key() for c in cd.curve_configs})
     return {
         "profile": p.name, "arch": p.arch, "archs": list(p.archs), "model_size": p.model_size, "patch": p.patch,
         "batch": p.batch_size, "steps": p.steps, "seeds": seeds, "n_list": list(p.n_list),
         "category_n": p.category_n, "dynamics_points": p.dynamics_points, "real_categories": real_categories,
         "background": background, "new_models": counts, "total_models": sum(counts.values()),
+        "curve_models": curve_models,
         "assumption": ("models trained per notebook: the union of the design functions' configs (derain_utils."
-                       f"designs: {', '.join(designs.NOTEBOOK_DESIGNS)}), deduplicated by cache key, the others "
-                       "counted from the profile as the notebooks build their grids (cached models of earlier "
-                       f"notebooks not counted again); notebook 02 with {real_categories} real categories + 3 "
-                       "procedural rungs; every architecture costed as the profile's arch; evaluation, data "
-                       "drawing and process start-up per model taken from one measured experiments.run"),
+                       f"designs: {', '.join(designs.NOTEBOOK_DESIGNS)}), deduplicated by cache key (cached models "
+                       f"of earlier notebooks not counted again); {real_categories} real categories; every "
+                       "architecture costed as the profile's arch; evaluation, data drawing and process start-up "
+                       "per model taken from one measured experiments.run; curve runs evaluated dynamics_points "
+                       "times while training"),
     }
 
 
@@ -546,7 +539,7 @@ def _estimate(workload: dict[str, Any], concurrency: list[dict[str, Any]], overh
               dynamics_eval_s: float | None) -> dict[str, Any]:
     """Wall time of the workload for each measured k: models x (steps / per-process rate + overhead) / k."""
     n_models = workload["total_models"]
-    n_dyn = workload["new_models"]["03_decoupled_metrics"]
+    n_dyn = sum(workload.get("curve_models", {}).values())
     out = []
     for c in concurrency:
         k = c["processes"]

@@ -74,7 +74,7 @@ import io
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,7 @@ __all__ = [
     "AutoencoderFit",
     "fit_autoencoder",
     "learned_complexity",
+    "measure_categories",
     "main",
 ]
 
@@ -715,6 +716,39 @@ def learned_complexity(images: Any, *, steps: int = AE_STEPS, seed: int = 0, **k
     to fit = more complex.
     """
     return fit_autoencoder(images, steps=steps, seed=seed, **kwargs).heldout_loss
+
+
+def measure_categories(
+    tiles: Mapping[str, tuple[Sequence[str], Any]],
+    *,
+    ae_steps: int = AE_STEPS,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Every measure of :data:`ALL_MEASURES` for several sets of tiles (e.g. the training tiles per category).
+
+    Args:
+        tiles: set name -> (tile names, tiles as accepted by :func:`measure_set`).
+        ae_steps, seed: the autoencoder of ``ae_loss`` (:func:`fit_autoencoder`, on one torch thread).
+
+    Returns:
+        ``(per_tile, summary, means)``: the per-tile table of :func:`measure_set` for all
+        sets; :func:`summarize` of it with an ``ae_loss`` row per set (its mean is the
+        held-out loss, its std the spread over held-out tiles); and the set means, one
+        row per set (in the order given) and one column per measure of :data:`ALL_MEASURES`.
+    """
+    if not isinstance(tiles, Mapping) or not tiles:
+        raise ValueError("tiles must be a non-empty mapping {set name: (tile names, tiles)}")
+    per_tile = pd.concat([measure_set(t, names=list(n), set_name=str(s)) for s, (n, t) in tiles.items()],
+                         ignore_index=True)
+    ae = {s: fit_autoencoder(t, steps=ae_steps, seed=seed, threads=1) for s, (_, t) in tiles.items()}
+    summary = pd.concat([summarize(per_tile), pd.DataFrame(
+        [{"set": s, "measure": "ae_loss", "n": len(f.tile_losses), "mean": f.heldout_loss,
+          "std": float(np.std(f.tile_losses, ddof=1)) if len(f.tile_losses) > 1 else float("nan")}
+         for s, f in ae.items()])], ignore_index=True)
+    means = summary.pivot(index="set", columns="measure", values="mean").loc[[str(s) for s in tiles],
+                                                                             list(ALL_MEASURES)]
+    means.columns.name = None
+    return per_tile, summary, means
 
 
 # ------------------------------------------------------------------------------ CLI

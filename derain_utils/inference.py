@@ -93,6 +93,7 @@ __all__ = [
     "Declaration",
     "VerdictRecord",
     "decide",
+    "decide_jointly",
 ]
 
 ALPHA: float = 0.05
@@ -860,3 +861,72 @@ def decide(
                          n_permutations=count, min_p=min_p, primary_outcome=declaration.outcome,
                          primary_preset=declaration.preset_label, direction=direction, alpha=alpha,
                          n_models=n_models, n_seeds=seeds, profile=profile, reason=reason, headline=headline)
+
+
+def decide_jointly(records: Mapping[str, VerdictRecord], *, primary: str) -> VerdictRecord:
+    """One verdict from co-primary tests: reproduced only when every one of them is (intersection-union).
+
+    A claim with several declared consequences (notebook 03: less excess removal of unseen
+    rain on real backgrounds *and* less removal of unseen rain from a flat grey image) is
+    reproduced when each test is reproduced at ``alpha`` on its own; the intersection-union
+    test needs no multiplicity correction, because the claim is only accepted when every
+    null is rejected (its p-value is the largest of the p-values). Contradicted when every
+    test is contradicted; inconclusive otherwise (the reason says which test fell short).
+
+    Args:
+        records: test name -> the :func:`decide` record of each co-primary test (same profile).
+        primary: the name of the test whose effect, interval, outcome and counts the joint
+            record reports (the others are kept by the notebook beside it).
+
+    Returns:
+        A :class:`VerdictRecord` with the primary's numbers, ``p_value`` and ``p_opposite``
+        the largest over the tests, ``min_p`` the largest attainable, and the joint verdict.
+    """
+    if not isinstance(records, Mapping) or not records:
+        raise ValueError("records must be a non-empty mapping {test name: VerdictRecord}")
+    for name, r in records.items():
+        if not isinstance(r, VerdictRecord):
+            raise ValueError(f"records[{name!r}] must be an inference.VerdictRecord, got {type(r).__name__}")
+    if primary not in records:
+        raise ValueError(f"primary={primary!r} is not one of the tests {list(records)}")
+    profiles_ = {r.profile for r in records.values()}
+    if len(profiles_) > 1:
+        raise ValueError(f"the records come from different profiles {sorted(profiles_)}")
+    main = records[primary]
+    verdicts = {n: r.verdict for n, r in records.items()}
+    if all(v == "reproduced" for v in verdicts.values()):
+        verdict = "reproduced"
+    elif all(v == "contradicted" for v in verdicts.values()):
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+
+    def worst(values: list[float]) -> float:
+        return math.nan if any(not math.isfinite(v) for v in values) else max(values)
+
+    p = worst([r.p_value for r in records.values()])
+    p_opp = worst([r.p_opposite for r in records.values()])
+    min_p = worst([r.min_p for r in records.values()])
+    parts = "; ".join(f"{n}: {r.verdict} ({r.reason})" for n, r in records.items())
+    if main.reason.startswith("plumbing only"):
+        reason = main.reason
+    elif verdict != "inconclusive":
+        reason = f"every co-primary test {verdict}: {parts}"
+    elif all(v == "inconclusive" for v in verdicts.values()):
+        reason = f"no co-primary test is conclusive: {parts}"
+    else:
+        reason = f"the co-primary tests differ: {parts}"
+    label = {"reproduced": "Reproduced", "contradicted": "Contradicted", "inconclusive": "Inconclusive"}[verdict]
+    numbers = "; ".join(
+        f"{n}: {r.statistic} = {_fmt(r.effect)} [{_fmt(r.ci95[0])}, {_fmt(r.ci95[1])}], one-sided p = "
+        f"{_fmt_p(r.p_value)} ({r.primary_outcome} on {r.primary_preset}, {r.n_models} models)"
+        for n, r in records.items())
+    if main.reason.startswith("plumbing only"):
+        headline = f"Inconclusive (plumbing only): smoke profile; {numbers}."
+    elif verdict == "inconclusive":
+        headline = f"Inconclusive (co-primary tests: {', '.join(f'{n} {v}' for n, v in verdicts.items())}): {numbers}."
+    else:
+        joint = _fmt_p(p if verdict == "reproduced" else p_opp)
+        headline = f"{label} (every co-primary test; intersection-union p = {joint}): {numbers}."
+    return dataclasses.replace(main, verdict=verdict, reproduced=verdict == "reproduced", p_value=p,
+                               p_opposite=p_opp, min_p=min_p, reason=reason, headline=headline)

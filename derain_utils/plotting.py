@@ -69,6 +69,7 @@ __all__ = [
     "EXAMPLE_COLUMNS",
     "use_style",
     "draw_frontier",
+    "frontier_panels",
     "t_interval",
     "seed_summary",
     "reference_presets",
@@ -990,6 +991,7 @@ def curves_vs_step(
     titles: Mapping[str, str] | None = None,
     panel_size: tuple[float, float] = (4.3, 3.4),
     suptitle: str | None = None,
+    ylabels: Mapping[str, str] | None = None,
 ) -> Figure:
     """Training curves: one panel per metric, one line per (``hue``, ``style``) condition.
 
@@ -998,6 +1000,9 @@ def curves_vs_step(
     the :func:`t_interval` over seeds (seaborn's ``errorbar=``, clipped to the metric's
     :func:`metric_table.bounds`). Colour = ``hue`` level, line style = ``style`` level.
     Panels of ``removal_*`` metrics share one y range.
+
+    ``titles`` and ``ylabels`` override the panel titles and y labels of
+    :mod:`derain_utils.metric_table` (e.g. for columns it does not list).
 
     Returns:
         Figure with ``len(metrics)`` axes and one figure legend; each axes holds one
@@ -1027,7 +1032,7 @@ def curves_vs_step(
                            linestyle=_LINESTYLES[j % len(_LINESTYLES)], linewidth=1.8,
                            marker=_MARKERS[j % len(_MARKERS)], markersize=4, label=label)
         ax.set_xlabel("training step" if x == "step" else x)
-        ax.set_ylabel(metric_table.label(m))
+        ax.set_ylabel((ylabels or {}).get(m, metric_table.label(m)))
         ax.set_title(titles.get(m, metric_table.title(m)))
     removal_axes = [ax for ax, m in zip(axes[0], metrics) if m.startswith("removal")]
     if len(removal_axes) > 1:  # removal panels share one scale, so their levels compare at a glance
@@ -1224,6 +1229,101 @@ def draw_frontier(
     return ax
 
 
+def frontier_panels(
+    models: pd.DataFrame,
+    frontier: Any,
+    groups: Sequence[str],
+    *,
+    hue: str = "background",
+    group_col: str = "preset",
+    order: Sequence[Any] | None = None,
+    palette: Mapping[Any, Any] | None = None,
+    hue_label: str | None = None,
+    titles: Mapping[str, str] | None = None,
+    panel_size: tuple[float, float] = (4.0, 3.4),
+    suptitle: str | None = None,
+) -> Figure:
+    """Rain removal against background PSNR, one panel per group, with the fixed-filter frontier.
+
+    One small point per model (its means over the test images of that group, e.g. a row of
+    :func:`derain_utils.outcome.model_table`) and one large point per ``hue`` level (the mean
+    over its models), over the frontier (:func:`draw_frontier`): a model above the dashed line
+    removes rain that no fixed filter as faithful to the background removes (its excess removal).
+
+    Args:
+        models: one row per (model, group) with ``group_col``, ``hue``, ``bg_psnr`` and ``removal``.
+        frontier: a :class:`derain_utils.baselines.Frontier` grouped by ``(group_col,)`` (one
+            frontier per panel) or by ``(hue, group_col)`` (one per ``hue`` level, in its colour).
+        groups: the panels, in order (e.g. the unseen presets, or the paired sets).
+        hue: the column that colours the points (e.g. ``background``, ``n_train``).
+        order: the ``hue`` levels (default: sorted when numeric, else in order of appearance).
+        palette: level -> colour (default: viridis for more than two numeric levels, else
+            :func:`category_palette`).
+        hue_label: legend entries read ``"<hue_label> = <level>"`` (default: the level alone).
+        titles: panel titles by group (default: the group name).
+
+    Returns:
+        The Figure (one axes per group; legend below).
+    """
+    groups = list(groups)
+    if not groups:
+        raise ValueError("groups is empty: name at least one preset or set to draw")
+    _check_columns(models, [group_col, hue, "bg_psnr", "removal"], "models")
+    missing = [g for g in groups if g not in set(models[group_col])]
+    if missing:
+        raise ValueError(f"groups {missing} have no rows: not in models[{group_col!r}]")
+    by = tuple(frontier.by)
+    if by not in ((group_col,), (hue, group_col)):
+        raise ValueError(f"the frontier is grouped by {by}; frontier_panels needs one grouped by ({group_col!r},) "
+                         f"or ({hue!r}, {group_col!r})")
+    if order is not None:
+        levels = list(order)
+    else:
+        levels = list(dict.fromkeys(models[hue].dropna().tolist()))
+        if pd.api.types.is_numeric_dtype(models[hue]):
+            levels = sorted(levels)
+    if palette is not None:
+        colours = dict(palette)
+    elif pd.api.types.is_numeric_dtype(models[hue]) and len(levels) > 2:
+        colours = dict(zip(levels, sns.color_palette("viridis", len(levels))))
+    else:
+        colours = category_palette([str(v) for v in levels])
+        colours = {v: colours[str(v)] for v in levels}
+    fig, axes = plt.subplots(1, len(groups), figsize=(panel_size[0] * len(groups), panel_size[1]), squeeze=False,
+                             layout="constrained")
+    for i, (ax, g) in enumerate(zip(axes[0], groups)):
+        if by == (group_col,):
+            draw_frontier(ax, frontier, g)
+        else:
+            for h in levels:
+                draw_frontier(ax, frontier, (h, g), color=colours[h], points=False, label=f"filters on {h}")
+        d = models[models[group_col] == g]
+        for k, h in enumerate(levels):
+            pts = d[d[hue] == h]
+            if pts.empty:
+                continue
+            marker = _MARKERS[k % len(_MARKERS)]
+            ax.scatter(pts["bg_psnr"], pts["removal"], color=colours[h], marker=marker, s=18, alpha=0.55,
+                       linewidths=0, zorder=2)
+            ax.scatter([pts["bg_psnr"].mean()], [pts["removal"].mean()], color=colours[h], marker=marker, s=70,
+                       edgecolors="black", linewidths=0.6, zorder=3,
+                       label=f"{hue_label} = {h}" if hue_label else str(h))
+        bg = d["bg_psnr"].to_numpy(float)
+        if np.isfinite(bg).any():  # the models' range: the identity's end of the frontier (70-80 dB) is cut off
+            lo, hi = np.nanmin(bg), np.nanmax(bg)
+            pad = max(1.0, 0.15 * (hi - lo))
+            ax.set_xlim(lo - 2 * pad, hi + pad)
+        ax.set_title((titles or {}).get(g, g))
+        ax.set_xlabel(metric_table.label("bg_psnr"))
+        ax.set_ylabel(metric_table.label("removal") if i == 0 else "")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(max(len(labels), 1), 5), fontsize="small",
+               frameon=False)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
 def measures_by_category(
     summary: pd.DataFrame,
     *,
@@ -1396,69 +1496,3 @@ def outcome_vs_n(
     return fig
 
 
-def frontier_panels(
-    models: pd.DataFrame,
-    frontier: Any,
-    groups: Sequence[str],
-    *,
-    hue: str = "n_train",
-    group_col: str = "preset",
-    hue_label: str | None = None,
-    titles: Mapping[str, str] | None = None,
-    panel_size: tuple[float, float] = (3.8, 3.3),
-    suptitle: str | None = None,
-) -> Figure:
-    """Rain removal against background PSNR, one panel per group, with the fixed-filter frontier.
-
-    Every trained model is one point (its means over the test images of that group, e.g. a row of
-    :func:`derain_utils.outcome.model_table`), coloured by ``hue``; the frontier of the group is
-    drawn by :func:`draw_frontier`. A point above the dashed line removes rain that no fixed filter
-    of that background fidelity removes (its excess removal).
-
-    Args:
-        models: one row per (model, group) with ``group_col``, ``hue``, ``bg_psnr`` and ``removal``.
-        frontier: a :class:`derain_utils.baselines.Frontier` grouped by ``group_col`` alone.
-        groups: the groups to draw, one panel each (e.g. the OOD presets, or paired sets).
-        hue: the column that colours the points (levels in sorted order).
-        hue_label: the legend's name of ``hue`` (``"<hue_label> = <level>"``; default ``hue``).
-        titles: panel titles by group (default: the group name).
-
-    Returns:
-        The Figure (one axes per group; legend below).
-    """
-    groups = list(groups)
-    if not groups:
-        raise ValueError("groups is empty: name at least one preset or set to draw")
-    _check_columns(models, [group_col, hue, "bg_psnr", "removal"], "models")
-    if tuple(frontier.by) != (group_col,):
-        raise ValueError(f"the frontier is grouped by {frontier.by}; frontier_panels needs one grouped by "
-                         f"({group_col!r},)")
-    missing = [g for g in groups if g not in set(models[group_col])]
-    if missing:
-        raise ValueError(f"groups {missing} have no rows in column {group_col!r}")
-    levels = sorted(models[hue].dropna().unique().tolist())
-    colours = dict(zip(levels, sns.color_palette("viridis" if len(levels) > 2 else "colorblind", len(levels))))
-    fig, axes = plt.subplots(1, len(groups), figsize=(panel_size[0] * len(groups), panel_size[1]), squeeze=False,
-                             layout="constrained")
-    for i, (ax, g) in enumerate(zip(axes[0], groups)):
-        draw_frontier(ax, frontier, g)
-        d = models[models[group_col] == g]
-        for j, level in enumerate(levels):
-            pts = d[d[hue] == level]
-            ax.scatter(pts["bg_psnr"], pts["removal"], color=colours[level], marker=_MARKERS[j % len(_MARKERS)],
-                       s=26, alpha=0.85, edgecolors="black", linewidths=0.4, zorder=3,
-                       label=f"{hue_label or hue} = {level}")
-        lo = np.nanmin(d["bg_psnr"].to_numpy(float)) if len(d) else np.nan
-        hi = np.nanmax(d["bg_psnr"].to_numpy(float)) if len(d) else np.nan
-        if np.isfinite(lo) and np.isfinite(hi):
-            pad = max(1.0, 0.15 * (hi - lo))
-            ax.set_xlim(lo - 3 * pad, hi + pad)
-        ax.set_title((titles or {}).get(g, g))
-        ax.set_xlabel(metric_table.label("bg_psnr"))
-        ax.set_ylabel(_OUTCOME_LABELS["removal"] if i == 0 else "")
-    handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 5), fontsize="small",
-               frameon=False)
-    if suptitle:
-        fig.suptitle(suptitle)
-    return fig

@@ -69,6 +69,7 @@ __all__ = [
     "make_probes",
     "run_probes",
     "probe_outputs",
+    "grey_outcomes",
     "error_share",
     "r2_decomposition",
     "matches_profile",
@@ -306,6 +307,46 @@ def probe_outputs(model: nn.Module, probes: ProbeSet, index: int = 0, *,
         x = batch[index:index + 1]
         out[k] = (x[0], training.predict(model, x, device=device)[0])
     return out
+
+
+def grey_outcomes(rows: pd.DataFrame, model_cols: Sequence[str] = ("key",)) -> pd.DataFrame:
+    """Per model, the grey-rain probe as one number per rain: what it removes with no background at all.
+
+    Args:
+        rows: :func:`run_probes` rows of several models, with the ``model_cols`` added
+            (other probes are ignored).
+        model_cols: the columns that identify a model (carried to the output).
+
+    Returns:
+        One row per model: ``removal`` (removal of the unseen rains on grey: the mean over
+        the out-of-distribution presets of each preset's mean over the grey images, equal
+        weight per preset, as :mod:`derain_utils.outcome` pools them), ``removal_train``
+        (the same over the in-distribution presets), ``removal_ratio`` (removal /
+        removal_train; NaN when removal_train <= 0) and ``gap`` (removal_train - removal).
+    """
+    model_cols = [model_cols] if isinstance(model_cols, str) else list(model_cols)
+    need = [*model_cols, "probe", "preset", "in_distribution", "removal"]
+    missing = [c for c in need if c not in rows.columns]
+    if missing:
+        raise ValueError(f"rows lack column(s) {missing}; pass run_probes rows with the model columns added")
+    grey = rows[rows["probe"] == "grey_rain"]
+    if grey.empty:
+        raise ValueError("rows hold no grey_rain probe rows")
+    flag = grey["in_distribution"].astype("boolean")
+    if flag.isna().any():
+        raise ValueError("grey_rain rows with an unknown in_distribution: score the probes with train_spec")
+    per = grey.assign(_id=flag.to_numpy(bool)).groupby([*model_cols, "_id", "preset"], sort=False, dropna=False)[
+        "removal"].mean()
+    pooled = per.groupby(level=[*range(len(model_cols)), len(model_cols)], sort=False).mean().unstack("_id")
+    for v in (True, False):
+        if v not in pooled.columns:
+            raise ValueError(f"the grey probe holds no {'training' if v else 'unseen'} rain preset")
+    out = pd.DataFrame({"removal": pooled[False], "removal_train": pooled[True]})
+    rt = out["removal_train"].to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["removal_ratio"] = np.where(rt > 0, out["removal"].to_numpy(float) / rt, np.nan)
+    out["gap"] = out["removal_train"] - out["removal"]
+    return out.reset_index()
 
 
 # --------------------------------------------------------------------------- decomposing whole-image PSNR

@@ -23,6 +23,13 @@ What each profile sets (:func:`sizes_markdown`; a test keeps this table current)
 | quick | resnet quick (8 conv x 32) | 500 (100) | 16 x 32 px | 64 px | 8 x 64 px | 0, 1, 2, 3, 4, 5, 6, 7 | 4, 16, 64, 256 | resnet, unet | 64 | 10 | 2 |
 | paper | resnet paper (18 conv x 64, residual) | 4000 (400) | 32 x 64 px | 64 px | 16 x 128 px | 0, 1, 2 | 4, 16, 64, 256, 1024 | resnet, unet, swinir | 256 | 20 | 4 |
 
+Notebooks 02 and 03 (:mod:`derain_utils.designs`) train one model per category and seed at ``category_n``
+tiles: (real categories + 4 ladder rungs + 1 negative control) x ``seeds``, i.e. 72 quick models with the four
+real sets and 40 without; notebook 03 reads the learning curves (``dynamics_points``) of 02's faces, urban,
+manga, blobs and noise models and trains nothing of its own. The budget set these choices: one training-set
+size per category (the paper profile's earlier second size, 64, is gone), learning curves at that size only,
+and four ladder rungs (the fewest that can reach p < 0.05 with the category-level test).
+
 Each profile also sets the peak learning rate (``lr``; Adam with a linear warm-up, then a
 cosine decay) and the checkpoint interval (``ckpt_every``); all train on the ``small`` rain
 and evaluate on it and on the out-of-distribution presets (the design defaults of

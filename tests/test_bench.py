@@ -70,16 +70,21 @@ def test_paper_workload_known_answers():
     p = profiles.resolve("paper")
     s, n, a = len(p.seeds), len(p.n_list), len(p.archs)
     assert w["new_models"]["01_set_size"] == a * n * s + 2 * s  # every architecture at every N + the ablation
-    both = len({64, p.category_n} & set(p.n_list))
-    assert w["new_models"]["02_category_complexity"] == 7 * len({64, p.category_n}) * s + s - both * s
-    assert w["new_models"]["03_decoupled_metrics"] == 2 * 2 * s
+    n_cats = len(designs.REAL) + len(designs.LADDER_RUNGS)  # at category_n tiles, + one control per seed
+    shared = s if p.category_n in p.n_list else 0  # natural at category_n: notebook 01's models
+    assert w["new_models"]["02_category_complexity"] == n_cats * s + s - shared
+    assert w["new_models"]["03_decoupled_metrics"] == 0  # 02's curve runs, from the cache
+    assert w["curve_models"]["02_category_complexity"] == 5 * s  # faces, urban, manga + blobs, noise
     assert w["new_models"]["04_real_rain"] == 0  # notebook 01's models, from the cache
     assert w["total_models"] == sum(w["new_models"].values()) and w["steps"] == p.steps
     assert w["background"] == "natural" and w["archs"] == list(p.archs)
     smoke = bench.paper_workload("smoke", real_categories=0)  # offline: the ladder only, nothing cached
     assert smoke["background"] == "deadleaves"
-    assert smoke["new_models"] == {"01_set_size": 2 * 2 * 2 + 2 * 2, "02_category_complexity": 3 * 1 * 2 + 2,
-                                   "03_decoupled_metrics": 8, "04_real_rain": 0}
+    assert smoke["new_models"] == {"01_set_size": 2 * 2 * 2 + 2 * 2, "02_category_complexity": 4 * 2 + 2,
+                                   "03_decoupled_metrics": 0, "04_real_rain": 0}
+    assert smoke["curve_models"] == {"02_category_complexity": 2 * 2}  # blobs and noise
+    with pytest.raises(ValueError, match="real_categories"):
+        bench.paper_workload("smoke", real_categories=2)
 
 
 def test_paper_workload_counts_the_designs_union(monkeypatch):
@@ -93,7 +98,7 @@ def test_paper_workload_counts_the_designs_union(monkeypatch):
 
 def test_estimate_arithmetic():
     workload = {"total_models": 10, "steps": 100, "dynamics_points": 5,
-                "new_models": {"03_decoupled_metrics": 2}}
+                "curve_models": {"02_category_complexity": 2}}
     conc = [{"processes": 1, "steps_per_s": 10.0}, {"processes": 4, "steps_per_s": 20.0}]
     est = bench._estimate(workload, conc, overhead_s=2.0, dynamics_eval_s=1.0)
     one, four = est["per_k"]

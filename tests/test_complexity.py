@@ -435,3 +435,19 @@ def test_cli_learned_adds_ae_loss_for_held_out_images(tmp_path, capsys):
     assert held.set_index("set").loc["simple", "ae_loss"] < held.set_index("set").loc["busy", "ae_loss"]
     assert main([str(simple), "--learned", "--ae-steps", "0", "--no-progress"]) == 2
     assert "--ae-steps" in capsys.readouterr().err
+
+
+def test_measure_categories_orders_simple_below_complex():
+    flat = backgrounds.procedural("flat", 64, seed=0, n=6)
+    noise = backgrounds.procedural("noise", 64, seed=0, n=6)
+    per_tile, summary, means = complexity.measure_categories(
+        {"noise": ([f"n{i}" for i in range(6)], noise), "flat": ([f"f{i}" for i in range(6)], flat)}, ae_steps=20)
+    assert list(means.index) == ["noise", "flat"] and list(means.columns) == list(complexity.ALL_MEASURES)
+    assert (means.loc["flat"] < means.loc["noise"]).all()  # higher = more complex, for every measure
+    assert len(per_tile) == 12 and set(per_tile["set"]) == {"flat", "noise"}
+    assert set(summary["measure"]) == set(complexity.ALL_MEASURES)
+    tiles = {"flat": (["a", "b"], flat[:2])}
+    again = complexity.measure_categories(tiles, ae_steps=20)[2]
+    assert again.equals(complexity.measure_categories(tiles, ae_steps=20)[2])  # deterministic
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        complexity.measure_categories({})

@@ -1,9 +1,15 @@
-"""derain_utils.designs: each notebook's grid of models, the same wherever it is built."""
+"""derain_utils.designs: each notebook's grid of models (the same wherever it is built), the models 02 and 03
+share, reading them back, results tables."""
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from derain_utils import designs, profiles
+from derain_utils import backgrounds, baselines, designs, experiments, outcome, profiles
+
+QUICK = profiles.resolve("quick")
+
 
 
 def test_set_size_is_every_architecture_at_every_n_plus_the_ablation():
@@ -49,7 +55,193 @@ def test_real_rain_reuses_notebook_01s_models():
 
 def test_every_design_takes_a_profile_and_a_background():
     p = profiles.resolve("smoke")
-    for name, design in designs.NOTEBOOK_DESIGNS.items():
+    for name in ("01_set_size", "04_real_rain"):
+        design = designs.NOTEBOOK_DESIGNS[name]
         configs = design(p, "flat")
         assert configs and all(c.background == "flat" for c in configs), name
         assert design("smoke", "flat") == configs  # a profile name works too
+    # 02 and 03 train the real categories when 01 trains on a real one, the ladder only otherwise
+    for name in ("02_category_complexity", "03_decoupled_metrics"):
+        design = designs.NOTEBOOK_DESIGNS[name]
+        offline = {c.background for c in design(p, "deadleaves")}
+        online = {c.background for c in design(p, "natural")}
+        assert offline and not offline & set(designs.REAL), name
+        assert online & set(designs.REAL), name
+    # 03's models are all 02's: the monograph trains them once
+    for bg in ("deadleaves", "natural"):
+        k02 = {c.key() for c in designs.NOTEBOOK_DESIGNS["02_category_complexity"](p, bg)}
+        k03 = {c.key() for c in designs.NOTEBOOK_DESIGNS["03_decoupled_metrics"](p, bg)}
+        assert k03 <= k02
+
+
+
+def _keys(configs):
+    return {c.key() for c in configs}
+
+
+# --------------------------------------------------------------------------- the grids
+def test_category_design_counts_and_roles():
+    d = designs.category_complexity(QUICK, real=designs.REAL)
+    seeds = len(QUICK.seeds)
+    assert d.verdict_group == "real" and d.real == designs.REAL and d.ladder == designs.LADDER_RUNGS
+    assert d.n_models == (len(designs.REAL) + len(designs.LADDER_RUNGS)) * seeds + seeds  # + the control
+    assert d.control_category == "manga"  # True: the last category of the verdict group as listed
+    assert {c.train_rain for c in d.control_configs} == {designs.CONTROL_RAIN}
+    assert {c.background for c in d.control_configs} == {"manga"}
+    assert {c.n_train for c in d.configs} == {QUICK.category_n}
+    assert d.kind == {**{c: "real" for c in designs.REAL}, **{c: "procedural" for c in designs.LADDER_RUNGS}}
+    # the curve runs are exactly the models notebook 03 reads; everything else is a plain run
+    assert {c.background for c in d.curve_configs} == {"faces", "urban", "manga", "blobs", "noise"}
+    assert {c.background for c in d.plain_configs} == {"natural", "shapes", "texture"}
+    assert not _keys(d.curve_configs) & _keys(d.plain_configs)
+    assert [c.background for c in d.main_configs][:len(QUICK.seeds)] == ["faces"] * seeds  # category order
+
+
+def test_notebooks_02_and_03_share_models_and_02_shares_natural_with_01():
+    d02 = designs.category_complexity(QUICK, real=designs.REAL)
+    d03 = designs.decoupled_metrics(QUICK, real=designs.REAL)
+    assert d03.source == "real" and d03.groups == designs.REAL_CONTRAST
+    assert d03.illustration == designs.PROCEDURAL_CONTRAST
+    assert _keys(d03.configs) == _keys(d02.curve_configs)  # 03 trains nothing 02 did not
+    assert d03.curve_points == d02.curve_points == QUICK.dynamics_points
+    # notebook 01's natural models at the category size are the same configs (same cache keys)
+    nb01 = profiles.grid(QUICK, background="natural", n_train=list(QUICK.n_list), seed=list(QUICK.seeds))
+    natural = [c for c in d02.plain_configs if c.background == "natural"]
+    assert natural and _keys(natural) <= _keys(nb01)
+
+
+def test_designs_without_real_data_are_procedural():
+    d02 = designs.category_complexity(QUICK, real=())
+    d03 = designs.decoupled_metrics(QUICK, real=())
+    assert d02.verdict_group == "procedural" and d02.control_category == designs.LADDER_RUNGS[-1]
+    assert d02.n_models == len(designs.LADDER_RUNGS) * len(QUICK.seeds) + len(QUICK.seeds)
+    assert d03.source == "procedural" and d03.illustration is None and d03.groups == designs.PROCEDURAL_CONTRAST
+    assert _keys(d03.configs) == _keys(d02.curve_configs)
+    # faces without a complex real category cannot carry 03's real contrast
+    assert designs.decoupled_metrics(QUICK, real=("faces", "natural")).source == "procedural"
+    assert designs.decoupled_metrics(QUICK, real=("faces", "manga")).groups["complex"] == ("manga",)
+
+
+def test_control_choices():
+    assert designs.category_complexity(QUICK, real=(), control=False).control_configs == ()
+    d = designs.category_complexity(QUICK, real=(), control="blobs")
+    assert {c.background for c in d.control_configs} == {"blobs"}
+
+
+def test_real_none_reads_the_data_folder(tmp_path):
+    (tmp_path / "bg_faces_celebahq").mkdir()
+    assert designs.decoupled_metrics(QUICK, data_dir=tmp_path).source == "procedural"  # an empty folder is absent
+    assert designs.category_complexity(QUICK, data_dir=tmp_path).real == ()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"real": ("faces", "sky")}, "unknown background"),
+    ({"real": ("faces", "faces", "urban")}, "repeats"),
+    ({"real": (), "ladder": ("blobs", "cubes")}, "unknown background"),
+    ({"real": (), "ladder": ("blobs", "noise")}, "at least 3 categories"),
+    ({"real": ("faces", "urban"), "ladder": ()}, "at least 3 categories"),
+    ({"real": (), "control": "faces"}, "not one of the trained"),
+    ({"real": (), "points": QUICK.steps + 1}, "points"),
+])
+def test_category_design_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        designs.category_complexity(QUICK, **kwargs)
+
+
+# --------------------------------------------------------------------------- tiles, training, scoring
+def test_training_tiles_union_over_seeds():
+    smoke = profiles.resolve("smoke")
+    configs = profiles.grid(smoke, background=["blobs", "noise"], n_train=4, seed=[0, 1])
+    tiles = designs.training_tiles(configs)
+    assert list(tiles) == ["blobs", "noise"]
+    for bg, (ids, arr) in tiles.items():
+        assert len(ids) == len(set(ids)) == 8  # procedural: new images per seed, 4 each
+        assert arr.shape == (8, smoke.tile, smoke.tile, 3) and arr.dtype == np.float32
+    one = designs.training_tiles(configs[:1])["blobs"]
+    assert one[0] == tiles["blobs"][0][:4] and np.array_equal(one[1], tiles["blobs"][1][:4])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two tiny smoke models, one a curve run and one plain, in a cache of their own."""
+    smoke = profiles.resolve("smoke", seeds=[0])
+    curve = profiles.grid(smoke, background="blobs", n_train=4, seed=[0], steps=10)
+    plain = profiles.grid(smoke, background="noise", n_train=4, seed=[0], steps=10)
+    return smoke, curve, plain, designs.train(curve, plain, points=2, progress=False,
+                                             cache_root=tmp_path_factory.mktemp("designs_cache"))
+
+
+def test_train_reads_every_model_back(trained):
+    _, curve, plain, t = trained
+    assert set(t.results) == _keys(curve) | _keys(plain)
+    assert set(t.eval["key"]) == set(t.results) and set(t.eval["background"]) == {"blobs", "noise"}
+    assert t.curves is not None and set(t.curves["experiment_key"]) == _keys(curve)
+    assert set(t.curves["step"]) == {0, *experiments.curve_steps(10, 2)}
+    assert t.results[curve[0].key()].curve_points == 2 and t.results[plain[0].key()].curve_points is None
+    # the curve's last step is the final model: its scores equal the final evaluation (without SSIM)
+    last = t.curves[t.curves["step"] == 10].set_index(["image", "preset"])["removal"]
+    final = t.eval[t.eval["key"] == curve[0].key()].set_index(["image", "preset"])["removal"]
+    assert np.allclose(last.loc[final.index], final, equal_nan=True)
+    with pytest.raises(ValueError, match="no configs"):
+        designs.train([], points=2)
+
+
+def test_score_on_own_source_equals_own_evaluation(trained):
+    smoke, curve, _, t = trained
+    test = designs.common_test(smoke, "blobs")  # the blobs model's own test inputs
+    rows = designs.score_on(t.results, test)
+    assert list(rows.columns[:len(experiments.CONFIG_COLUMNS)]) == list(experiments.CONFIG_COLUMNS)
+    assert set(rows["eval_background"]) == {"blobs"} and set(rows["key"]) == set(t.results)
+    mine = rows[rows["key"] == curve[0].key()].set_index(["image", "preset"])[["removal", "bg_psnr", "psnr"]]
+    own = t.eval[t.eval["key"] == curve[0].key()].set_index(["image", "preset"])[["removal", "bg_psnr", "psnr"]]
+    assert np.allclose(mine.loc[own.index], own, equal_nan=True)
+    with pytest.raises(ValueError, match="no models"):
+        designs.score_on({}, test)
+
+
+def test_frontiers_and_results_table(trained):
+    smoke, curve, plain, t = trained
+    front, base = designs.own_test_frontier([*curve, *plain])
+    assert front.by == ("background", "preset") and {g[0] for g in front.groups()} == {"blobs", "noise"}
+    assert set(base["baseline"]) == {b.name for b in baselines.TABLE_BASELINES}
+    assert set(base["eval_background"]) == {"blobs", "noise"}
+    # the identity sits on every frontier: its excess removal is 0
+    ident = base[base["baseline"] == "identity"].assign(key="identity")
+    ex = outcome.model_table(ident, front, model_cols="key")
+    assert np.allclose(ex["excess_removal"], 0.0, atol=1e-12)
+    # per background the frontier is that background's own
+    blobs = designs.test_frontier(designs.common_test(smoke, "blobs"), train_rain="small")[0]
+    assert np.allclose(front.curve(("blobs", "dense"))[1], blobs.curve("dense")[1])
+
+    out = outcome.outcome_table(t.eval, front, presets=["slanted", "long_wide", "dense"], train_presets=["small"])
+    stalled = out.set_index("key")["stalled"].to_dict()
+    cx = pd.DataFrame({"png_bpp": [1.0, 2.0]}, index=["blobs", "noise"])
+    res = designs.results_table({"own": t.eval}, {"own": base}, kind={"blobs": "simple", "noise": "complex"},
+                                stalled=stalled, train_rain="small", per_background=cx)
+    assert list(res.columns) == [*designs.RESULT_COLUMNS, "png_bpp"]
+    assert set(res["role"]) == {"main", "baseline"} and set(res["kind"]) == {"simple", "complex", "baseline"}
+    models = res[res["role"] == "main"]
+    assert models.groupby("background")["png_bpp"].first().to_dict() == {"blobs": 1.0, "noise": 2.0}
+    assert set(res["rain_kind"]) == {"in_distribution", "ood", "none"}
+    assert (res.loc[res["preset"] == "clean", "rain_kind"] == "none").all()
+    with pytest.raises(ValueError, match="no stall flag"):
+        designs.results_table({"own": t.eval}, {}, kind={}, stalled={}, train_rain="small")
+    with pytest.raises(ValueError, match="eval_background"):
+        designs.results_table({}, {"own": base.drop(columns="eval_background")}, kind={}, stalled={},
+                              train_rain="small")
+
+
+def test_torch_threads_restores():
+    import torch
+
+    before = torch.get_num_threads()
+    with designs.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.shared_data
+def test_real_design_from_the_shared_data(shared_data):
+    assert designs.category_complexity(QUICK, data_dir=shared_data).real == designs.REAL
+    assert designs.decoupled_metrics(QUICK, data_dir=shared_data).source == "real"
+    assert backgrounds.available_categories(shared_data) == list(designs.REAL)

@@ -304,6 +304,49 @@ def test_verdict_bad_input():
         inference.decide(None, _decl(), profile="")
 
 
+def test_decide_jointly_is_an_intersection_union_rule():
+    d = _decl(design="two_group", direction="positive")
+    rep = lambda p: inference.decide(_result(0.6, (0.3, 0.9), 1 - p, p, design="two_group"), d, profile="quick")  # noqa: E731
+    con = lambda p: inference.decide(_result(-0.6, (-0.9, -0.3), p, 1 - p, design="two_group"), d, profile="quick")  # noqa: E731
+    weak = inference.decide(_result(0.2, (-0.1, 0.5), 0.8, 0.2, design="two_group"), d, profile="quick")
+    both = inference.decide_jointly({"main": rep(0.01), "probe": rep(0.03)}, primary="main")
+    assert both.verdict == "reproduced" and both.reproduced and both.p_value == 0.03  # the larger p
+    assert both.effect == 0.6 and both.ci95 == (0.3, 0.9) and both.test == "two_group"
+    assert both.headline.startswith("Reproduced") and "intersection-union p = 0.03" in both.headline
+    one = inference.decide_jointly({"main": rep(0.01), "probe": weak}, primary="main")
+    assert one.verdict == "inconclusive" and not one.reproduced and "differ" in one.reason and one.p_value == 0.2
+    assert "probe inconclusive" in one.headline
+    none = inference.decide_jointly({"main": weak, "probe": weak}, primary="probe")
+    assert none.verdict == "inconclusive" and "no co-primary test is conclusive" in none.reason
+    assert inference.decide_jointly({"main": con(0.01), "probe": con(0.02)}, primary="main").verdict == "contradicted"
+    assert inference.decide_jointly({"main": con(0.01), "probe": rep(0.02)}, primary="main").verdict == "inconclusive"
+    # the primary's numbers are reported; the order of the others does not matter
+    a = inference.decide_jointly({"main": rep(0.01), "probe": rep(0.04)}, primary="probe")
+    b = inference.decide_jointly({"probe": rep(0.04), "main": rep(0.01)}, primary="probe")
+    assert a.verdict == b.verdict and a.p_value == b.p_value == 0.04
+    nan = inference.decide_jointly({"main": rep(0.01), "probe": inference.decide(None, d, profile="quick")},
+                                   primary="main")
+    assert nan.verdict == "inconclusive" and math.isnan(nan.p_value)
+    smoke = {n: inference.decide(_result(0.6, (0.3, 0.9), 0.99, 0.01, design="two_group"), d, profile="smoke")
+             for n in ("main", "probe")}
+    s = inference.decide_jointly(smoke, primary="main")
+    assert s.verdict == "inconclusive" and s.headline.startswith("Inconclusive (plumbing only)")
+    json.dumps(both.to_dict(), allow_nan=False)
+
+
+def test_decide_jointly_bad_input():
+    d = _decl(design="two_group", direction="positive")
+    r = inference.decide(None, d, profile="quick")
+    with pytest.raises(ValueError, match="non-empty"):
+        inference.decide_jointly({}, primary="main")
+    with pytest.raises(ValueError, match="primary"):
+        inference.decide_jointly({"a": r}, primary="main")
+    with pytest.raises(ValueError, match="VerdictRecord"):
+        inference.decide_jointly({"a": r, "b": 0.05}, primary="a")
+    with pytest.raises(ValueError, match="profiles"):
+        inference.decide_jointly({"a": r, "b": inference.decide(None, d, profile="paper")}, primary="a")
+
+
 def test_end_to_end_on_a_real_shaped_table():
     """A set-size sweep with a clear drop in 5 seeds is reproduced; the same data with N shuffled is not."""
     df = _set_size_models(n_seeds=5, drop=0.3, sd=0.03, seed=11)

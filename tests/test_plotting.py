@@ -287,6 +287,9 @@ def test_curves_vs_step_lines_are_seed_means():
     assert two.axes[0].get_ylim() == two.axes[1].get_ylim()  # removal panels share one scale
     one = plotting.curves_vs_step(df[df["seed"] == 0], ("removal_id",), style=None)
     assert len(one.axes[0].lines) == 2 and len(one.axes[0].collections) == 0  # one seed: no band
+    assert one.axes[0].get_ylabel() == metric_table.label("removal_id")
+    named = plotting.curves_vs_step(df, ("removal_id",), ylabels={"removal_id": "my label"}, titles={"removal_id": "T"})
+    assert named.axes[0].get_ylabel() == "my label" and named.axes[0].get_title() == "T"
     with pytest.raises(ValueError, match="hue_order"):
         plotting.curves_vs_step(df, ("removal_id",), hue_order=["texture"])
     with pytest.raises(ValueError, match="nope"):
@@ -488,11 +491,65 @@ def test_frontier_panels_draw_each_group_and_its_frontier():
     front = baselines.frontier(pts)
     models = pd.DataFrame({"preset": ["a", "a", "b", "b"], "n_train": [4, 256, 4, 256], "bg_psnr": [40.0, 45, 38, 44],
                            "removal": [0.3, 0.1, 0.4, 0.2]})
-    fig = plotting.frontier_panels(models, front, ["a", "b"], hue_label="N")
+    fig = plotting.frontier_panels(models, front, ["a", "b"], hue="n_train", hue_label="N")
     assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
     assert all(any(ln.get_linestyle() == "--" for ln in ax.get_lines()) for ax in fig.axes)  # the frontier
     assert fig.legends and {t.get_text() for t in fig.legends[0].get_texts()} >= {"N = 4", "N = 256"}
     with pytest.raises(ValueError, match="no rows"):
-        plotting.frontier_panels(models, front, ["c"])
+        plotting.frontier_panels(models, front, ["c"], hue="n_train")
     with pytest.raises(ValueError, match="grouped by"):
-        plotting.frontier_panels(models, baselines.frontier(pts.assign(s="x"), by=("s", "preset")), ["a"])
+        plotting.frontier_panels(models, baselines.frontier(pts.assign(s="x"), by=("s", "preset")), ["a"], hue="n_train")
+
+
+def _frontier_and_models():
+    from derain_utils import backgrounds, baselines, outcome
+
+    images = backgrounds.draw_split("blobs", 0, 3, test_size=40, seed=0).test_tensor()
+    es = training.make_eval_set(images, ["small", "dense"], seed=1)
+    rows = baselines.baseline_rows(es, [baselines.IDENTITY, baselines.Baseline("median", 5),
+                                        baselines.Baseline("gaussian", 1.0)], whole_image=False, train_spec="small")
+    rows = rows.drop(columns=["family", "param", "blend"]).rename(columns={"baseline": "key"})
+    rows["background"] = np.where(rows["key"] == "median_5", "a", "b")
+    front = baselines.frontier_of(es)
+    return front, outcome.model_table(rows, front, model_cols=("key", "background"))
+
+
+def test_frontier_panels_one_panel_per_preset_with_the_frontier():
+    front, models = _frontier_and_models()
+    fig = plotting.frontier_panels(models, front, ["dense", "small"], order=["a", "b"])
+    assert len(fig.axes) == 2 and [ax.get_title() for ax in fig.axes] == ["dense", "small"]
+    for ax in fig.axes:
+        dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+        assert len(dashed) == 1  # the frontier of the panel's preset
+        bg, rm = front.curve(ax.get_title())
+        assert np.allclose(dashed[0].get_xdata(), bg) and np.allclose(dashed[0].get_ydata(), rm)
+        lo, hi = ax.get_xlim()  # the models' range, not the identity's 70-80 dB end of the frontier
+        assert lo < models.loc[models["preset"] == ax.get_title(), "bg_psnr"].min() < hi
+    # a frontier per hue level (grouped by (hue, preset)): one dashed line per level
+    from derain_utils import baselines
+
+    pts = front.points.rename(columns={"baseline": "b"})
+    rows = pd.concat([pts.assign(background=h, removal=pts["removal"] * f) for h, f in (("a", 1.0), ("b", 0.5))])
+    per = baselines.frontier(rows.rename(columns={"b": "baseline"}), by=("background", "preset"))
+    fig = plotting.frontier_panels(models, per, ["dense"], order=["a", "b"])
+    dashed = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 2
+    assert np.allclose(dashed[1].get_ydata(), per.curve(("b", "dense"))[1])
+    plt.close("all")
+
+
+def test_frontier_panels_bad_input():
+    front, models = _frontier_and_models()
+    with pytest.raises(ValueError, match="not in models"):
+        plotting.frontier_panels(models, front, ["long_wide"])
+    with pytest.raises(ValueError, match="empty"):
+        plotting.frontier_panels(models, front, [])
+    with pytest.raises(ValueError, match="background"):
+        plotting.frontier_panels(models.drop(columns="background"), front, ["dense"])
+    from derain_utils import baselines
+
+    other = baselines.frontier(front.points.assign(test_set="x"), by=("test_set", "preset"))
+    with pytest.raises(ValueError, match="grouped by"):
+        plotting.frontier_panels(models, other, ["dense"])
+
+    plt.close("all")

@@ -126,6 +126,31 @@ def test_probes_of_the_identity_and_of_a_perfect_grey_model():
     assert np.all(perfect.loc[perfect["probe"] == "clean", "psnr"] < 40)  # but it wipes real images
 
 
+def test_grey_outcomes_pool_presets_with_equal_weight():
+    ps = _probe_set()
+    rows = pd.concat([probes.run_probes(Identity(), ps, train_spec="small").assign(key="identity"),
+                      probes.run_probes(Flat(probes.GREY_LEVEL), ps, train_spec="small").assign(key="perfect")])
+    g = probes.grey_outcomes(rows).set_index("key")
+    assert list(g.columns) == ["removal", "removal_train", "removal_ratio", "gap"]
+    assert np.allclose(g.loc["identity", ["removal", "removal_train", "gap"]], 0.0)
+    assert np.isnan(g.loc["identity", "removal_ratio"])  # nothing removed of the training rain: no ratio
+    assert np.allclose(g.loc["perfect", ["removal", "removal_train", "removal_ratio"]], 1.0)
+    # known answer with unequal counts: each preset's mean counts once
+    fake = pd.DataFrame({"key": "m", "probe": "grey_rain", "in_distribution": [True, False, False, False],
+                         "preset": ["small", "a", "a", "b"], "removal": [0.8, 0.2, 0.4, 0.9]})
+    out = probes.grey_outcomes(fake).iloc[0]
+    assert out["removal"] == pytest.approx((0.3 + 0.9) / 2) and out["removal_train"] == pytest.approx(0.8)
+    assert out["gap"] == pytest.approx(0.8 - 0.6) and out["removal_ratio"] == pytest.approx(0.6 / 0.8)
+    with pytest.raises(ValueError, match="lack"):
+        probes.grey_outcomes(fake.drop(columns="key"))
+    with pytest.raises(ValueError, match="no grey_rain"):
+        probes.grey_outcomes(fake.assign(probe="clean"))
+    with pytest.raises(ValueError, match="unseen"):
+        probes.grey_outcomes(fake.assign(in_distribution=True))
+    with pytest.raises(ValueError, match="in_distribution"):
+        probes.grey_outcomes(fake.assign(in_distribution=pd.NA))
+
+
 def test_probe_outputs_and_bad_input():
     ps = _probe_set()
     outs = probes.probe_outputs(Identity(), ps, index=1)
