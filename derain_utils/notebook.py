@@ -7,10 +7,8 @@ line. Those steps are the same in every notebook, so they live here::
     NB = notebook.start("01_set_size", FINDING, PROFILE, RUN_DIR, t0=T0, params={...}, models={...})
     RUN = NB.dir                                                    # figures go here
     ...
-    head = notebook.headline(R, "negative", claim="...", contrary="...", n_seeds=3, steps=500)
-    ...
-    notebook.finish(NB, RESULTS, ["seed", "n_train", ...], statistic="spearman_rho", result=R,
-                    reproduced=REPRODUCED, n_seeds=3, summary=SUMMARY, **FACTS)
+    RECORD = inference.decide(DECLARATION, test, profile=PROFILE, steps=...)   # the three-way verdict
+    notebook.finish(NB, RESULTS, ["seed", "n_train", ...], record=RECORD, summary=SUMMARY, **FACTS)
 
 :func:`finish` writes ``results.csv``, ``verdict.json`` and ``provenance.json`` into the run
 folder (atomically) and prints the headline. The verdict record itself is built in ONE
@@ -30,7 +28,7 @@ import pandas as pd
 
 from derain_utils import backgrounds, inference, profiles, rain, runs, store, verdict
 
-__all__ = ["NotebookRun", "start", "profile", "training_background", "rain_roles", "fmt", "excludes_zero", "outcome", "headline", "verdict_record", "finish"]
+__all__ = ["NotebookRun", "start", "profile", "training_background", "rain_roles", "fmt", "verdict_record", "finish"]
 
 
 @dataclass
@@ -155,75 +153,14 @@ def fmt(result: Mapping[str, Any], digits: int = 2, name: str | None = None) -> 
     return text if name else text.split(" = ", 1)[1]
 
 
-def excludes_zero(result: Mapping[str, Any]) -> bool:
-    """The whole 95% interval lies on one side of zero (a NaN interval does not)."""
-    return outcome(result, "negative") != "inconclusive"
-
-
-def outcome(result: Mapping[str, Any], expected: str) -> str:
-    """``"reproduced"`` (the interval lies wholly on the ``expected`` side of zero: ``"negative"`` or
-    ``"positive"``), ``"contradicted"`` (wholly on the other side) or ``"inconclusive"``."""
-    if expected not in ("negative", "positive"):
-        raise ValueError(f"expected must be 'negative' or 'positive', got {expected!r}")
-    other = "positive" if expected == "negative" else "negative"
-    if verdict.reproduced_from_ci(result["ci95"], expected):
-        return "reproduced"
-    if verdict.reproduced_from_ci(result["ci95"], other):
-        return "contradicted"
-    return "inconclusive"
-
-
-def headline(
-    result: Mapping[str, Any],
-    expected: str,
-    *,
-    claim: str,
-    contrary: str,
-    n_seeds: int,
-    steps: int,
-    reproduced: bool | None = None,
-    caveat: str = "",
-    caveat_detail: str = "",
-) -> str:
-    """The verdict's first sentence, in Markdown, from the interval of the effect.
-
-    Args:
-        result, expected: as :func:`outcome`.
-        claim: what the data showed when the finding reproduced (e.g. "More training
-            backgrounds gave less removal of unseen rain, as the paper reports").
-        contrary: what they showed when they contradict it.
-        n_seeds, steps: the design, quoted in the sentence.
-        reproduced: the notebook's own decision when it needs more than the interval (e.g.
-            an acceptable cost too); default: the interval alone.
-        caveat, caveat_detail: said when the interval agrees with the paper but ``reproduced``
-            is False (``"**Not reproduced: <caveat>.** <caveat_detail>"``).
-    """
-    kind = outcome(result, expected)
-    side, other = ("below", "above") if expected == "negative" else ("above", "below")
-    ok = kind == "reproduced" if reproduced is None else bool(reproduced)
-    if ok:
-        return f"**Reproduced.** {claim}: the whole 95% interval lies {side} zero ({n_seeds} seeds, {steps} steps)."
-    if kind == "reproduced":
-        return f"**Not reproduced: {caveat}.** {caveat_detail}".strip() if caveat else "**Not reproduced.**"
-    if kind == "contradicted":
-        return f"**Not reproduced: the data contradict the paper.** {contrary}: the whole 95% interval lies {other} zero."
-    return ("**Not reproduced (inconclusive).** The 95% interval includes zero (or could not be computed): "
-            f"{n_seeds} seeds at {steps} steps do not separate the effect from seed-to-seed noise; the paper's claim "
-            "is neither confirmed nor contradicted here.")
-
-
 # --------------------------------------------------------------------------- the end of a notebook
 
 
 def verdict_record(
     nb: NotebookRun,
     *,
-    record: inference.VerdictRecord | None = None,
+    record: inference.VerdictRecord,
     summary: str,
-    statistic: str | None = None,
-    result: Mapping[str, Any] | None = None,
-    reproduced: bool | None = None,
-    n_seeds: int | None = None,
     **extra: Any,
 ) -> verdict.Verdict:
     """The notebook's verdict record: the ONE place it is built (fields: :data:`verdict.VERDICT_FIELDS`).
@@ -235,27 +172,14 @@ def verdict_record(
     ``notebook``, ``finding``, ``profile`` and ``wall_s`` come from ``nb``; ``extra`` follows, and
     ``figures`` (the run folder's ``fig_*.png``) comes last.
 
-    Without ``record`` (notebooks written before the three-way verdict): ``statistic``, ``result``
-    (``rho``/``effect``/``estimate`` and ``ci95``), ``reproduced`` and ``n_seeds`` give the fields;
-    the verdict is then ``reproduced`` or ``inconclusive`` and the p-value unknown.
     """
-    if record is not None:
-        if not isinstance(record, inference.VerdictRecord):
-            raise ValueError(f"record must be an inference.VerdictRecord, got {type(record).__name__}")
-        r = record.to_dict()
-        fields = {k: r.pop(k) for k in ("verdict", "reproduced", "statistic", "effect", "ci95", "p_value",
-                                        "n_seeds", "n_models", "primary_outcome", "primary_preset")}
-        r.pop("profile", None)
-        fields.update({f"test_{k}" if k in ("exact", "alpha") else k: v for k, v in r.items()})
-    else:
-        if statistic is None or result is None or reproduced is None or n_seeds is None:
-            raise ValueError("verdict_record needs record= (an inference.VerdictRecord), or statistic, result, "
-                             "reproduced and n_seeds")
-        fields = {"verdict": "reproduced" if reproduced else "inconclusive", "reproduced": bool(reproduced),
-                  "statistic": statistic, "effect": _value(result), "ci95": result["ci95"], "p_value": math.nan,
-                  "n_seeds": n_seeds, "n_models": int(extra.pop("n_models", 0)),
-                  "primary_outcome": str(extra.pop("primary_outcome", statistic)),
-                  "primary_preset": str(extra.pop("primary_preset", "not declared"))}
+    if not isinstance(record, inference.VerdictRecord):
+        raise ValueError(f"record must be an inference.VerdictRecord (from inference.decide), got {type(record).__name__}")
+    r = record.to_dict()
+    fields = {k: r.pop(k) for k in ("verdict", "reproduced", "statistic", "effect", "ci95", "p_value",
+                                    "n_seeds", "n_models", "primary_outcome", "primary_preset")}
+    r.pop("profile", None)
+    fields.update({f"test_{k}" if k in ("exact", "alpha") else k: v for k, v in r.items()})
     return verdict.Verdict.from_dict({
         "notebook": nb.notebook,
         "finding": nb.finding,

@@ -38,7 +38,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from derain_utils import notebook, runs, verdict
+from derain_utils import inference, notebook, runs, verdict
 
 T0 = time.perf_counter()
 """
@@ -53,11 +53,12 @@ SIZES: list = [1, 2, 3]  # training-set sizes
 # %%
 NB = notebook.start("{stem}", "{finding}", PROFILE, RUN_DIR, t0=T0, params={{"SEED": SEED, "SIZES": SIZES}})
 rng = np.random.default_rng(SEED)
-df = pd.DataFrame([{{"seed": s, "n": n, "y": -float(n) + 0.01 * rng.normal()}} for s in range(3) for n in SIZES])
-r = verdict.spearman_bootstrap(df, "n", "y", n_resamples=200)
-_ = notebook.finish(NB, df, ["seed", "n", "y"], statistic="spearman_rho", result=r, n_seeds=3,
-                    reproduced=verdict.reproduced_from_ci(r["ci95"], "negative"), summary="y falls with n.",
-                    sizes=SIZES, seed=SEED)
+df = pd.DataFrame([{{"seed": s, "n": n, "y": -float(n) + 0.01 * rng.normal()}} for s in range(8) for n in SIZES])
+decl = inference.Declaration("{stem}", "within_seed_trend", "negative", presets=("small",))
+res = inference.within_seed_trend(df.rename(columns={{"y": "excess_removal"}}), "n", "excess_removal",
+                                  n_permutations=2000, n_boot=500)
+record = inference.decide(res, decl, profile="fixture")  # not "smoke": a smoke run is never more than plumbing
+_ = notebook.finish(NB, df, ["seed", "n", "y"], record=record, summary="y falls with n.", sizes=SIZES, seed=SEED)
 """
 
 BETA = HEADER + """

@@ -28,27 +28,6 @@ def test_fmt_is_the_notebooks_former_formatting():
         notebook.fmt({"ci95": [0, 1]})
 
 
-def test_outcome_and_excludes_zero():
-    assert notebook.outcome(RHO, "negative") == "reproduced"
-    assert notebook.outcome(RHO, "positive") == "contradicted"
-    assert notebook.outcome(DIFF, "positive") == "inconclusive"
-    assert notebook.outcome({"ci95": [math.nan, math.nan]}, "positive") == "inconclusive"
-    assert notebook.excludes_zero(RHO) and not notebook.excludes_zero(DIFF)
-    with pytest.raises(ValueError, match="expected"):
-        notebook.outcome(RHO, "down")
-
-
-def test_headline_says_reproduced_contradicted_or_inconclusive():
-    kw = dict(claim="Fewer is better", contrary="More is better", n_seeds=3, steps=500)
-    assert notebook.headline(RHO, "negative", **kw) == ("**Reproduced.** Fewer is better: the whole 95% interval "
-                                                        "lies below zero (3 seeds, 500 steps).")
-    assert notebook.headline(RHO, "positive", **kw).startswith("**Not reproduced: the data contradict the paper.** "
-                                                               "More is better: the whole 95% interval lies below")
-    assert notebook.headline(DIFF, "positive", **kw).startswith("**Not reproduced (inconclusive).**")
-    assert notebook.headline(RHO, "negative", reproduced=False, caveat="at a cost", caveat_detail="Why.",
-                             **kw) == "**Not reproduced: at a cost.** Why."
-
-
 def test_profile_knobs_rain_roles_and_background(monkeypatch):
     assert notebook.profile("smoke", steps=0, seeds=[], gray=False) is profiles.resolve("smoke")
     p = notebook.profile("smoke", steps=12, seeds="[0, 1]", gray=True)
@@ -70,14 +49,16 @@ def test_start_and_finish_write_the_three_files_and_one_record(tmp_path, capsys)
     (nb.dir / "fig_b.png").write_bytes(b"png")
     (nb.dir / "fig_a.png").write_bytes(b"png")
     results = pd.DataFrame({"seed": [0, 1], "y": [0.5, float("nan")]})
+    rec = _record("quick", 0.05)
     with pytest.raises(ValueError, match=r"\['n_train'\]"):
-        notebook.finish(nb, results, ["seed", "n_train"], statistic="s", result=RHO, reproduced=True, n_seeds=2,
-                        summary="S.")
-    v = notebook.finish(nb, results, ["seed", "y"], tables={"extra.csv": results}, statistic="spearman_rho",
-                        result=RHO, reproduced=True, n_seeds=2, summary="It fell.", effect_of="rho of y", n_list=[2, 8])
+        notebook.finish(nb, results, ["seed", "n_train"], record=rec, summary="S.")
+    v = notebook.finish(nb, results, ["seed", "y"], tables={"extra.csv": results}, record=rec, summary="It fell.",
+                        effect_of="rho of y", n_list=[2, 8])
     saved = json.loads((nb.dir / verdict.VERDICT_FILE).read_text())
-    assert list(saved) == [*verdict.VERDICT_FIELDS, "effect_of", "n_list", "figures"]  # extra in order, figures last
-    assert saved["effect"] == RHO["rho"] and saved["ci95"] == RHO["ci95"] and saved["notebook"] == "01_set_size"
+    assert list(saved)[:len(verdict.VERDICT_FIELDS)] == list(verdict.VERDICT_FIELDS)
+    assert list(saved)[-3:] == ["effect_of", "n_list", "figures"]  # the record's fields, extra in order, figures last
+    assert saved["effect"] == pytest.approx(rec.effect) and saved["ci95"] == pytest.approx(list(rec.ci95))
+    assert saved["notebook"] == "01_set_size"
     assert saved["figures"] == ["fig_a.png", "fig_b.png"] and saved["wall_s"] >= 0
     assert verdict.read_verdict(nb.dir) == v
     pd.testing.assert_frame_equal(pd.read_csv(nb.dir / runs.RESULTS_FILE), results)
@@ -86,17 +67,8 @@ def test_start_and_finish_write_the_three_files_and_one_record(tmp_path, capsys)
     assert prov["params"] == {"PROFILE": "smoke"} and prov["models"] == {"m": "k"} and prov["profile"] == {"steps": 3}
     assert "verdict.json" in prov["outputs"] and prov["wall_s"] == pytest.approx(v.wall_s)
     out = capsys.readouterr().out
-    assert out.startswith("01_set_size [smoke]: REPRODUCED: spearman_rho = -0.285 [-0.573, -0.010] (0 models, 2 seeds)")
+    assert out.startswith("01_set_size [smoke]: REPRODUCED: ") and "(32 models, 8 seeds)" in out
     assert not [p for p in os.listdir(nb.dir) if p.endswith(".tmp")]
-
-
-def test_a_record_is_built_in_one_place(tmp_path):
-    nb = notebook.NotebookRun("02_x", "F.", "quick", Path(tmp_path), t0=time.perf_counter())
-    v = notebook.verdict_record(nb, statistic="gap", result=DIFF, reproduced=False, n_seeds=3, summary="S.")
-    assert (v.notebook, v.profile, v.statistic, v.effect, v.ci95) == ("02_x", "quick", "gap", 0.0312, [-0.02, 0.1])
-    assert v.extra == {"figures": []}
-    with pytest.raises(ValueError, match="n_seeds"):
-        notebook.verdict_record(nb, statistic="gap", result=DIFF, reproduced=False, n_seeds=-1, summary="S.")
 
 
 def _record(profile: str, shift: float) -> inference.VerdictRecord:
@@ -123,11 +95,14 @@ def test_finish_writes_the_three_way_verdict_of_a_record(tmp_path, capsys, profi
     assert v.label == expected.upper() and capsys.readouterr().out.startswith(f"01_set_size [{profile}]: {v.label}")
 
 
-def test_a_record_and_a_legacy_result_are_exclusive_inputs(tmp_path):
+def test_a_record_is_built_in_one_place_from_a_verdict_record_only(tmp_path):
     nb = notebook.NotebookRun("01_x", "F.", "quick", Path(tmp_path), t0=time.perf_counter())
+    v = notebook.verdict_record(nb, record=_record("quick", 0.05), summary="S.")
+    assert (v.notebook, v.profile, v.verdict, v.n_models) == ("01_x", "quick", "reproduced", 32)
+    assert v.extra["figures"] == [] and v.extra["test"] == "within_seed_trend"
     with pytest.raises(ValueError, match="VerdictRecord"):
         notebook.verdict_record(nb, record={"verdict": "reproduced"}, summary="S.")
-    with pytest.raises(ValueError, match="record="):
+    with pytest.raises(TypeError, match="record"):
         notebook.verdict_record(nb, summary="S.")
 
 

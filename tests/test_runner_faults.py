@@ -306,13 +306,14 @@ def test_runs_dir_that_is_a_file_is_one_line(tmp_path: Path, where: str) -> None
 
 
 def test_nan_parameters_are_refused(tmp_path: Path) -> None:
-    # was: MIN_REMOVAL=NaN was accepted, and every model of notebook 02 then counted as stalled
-    code, _, err = _main(["run", "--runs-dir", str(tmp_path / "runs"), "--only", "02", "--param", "MIN_REMOVAL=NaN"])
-    assert code == 2 and "parameter MIN_REMOVAL" in err and "is NaN" in err
+    # was: MIN_REMOVAL=NaN was accepted and every model of notebook 02 counted as stalled; MIN_REMOVAL is gone
+    # (the stall rule is outcome.STALL_MIN_REMOVAL) and a NaN is refused for any parameter, here an int one
+    code, _, err = _main(["run", "--runs-dir", str(tmp_path / "runs"), "--only", "02", "--param", "N_TRAIN=NaN"])
+    assert code == 2 and "parameter N_TRAIN" in err and "is NaN" in err
     params = tmp_path / "p.yaml"
-    params.write_text("MIN_REMOVAL: .nan\n")
+    params.write_text("N_TRAIN: .nan\n")
     code, _, err = _main(["run", "--runs-dir", str(tmp_path / "runs"), "--only", "02", "-f", str(params)])
-    assert code == 2 and "MIN_REMOVAL" in err and "is NaN" in err
+    assert code == 2 and "N_TRAIN" in err and "is NaN" in err
     assert not (tmp_path / "runs").exists()
 
 
