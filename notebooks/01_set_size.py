@@ -10,8 +10,8 @@
 # has to learn what a clean image looks like, and that knowledge helps against any rain.
 #
 # This notebook repeats the experiment at a small scale: training sets of N background images, one model per
-# N and training seed, for more than one architecture (the ResNet carries the verdict; the UNet, and in the
-# `paper` profile a SwinIR, get verdicts of their own), and an ablation in which the ResNet predicts the
+# N and training seed, for more than one architecture (the ResNet carries the verdict; the UNet gets a verdict
+# of its own, and so does a SwinIR when `ARCHS` names it), and an ablation in which the ResNet predicts the
 # background instead of the rain layer. Every model is tested on held-out images under the training rain and
 # three unseen rains. The outcome is the **excess removal** of unseen rain: the rain a model removes beyond
 # what fixed filters (blur, median) remove at the same background fidelity (`derain_utils.outcome`).
