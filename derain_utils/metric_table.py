@@ -39,7 +39,7 @@ class Metric:
         title: panel title of a figure (default: ``name`` capitalised).
         note: reading aid appended to the axis label (e.g. ``"1 = all removed"``).
         bounds: (low, high) values it can take.
-        group: ``"evaluation"``, ``"learning curve"``, ``"complexity"`` or ``"real photos"``.
+        group: ``"evaluation"``, ``"learning curve"``, ``"outcome"``, ``"complexity"`` or ``"real photos"``.
     """
 
     key: str
@@ -118,6 +118,19 @@ _ALL = [
     Metric("clean_psnr", "PSNR on a clean input", "dB", True,
            "PSNR of the output for a rain-free input against that input (100 = untouched)",
            "Output on a clean input", bounds=_PSNR, group="learning curve"),
+    # per-model outcomes (outcome.outcome_table; the primary outcome first)
+    Metric("excess_removal", "excess removal over the filters", "", True,
+           "removal of unseen rain beyond the fixed-filter frontier at the model's background PSNR (the primary "
+           "outcome; 0 = no better than a blur or median as faithful to the background)",
+           "Excess removal of unseen rain", bounds=(-_INF, 1.0), group="outcome"),
+    Metric("removal_train", "removal of the training rain", "ratio", True,
+           "mean removal of the training rain", "Removal of the training rain", bounds=(-_INF, 1.0),
+           group="outcome"),
+    Metric("removal_ratio", "removal ratio unseen / training", "", True,
+           "removal of unseen rain over removal of the training rain (NaN when the latter is <= 0)",
+           "Unseen over training removal", group="outcome"),
+    Metric("excess_removal_train", "excess removal of the training rain", "", True,
+           "removal of the training rain beyond the fixed-filter frontier", bounds=(-_INF, 1.0), group="outcome"),
     # complexity of background sets (complexity.ALL_MEASURES; higher = more complex for all)
     Metric("png_bpp", "PNG bits per pixel", "bits/px", None, "lossless compressed size: information a predictor "
            "cannot remove", group="complexity"),

@@ -1435,10 +1435,6 @@ def rank_agreement(
 
 # ----------------------------------------------------------------------------- model-level outcomes (01, 04)
 
-_OUTCOME_LABELS = {"excess_removal": "excess removal over the filters", "removal": "rain removal",
-                   "bg_psnr": "background PSNR [dB]"}
-
-
 def outcome_vs_n(
     outcomes: pd.DataFrame,
     metrics: Sequence[str] = ("excess_removal", "removal", "bg_psnr"),
@@ -1460,7 +1456,7 @@ def outcome_vs_n(
     Args:
         outcomes: one row per model with ``x``, ``hue``, ``seed_col`` and the ``metrics``.
         metrics: the columns to plot, one panel each.
-        ylabels: axis labels by metric (default: known outcome labels, else :func:`metric_table.label`).
+        ylabels: axis labels by metric (default: :func:`metric_table.label`).
 
     Returns:
         The Figure; one ``Line2D`` per hue level in each panel and a figure legend below.
@@ -1470,7 +1466,7 @@ def outcome_vs_n(
     _check_columns(outcomes, [x, hue, seed_col, *metrics], "outcomes")
     if outcomes.empty:
         raise ValueError("outcomes is empty: nothing to plot")
-    labels = {**_OUTCOME_LABELS, **(dict(ylabels) if ylabels else {})}
+    labels = {m: metric_table.label(m) for m in metrics if m in metric_table.METRICS} | dict(ylabels or {})
     levels = list(dict.fromkeys(outcomes[hue].tolist()))
     colours = dict(zip(levels, sns.color_palette("colorblind", max(len(levels), 1))))
     k = len(metrics)
