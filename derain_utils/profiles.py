@@ -10,7 +10,7 @@ its own: :func:`experiment` and :func:`grid` fill them in from a profile.
 ``smoke``
     Seconds in CI; tests the plumbing only, its numbers mean nothing.
 ``quick``
-    Minutes on a laptop CPU, big enough to show the finding. Calibrated by a run (2026-12-04,
+    Minutes on a laptop CPU, big enough to show the finding. Sized from a run (2026-12-04,
     ``make monograph`` on fresh clones, 2 cores with AMX-BF16, bf16 fast path, 2 workers): 8 seeds
     per verdict, 144 models in 19 min 07 s with ``DERAIN_DATA`` (notebooks 398, 531, 50, 119 s)
     and 120 models in 16 min 50 s without (542, 366, 28, 13 s), environment install included.
