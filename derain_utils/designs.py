@@ -82,10 +82,6 @@ __all__ = [
 # =========================================================================== 01 and 04
 
 
-def _profile(prof: profiles.Profile | str) -> profiles.Profile:
-    return prof if isinstance(prof, profiles.Profile) else profiles.resolve(prof)
-
-
 def _background(background: str) -> str:
     if not isinstance(background, str) or not background.strip():
         raise ValueError(f"background must be a non-empty source name, got {background!r}")
@@ -101,7 +97,7 @@ def ablation_sizes(prof: profiles.Profile | str) -> tuple[int, ...]:
     Two sizes are enough to show whether the effect between the ends of the sweep depends on what
     the network predicts (a paired test per seed), at half the cost of the whole sweep.
     """
-    p = _profile(prof)
+    p = profiles.resolve(prof)
     return tuple(dict.fromkeys((p.n_list[0], p.n_list[-1])))
 
 
@@ -128,7 +124,7 @@ def set_size(
         archs: override of ``prof.archs`` (non-empty, distinct, each with a ``model_size``).
         ablation: add the predict-background models.
     """
-    p = _profile(prof)
+    p = profiles.resolve(prof)
     bg = _background(background)
     archs = tuple(p.archs if archs is None else archs)
     if not archs or len(set(archs)) != len(archs):
@@ -158,7 +154,7 @@ def real_rain(prof: profiles.Profile | str, background: str, *, arch: str | None
     ran first with the same profile. ``arch`` (default ``prof.archs[0]``) picks another architecture
     of notebook 01.
     """
-    p = _profile(prof)
+    p = profiles.resolve(prof)
     a = p.archs[0] if arch is None else arch
     lo, hi = p.n_list[0], p.n_list[-1]
     return [c for c in set_size(p, background, archs=[a], ablation=False) if c.n_train in (lo, hi)]
