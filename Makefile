@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 monograph: install
-	$(PY) -m derain_utils.monograph run --profile $(PROFILE) $(ARGS)
+	$(PY) -m derain_utils.book.monograph run --profile $(PROFILE) $(ARGS)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -3,15 +3,19 @@
 Reproduces and extends Gu et al., "Networks are Slacking Off: Understanding
 Generalization Problem in Image Deraining" (NeurIPS 2023, arXiv 2305.15134).
 
-``ARCHITECTURE.md`` at the repository root is the map: the layers of this package
-(imports flow one way, from ``store``, ``rain`` and ``backgrounds`` up to
-``experiments``, ``sweeps`` and the notebooks' helpers), the data flow from a rain
-preset to a verdict, where a newcomer starts, and the house rules. Import submodules
-explicitly, e.g. ``from derain_utils import rain, backgrounds, experiments``.
+The package is six subpackages over one storage module, in the order of the data flow:
+``synth`` (what goes in: rain, backgrounds, real image sets), ``nets`` (the networks and
+their training), ``measure`` (what is measured: metrics, the scorer, baselines, outcomes),
+``lab`` (making and caching models: experiments, sweeps, profiles, designs), ``stats``
+(what is concluded: model-level tests, the verdict) and ``book`` (how readers meet it:
+notebook helpers, the runner, figures, widgets, the report card), over ``store``.
+``ARCHITECTURE.md`` at the repository root is the map: every module in one line, the data
+flow from a rain preset to a verdict, where a newcomer starts, and the house rules. Import
+modules by subpackage, e.g. ``from derain_utils.synth import rain, backgrounds``.
 
 ``DERAIN_PROGRESS=text`` (set by the monograph runner for the kernels it starts) makes every
 ``tqdm.auto`` progress bar a text bar on stderr instead of a notebook widget, so that a batch run
-(``python -m derain_utils.monograph run --log-output``) streams its progress to the terminal and the
+(``python -m derain_utils.book.monograph run --log-output``) streams its progress to the terminal and the
 executed notebook and its HTML page keep it as text.
 """
 import os as _os

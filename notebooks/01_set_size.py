@@ -14,7 +14,7 @@
 # of its own, and so does a SwinIR when `ARCHS` names it), and an ablation in which the ResNet predicts the
 # background instead of the rain layer. Every model is tested on held-out images under the training rain and
 # three unseen rains. The outcome is the **excess removal** of unseen rain: the rain a model removes beyond
-# what fixed filters (blur, median) remove at the same background fidelity (`derain_utils.outcome`).
+# what fixed filters (blur, median) remove at the same background fidelity (`derain_utils.measure.outcome`).
 
 # %%
 import time
@@ -25,8 +25,11 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from derain_utils import (backgrounds, baselines, designs, experiments, inference, notebook, outcome, plotting, rain,
-                          sweeps, widgets)
+from derain_utils.book import notebook, pictures, plotting, widgets
+from derain_utils.lab import designs, experiments, sweeps
+from derain_utils.measure import baselines, outcome
+from derain_utils.stats import inference
+from derain_utils.synth import backgrounds, rain
 
 plotting.use_style()
 
@@ -114,7 +117,7 @@ assert not set(first.train_images) & set(first.test_images), "a test image is al
 print(f"test: {len(first.test_ids)} images of {PROF.test_size} px; training: up to {N_HI} tiles of {PROF.tile} px "
       f"from {len(first.train_images)} other images (seed {TRAIN_SEEDS[0]}); shared by training and test: none")
 k = min(16, N_HI)
-fig = plotting.image_grid(first.train[:k], ncols=8, titles=[f"#{i + 1}" for i in range(k)],
+fig = pictures.image_grid(first.train[:k], ncols=8, titles=[f"#{i + 1}" for i in range(k)],
                           suptitle=f"The first {k} training tiles of seed {TRAIN_SEEDS[0]}: the N = {N_LO} set is "
                                    f"#1-#{N_LO}")
 fig.savefig(RUN / "fig_backgrounds.png", dpi=120, bbox_inches="tight")
@@ -128,7 +131,7 @@ fig.savefig(RUN / "fig_backgrounds.png", dpi=120, bbox_inches="tight")
 EXPLORER = widgets.DerainExplorer.from_configs([c for c in CONFIGS if ARM[c.key()] == PRIMARY], data_dir=DATA)
 cols = ["density", "length", "width", "angle", "intensity", "in_distribution", "ood_fields"]
 display(rain.presets_table(TRAIN_RAIN).set_index("name").loc[PRESETS, cols])
-fig = plotting.rain_examples(EXPLORER.eval_set, index=0, train_preset=TRAIN_RAIN)
+fig = pictures.rain_examples(EXPLORER.eval_set, index=0, train_preset=TRAIN_RAIN)
 fig.savefig(RUN / "fig_rain.png", dpi=120, bbox_inches="tight")
 
 # %% [markdown]
@@ -251,7 +254,8 @@ display(Markdown("\n\n".join([describe(a) for a in [*ARCH_LIST, *([ABL] if ABL e
 P_EX = max(OOD, key=lambda p: len(rain.ood_fields(TRAIN_RAIN, p)))
 IMG = widgets.representative_image(DF[DF["arm"] == PRIMARY], P_EX, N_LO, N_HI)
 EXAMPLES = [EXPLORER.example(n, TRAIN_SEEDS[0], P_EX, IMG) for n in (N_LO, N_HI)]
-fig = plotting.derain_grid(EXAMPLES, [EXPLORER.label(ex) for ex in EXAMPLES], suptitle=f"{IMG} under {P_EX} rain (unseen)")
+fig = pictures.derain_grid(EXAMPLES, [EXPLORER.label(ex) for ex in EXAMPLES],
+                           suptitle=f"{IMG} under {P_EX} rain (unseen)")
 fig.savefig(RUN / "fig_examples.png", dpi=120, bbox_inches="tight")
 if INTERACTIVE:
     display(EXPLORER.widget())

@@ -13,7 +13,7 @@
 # Here one small network is trained per (category, seed) and scored on one **common test set** (held-out
 # natural photos when the real sets are present, else dead-leaves images, on which no model here trains).
 # The outcome is the monograph's primary one, the **excess removal** of unseen rain: removal beyond what fixed
-# Gaussian and median filters achieve at the same background fidelity (`derain_utils.outcome`). Complexity is
+# Gaussian and median filters achieve at the same background fidelity (`derain_utils.measure.outcome`). Complexity is
 # measured as the paper does, by compression (PNG bits per pixel of the training tiles); five other measures
 # are exploratory. The unit of the test is the category: the **four real categories** carry the verdict
 # (exact permutation test over their 4! orderings); the **procedural ladder** is a controlled supplement with a
@@ -30,8 +30,11 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from derain_utils import (backgrounds, complexity, designs, inference, metric_table, notebook, outcome,
-                          plotting, power, rain, widgets)
+from derain_utils.book import category_plots, notebook, pictures, plotting, widgets
+from derain_utils.lab import designs
+from derain_utils.measure import complexity, metric_table, outcome
+from derain_utils.stats import inference, power
+from derain_utils.synth import backgrounds, rain
 
 plotting.use_style()
 
@@ -101,14 +104,14 @@ VERDICT_GROUP = DESIGN.verdict_group
 display(Markdown(
     f"Verdict group: **{VERDICT_GROUP}** categories {list(GROUPS.get(VERDICT_GROUP, ()))}"
     + ("" if VERDICT_GROUP == "real" else " (no real data: **this verdict is procedural**; the real-category "
-       "verdict needs the real sets: `python -m derain_utils.data fetch`, then set DERAIN_DATA)")
+       "verdict needs the real sets: `python -m derain_utils.synth.data fetch`, then set DERAIN_DATA)")
     + f". Primary outcome `{DECL.outcome}` on {DECL.preset_label}, {DECL.design}, direction {DECL.direction}."))
 
 # %% [markdown]
 # ## The backgrounds and their complexity
 #
 # Complexity is measured on the training tiles the networks saw (the union over seeds). Five per-image measures
-# and a learned one, `ae_loss` (the held-out error of a tiny autoencoder; `derain_utils.complexity`); higher is
+# and a learned one, `ae_loss` (the held-out error of a tiny autoencoder; `derain_utils.measure.complexity`); higher is
 # more complex for all. The bars are the spread (± 1 sd) over tiles.
 
 # %%
@@ -120,12 +123,13 @@ ORDER = {g: sorted(cats, key=lambda c: CX.loc[c, PRIMARY]) for g, cats in GROUPS
 ALL_ORDER = [c for cats in ORDER.values() for c in cats]
 PALETTE = plotting.category_palette(ALL_ORDER)
 print(f"complexity of {len(TILE_TABLE)} tiles and {len(CX)} autoencoders in {time.perf_counter() - t:.0f} s")
-fig = plotting.image_grid([list(TILES[c][1][:8]) for c in ALL_ORDER] + [list(TEST.eval_set[TRAIN_RAIN].background[:8])],
+fig = pictures.image_grid([list(TILES[c][1][:8]) for c in ALL_ORDER] + [list(TEST.eval_set[TRAIN_RAIN].background[:8])],
                           row_labels=[*ALL_ORDER, f"common test\n({COMMON})"],
                           suptitle="Training tiles of each category (simple to complex) and the common test set")
 fig.savefig(RUN / "fig_backgrounds.png", dpi=120, bbox_inches="tight")
-fig = plotting.measures_by_category(CX_SUMMARY, order=ALL_ORDER, palette=PALETTE,
-                                    suptitle=f"Complexity of the training tiles (each group simple to complex by {PRIMARY})")
+fig = category_plots.measures_by_category(
+    CX_SUMMARY, order=ALL_ORDER, palette=PALETTE,
+    suptitle=f"Complexity of the training tiles (each group simple to complex by {PRIMARY})")
 fig.savefig(RUN / "fig_measures.png", dpi=120, bbox_inches="tight")
 display(CX.loc[ALL_ORDER].round(3))
 
@@ -178,8 +182,9 @@ for g, cats in ORDER.items():
     fig.savefig(RUN / f"fig_frontier_{g}.png", dpi=120, bbox_inches="tight")
 fig, axes = plt.subplots(1, len(ORDER), figsize=(5.2 * len(ORDER), 4), layout="constrained", squeeze=False)
 for ax, (g, cats) in zip(axes[0], ORDER.items()):
-    plotting.category_scatter(OUT[(OUT["kind"] == g) & (OUT["role"] == "main")], PRIMARY, outcome.PRIMARY_OUTCOME, order=cats, palette=PALETTE,
-                              ax=ax, ylabel="excess removal of unseen rain", title=f"{g} categories")
+    category_plots.category_scatter(OUT[(OUT["kind"] == g) & (OUT["role"] == "main")], PRIMARY,
+                                    outcome.PRIMARY_OUTCOME, order=cats, palette=PALETTE, ax=ax,
+                                    ylabel="excess removal of unseen rain", title=f"{g} categories")
 fig.savefig(RUN / "fig_excess_vs_complexity.png", dpi=120, bbox_inches="tight")
 
 # %% [markdown]
@@ -243,7 +248,7 @@ IMG = widgets.representative_image(COMMON_ROWS[COMMON_ROWS["train_rain"] == TRAI
                                    x="background")
 shown = [(SIMPLEST, TRAIN_RAIN), (MOST, TRAIN_RAIN)] + ([(CTRL_CAT, designs.CONTROL_RAIN)] if CONTROL else [])
 EXAMPLES = [explorer(c, r).example(PROF.category_n, PROF.seeds[0], P_EX, IMG) for c, r in shown]
-fig = plotting.derain_grid(EXAMPLES, ["\n".join([f"{c}, {r} rain", *(metric_table.describe(m, ex[m]) for m in
+fig = pictures.derain_grid(EXAMPLES, ["\n".join([f"{c}, {r} rain", *(metric_table.describe(m, ex[m]) for m in
                                                                      ("removal", "bg_psnr"))])
                                       for (c, r), ex in zip(shown, EXAMPLES)],
                            suptitle=f"{IMG} under {P_EX} rain (unseen by the {TRAIN_RAIN} models), seed {PROF.seeds[0]}")

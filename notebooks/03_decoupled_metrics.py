@@ -28,8 +28,11 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from derain_utils import (backgrounds, designs, dynamics, experiments, inference, metrics, notebook, outcome,
-                          plotting, probes)
+from derain_utils.book import category_plots, notebook, pictures, plotting
+from derain_utils.lab import designs, experiments, profiles
+from derain_utils.measure import dynamics, metrics, outcome, probes
+from derain_utils.stats import inference
+from derain_utils.synth import backgrounds
 
 plotting.use_style()
 
@@ -94,13 +97,13 @@ display(Markdown(
     f"{' + '.join(DESIGN.groups['complex'])} (complex), {len(PROF.seeds)} seeds each; "
     + ("the procedural pair is an illustration." if DESIGN.illustration else
        "**no real data: this verdict is procedural**; the real-category verdict needs the real sets "
-       "(`python -m derain_utils.data fetch`, then set DERAIN_DATA).")))
+       "(`python -m derain_utils.synth.data fetch`, then set DERAIN_DATA).")))
 
 # %% [markdown]
 # ## Two numbers instead of one
 #
 # A test image is a clean background B plus a rain layer R: the rainy input is O = clip(B + R) and the rain
-# mask M marks the pixels where R exceeds 0.02. For a derained output D, `derain_utils.metrics` computes
+# mask M marks the pixels where R exceeds 0.02. For a derained output D, `derain_utils.measure.metrics` computes
 #
 # * **rain removal** = 1 − Σ<sub>M</sub> ‖D − B‖² / Σ<sub>M</sub> ‖O − B‖²: the fraction of the rain's squared
 #   error inside the mask that the network removed (1 = all, 0 = as rainy as the input, below 0 = worse);
@@ -132,11 +135,11 @@ EQUAL = pd.DataFrame([{"output": k, "psnr": metrics.psnr(PAIR["background"], d),
                        **{m: metrics.decoupled(PAIR["background"], PAIR["rainy"], d, MASK)[m]
                           for m in ("removal", "rain_psnr", "bg_psnr")}} for k, d in OUTS.items()]).set_index("output")
 display(EQUAL.round(3))
-fig = plotting.decoupled_regions(PAIR["background"], PAIR["rainy"], MASK,
-                                 suptitle=f"{TEST.names[IDX]} under {TRAIN_RAIN} rain (the training rain)")
+fig = category_plots.decoupled_regions(PAIR["background"], PAIR["rainy"], MASK,
+                                       suptitle=f"{TEST.names[IDX]} under {TRAIN_RAIN} rain (the training rain)")
 fig.savefig(RUN / "fig_regions.png", dpi=120, bbox_inches="tight")
 err = [np.abs(d - PAIR["background"]).mean(-1) * 4 for d in OUTS.values()]  # error maps, x4 for visibility
-fig = plotting.image_grid([PAIR["rainy"], *OUTS.values(), PAIR["background"], *err], ncols=3,
+fig = pictures.image_grid([PAIR["rainy"], *OUTS.values(), PAIR["background"], *err], ncols=3,
                           titles=["rainy input O", "D1: leaves half\nthe rain", "D2: removes the rain,\nblurs the "
                                   "background", "background B", "|D1 − B| x 4", "|D2 − B| x 4"],
                           suptitle=f"Both outputs: whole-image PSNR {PAIR['psnr']:.2f} dB")
@@ -154,7 +157,7 @@ fig.savefig(RUN / "fig_equal_psnr.png", dpi=120, bbox_inches="tight")
 # %%
 t = time.perf_counter()
 TRAINED = designs.train(DESIGN.configs, points=DESIGN.curve_points, data_dir=DATA, workers=PROF.workers)
-OTHERS = [r.eval for r in probes.cached_results(PROF) if r.key not in TRAINED.results]
+OTHERS = [r.eval for r in profiles.cached_results(PROF) if r.key not in TRAINED.results]
 ALL = pd.concat([TRAINED.eval, *OTHERS], ignore_index=True)
 ALL = ALL[ALL["preset"].isin(PRESETS)].assign(rain_error_share=lambda d: probes.error_share(d))
 MODELS = (ALL.groupby(["key", "background", "seed", "preset"], as_index=False, sort=False)
@@ -163,8 +166,8 @@ R2 = probes.r2_decomposition(MODELS, "psnr", ("removal", "bg_psnr"), by="preset"
 R2["rain_error_share"] = MODELS.groupby("preset")["rain_error_share"].mean()
 print(f"{DESIGN.n_models} models of the contrast ready in {time.perf_counter() - t:.0f} s; {MODELS['key'].nunique()} "
       f"models in the decomposition (backgrounds {sorted(MODELS['background'].unique())})")
-fig = plotting.psnr_vs_metrics(MODELS, ("removal", "bg_psnr", "rain_psnr"), reference=IN_DIST,
-                               suptitle="Whole-image PSNR against each decoupled metric (one point per model)")
+fig = category_plots.psnr_vs_metrics(MODELS, ("removal", "bg_psnr", "rain_psnr"), reference=IN_DIST,
+                                     suptitle="Whole-image PSNR against each decoupled metric (one point per model)")
 fig.savefig(RUN / "fig_psnr_vs_decoupled.png", dpi=120, bbox_inches="tight")
 display(R2.round(3))
 LEADS = "rain removal" if R2.loc[OOD, "share_removal"].mean() > R2.loc[OOD, "share_bg_psnr"].mean() \
@@ -197,11 +200,10 @@ LABELS = {"excess_removal": "excess removal (0 = fixed-filter frontier)", "remov
 for name, groups in (("dynamics", DESIGN.groups), ("dynamics_procedural", DESIGN.illustration)):
     if groups:
         order = [*groups["simple"], *groups["complex"]]
-        fig = plotting.curves_vs_step(LIVE[LIVE["background"].isin(order)], list(TITLES), hue_order=order, style=None,
-                                      titles=TITLES, ylabels=LABELS,
-                                      suptitle=f"During training ({len(ALIVE)} of {len(OUT)} models: those that did "
-                                               "not stall, unless a background would be left empty; mean over seeds, "
-                                               "95% band)")
+        fig = category_plots.curves_vs_step(
+            LIVE[LIVE["background"].isin(order)], list(TITLES), hue_order=order, style=None, titles=TITLES,
+            ylabels=LABELS, suptitle=f"During training ({len(ALIVE)} of {len(OUT)} models: those that did not stall, "
+                                     "unless a background would be left empty; mean over seeds, 95% band)")
         fig.savefig(RUN / f"fig_{name}.png", dpi=120, bbox_inches="tight")
 fig = plotting.frontier_panels(outcome.model_table(TRAINED.eval, FRONT, model_cols=("key", "seed")), FRONT, OOD,
                                order=list(GROUP), suptitle="Final networks on their own test images, over the "
@@ -216,7 +218,7 @@ display(LEARN[["group", "background", "removal_id_final", "removal_id_t_half", "
 # %% [markdown]
 # ## The second co-primary outcome: rain on a flat grey image
 #
-# The final networks on three kinds of input that isolate one ability each (`derain_utils.probes`): **clean**
+# The final networks on three kinds of input that isolate one ability each (`derain_utils.measure.probes`): **clean**
 # held-out backgrounds of their own kind (PSNR of output vs input: do they leave a clean image alone?), **grey
 # rain** (the training rain and the unseen rains on a flat grey image: removal) and **unseen** backgrounds of a
 # category none of them saw (PSNR of output vs input: do they damage unfamiliar content?).
@@ -243,7 +245,7 @@ display(PROBE_TABLE.round(2))
 SHOWN = [r for r in TRAINED.results.values() if r.config.seed == PROF.seeds[0]]
 first = probes.probe_outputs(SHOWN[0].load_model(), PROBE_SETS[SHOWN[0].config.background])
 keys = [f"grey_{p}" for p in PRESETS] + ["unseen"]
-fig = plotting.image_grid([[first[k][0] for k in keys]] + [
+fig = pictures.image_grid([[first[k][0] for k in keys]] + [
     [o[k][1] for k in keys] for o in (probes.probe_outputs(r.load_model(), PROBE_SETS[r.config.background])
                                       for r in SHOWN)],
     titles=[*(f"grey + {p}\n({'training rain' if p in IN_DIST else 'unseen'})" for p in PRESETS), f"unseen: {UNSEEN}"],
@@ -253,7 +255,7 @@ if INTERACTIVE:
     import ipywidgets
 
     by_name = {r.config.name(): r for r in TRAINED.results.values()}
-    display(ipywidgets.interactive(lambda model, image: display(plotting.image_grid([[
+    display(ipywidgets.interactive(lambda model, image: display(pictures.image_grid([[
         probes.probe_outputs(by_name[model].load_model(), PROBE_SETS[by_name[model].config.background], image)[k][j]
         for k in keys] for j in (0, 1)])), model=list(by_name), image=(0, len(UNSEEN_SPLIT.test_ids) - 1)))
 

@@ -24,12 +24,15 @@ T0 = time.perf_counter()
 
 import numpy as np
 import pandas as pd
+import torch
 from IPython.display import Markdown, display
 
-import torch
-
-from derain_utils import (backgrounds, baselines, designs, experiments, inference, notebook, outcome, plotting, power,
-                          realdata, report, sweeps, training)
+from derain_utils.book import notebook, pictures, plotting, report
+from derain_utils.lab import designs, experiments, sweeps
+from derain_utils.measure import baselines, outcome, rainmeter, realscores
+from derain_utils.nets import training
+from derain_utils.stats import inference, power
+from derain_utils.synth import backgrounds, realsets
 
 plotting.use_style()
 
@@ -41,7 +44,7 @@ RUN_DIR: str = ""  # output folder; empty: a fresh one under runs/<profile>/04_r
 INTERACTIVE: bool = False  # show a photo browser widget (needs a Jupyter front end)
 PAIRED_DIRS: list = ["rain100L_dev", "rain100H_dev", "real_rain_paired_dev"]  # paired sets (input/, target/): paths or set names
 PAIRED_MAX: int = 0  # pairs used per paired set, in name order; 0: the profile's (smoke 2, quick and paper all)
-SCALE: str = "matched"  # primary scale of the paired verdict: matched (streak width, realdata.match_scale) or native
+SCALE: str = "matched"  # primary scale of the paired verdict: matched (streak width, rainmeter.match_scale) or native
 REAL_DIRS: list = ["real_rain_misc", "real_rain_nturain"]  # folders of real rainy photos without ground truth
 REAL_PER_DIR: int = 0  # photos used per real folder, spread over its file names; 0: the profile's (2, 4, all)
 REAL_LONG_SIDE: int = 0  # downscale real photos to this long side in px; 0: the profile's (96, 320, none)
@@ -72,11 +75,11 @@ N_PAIRED = PAIRED_MAX or {"smoke": 2}.get(PROF.name) or None  # None: every pair
 N_REAL, LONG_SIDE = (REAL_PER_DIR or {"smoke": 2, "quick": 4}.get(PROF.name) or None,
                      REAL_LONG_SIDE or {"smoke": 96, "quick": 320}.get(PROF.name) or None)
 PERSPECTIVE_SIZE = 128  # px, side of the held-out images that get perspective rain
-PAIRED = realdata.paired_sets(PAIRED_DIRS, DATA, missing="skip")  # a set name absent from the data folder: skipped
+PAIRED = realsets.paired_sets(PAIRED_DIRS, DATA, missing="skip")  # a set name absent from the data folder: skipped
 REAL = []
 for name in REAL_DIRS:
     try:
-        REAL.append(realdata.resolve_folder(name, DATA))
+        REAL.append(realsets.resolve_folder(name, DATA))
     except FileNotFoundError as err:
         print(f"real photo folder {name!r} skipped: {err}")
 NB = notebook.start(
@@ -96,26 +99,26 @@ print(f"paired sets: {[p.name for p in PAIRED] or 'none found'} ({N_PAIRED or 'a
 # %% [markdown]
 # ## The rain of the paired sets, against the training and test presets
 #
-# A paired set can show the finding only if its rain differs from the training rain. `realdata.measure_rain`
+# A paired set can show the finding only if its rain differs from the training rain. `rainmeter.measure_rain`
 # measures it from `|input - target|` (streak length, width, angle from vertical, peak, streaks per pixel,
 # coverage; `merged` near 1 means the rain is one connected sheet), and the presets are measured the same way
 # on synthetic pairs. A field is *outside* when fewer than half of a set's values fall in the central 90% of
 # the training rain's. The networks meet rain in pixels, so the sets are also resampled by the factor that
-# brings their median streak width to the training rain's (`realdata.match_scale`, never upsampling).
+# brings their median streak width to the training rain's (`rainmeter.match_scale`, never upsampling).
 #
-# **Rule, declared before any network is run** (`realdata.unseen_sets`): a paired set carries the verdict when,
+# **Rule, declared before any network is run** (`rainmeter.unseen_sets`): a paired set carries the verdict when,
 # at the primary scale (`SCALE`), at least one field is outside the training rain **and** the preset its rain
 # is closest to is not the training preset. The verdict pools those sets with equal weight; the others and the
 # other scale are exploratory.
 
 # %%
-PAIRS = {"native": realdata.load_pairs(PAIRED, max_pairs=N_PAIRED) if PAIRED else []}
-SCALES = realdata.match_scale(PAIRED, TRAIN_RAIN, max_pairs=N_PAIRED) if PAIRED else pd.DataFrame(columns=["set"])
+PAIRS = {"native": realsets.load_pairs(PAIRED, max_pairs=N_PAIRED) if PAIRED else []}
+SCALES = rainmeter.match_scale(PAIRED, TRAIN_RAIN, max_pairs=N_PAIRED) if PAIRED else pd.DataFrame(columns=["set"])
 FACTOR = dict(zip(SCALES["set"], SCALES.get("factor", [])))
-PAIRS["matched"] = [p if FACTOR[p.set] == 1 else realdata.Pair(p.set, p.name, *realdata.rescale_pair(
+PAIRS["matched"] = [p if FACTOR[p.set] == 1 else realsets.Pair(p.set, p.name, *realsets.rescale_pair(
     p.rainy, p.target, FACTOR[p.set])) for p in PAIRS["native"]]
-PLACED = {sc: realdata.rain_placement(*realdata.measure_rain(prs), TRAIN_RAIN) for sc, prs in PAIRS.items() if prs}
-UNSEEN = realdata.unseen_sets(PLACED[SCALE], TRAIN_RAIN) if PAIRED else []
+PLACED = {sc: rainmeter.rain_placement(*rainmeter.measure_rain(prs), TRAIN_RAIN) for sc, prs in PAIRS.items() if prs}
+UNSEEN = rainmeter.unseen_sets(PLACED[SCALE], TRAIN_RAIN) if PAIRED else []
 if PAIRED:
     RAIN_TABLE = PLACED[SCALE].assign(
         factor=lambda d: d["set"].map(FACTOR), in_verdict=lambda d: d["set"].isin(UNSEEN),
@@ -180,9 +183,9 @@ def derain(key, images):
 
 
 def score_all(pairs, masks=None):
-    """Every network on ``pairs``: one row per (network, pair), scored by realdata.score_pairs."""
-    return pd.concat([realdata.score_pairs(pairs, derain(c.key(), [p.rainy for p in pairs]),
-                                           masks=masks).assign(key=c.key(), model=c.name(), group=GROUP[c.key()],
+    """Every network on ``pairs``: one row per (network, pair), scored by realscores.score_pairs."""
+    return pd.concat([realscores.score_pairs(pairs, derain(c.key(), [p.rainy for p in pairs]),
+                                             masks=masks).assign(key=c.key(), model=c.name(), group=GROUP[c.key()],
                                                                n_train=c.n_train, seed=c.seed)
                       for c in CONFIGS], ignore_index=True)
 
@@ -191,15 +194,15 @@ def score_all(pairs, masks=None):
 # ## Perspective rain: synthetic, and unlike the training rain
 #
 # Held-out images of the training source (never used for training) get rain from
-# `rain.synthesize_perspective`; the true rain mask is known. This is *not* real rain.
+# `perspective.synthesize_perspective`; the true rain mask is known. This is *not* real rain.
 
 # %%
 split = backgrounds.draw_split(BG, 0, PROF.n_test, test_size=PERSPECTIVE_SIZE, data_dir=DATA)
 SYN = report.synthetic_sets(split.test, names=split.test_ids, presets=[], train_rain=TRAIN_RAIN,
                             seed=PROF.eval_seed)["perspective"]
-PERSP = [realdata.Pair("perspective", n, o, b) for n, o, b in zip(SYN.names, SYN.rainy, SYN.background)]
+PERSP = [realsets.Pair("perspective", n, o, b) for n, o, b in zip(SYN.names, SYN.rainy, SYN.background)]
 k = min(4, len(PERSP))
-fig = plotting.image_grid([list(SYN.background[:k]), list(SYN.rainy[:k]), list(SYN.rain[:k])],
+fig = pictures.image_grid([list(SYN.background[:k]), list(SYN.rainy[:k]), list(SYN.rain[:k])],
                           row_labels=["background", "perspective rain", "rain layer R"],
                           suptitle=f"Held-out {BG} images ({PERSPECTIVE_SIZE} px) with perspective rain (NOT real rain)")
 fig.savefig(RUN / "fig_perspective.png", dpi=120, bbox_inches="tight")
@@ -304,7 +307,7 @@ per_img = ROWS[(ROWS["scale"] == sc) & (ROWS["set"] == EX_SET)].groupby(["group"
 EX_IMG = (per_img["few"] - per_img["many"]).sort_values().index[len(per_img) // 2]
 ex = next(p for p in (PERSP if EX_SET == "perspective" else PAIRS[sc]) if p.set == EX_SET and p.name == EX_IMG)
 outs = {LABELS[GROUP[c.key()]]: derain(c.key(), [ex.rainy])[0] for c in CONFIGS if c.seed == TRAIN_SEEDS[0]}
-fig = plotting.removed_layer_grid([{"name": f"{EX_SET} / {EX_IMG}", "rainy": ex.rainy, "target": ex.target,
+fig = pictures.removed_layer_grid([{"name": f"{EX_SET} / {EX_IMG}", "rainy": ex.rainy, "target": ex.target,
                                     "outputs": outs}], list(outs), size=2.6)
 fig.savefig(RUN / "fig_paired_example.png", dpi=110, bbox_inches="tight")
 
@@ -312,8 +315,8 @@ fig.savefig(RUN / "fig_paired_example.png", dpi=110, bbox_inches="tight")
 # ## Real photographs: no ground truth (exploratory)
 #
 # Each folder's photos (downscaled to `LONG_SIDE` px), the first seed's outputs and what each removed; under the
-# photo, in white, the pixels `realdata.rain_free_mask` judges free of rain. Proxies per photo and network
-# (`realdata.no_gt_proxies`; means over seeds per photo, 95% intervals over photos): *removed RMS* (how much
+# photo, in white, the pixels `realscores.rain_free_mask` judges free of rain. Proxies per photo and network
+# (`realscores.no_gt_proxies`; means over seeds per photo, 95% intervals over photos): *removed RMS* (how much
 # changed), *global coherence* (is the removed layer strokes of one orientation, as rain in one photo is) and
 # *change in rain-free pixels*. None is a quality score: doing nothing scores a perfect 0 change; erasing a
 # railing looks coherent. They compare networks on the same photos, with the pictures.
@@ -323,13 +326,13 @@ PHOTOS = {r.name: report.load_real(r, limit=N_REAL, long_side=LONG_SIDE) for r i
 PROXIES = ["removed_rms", "global_coherence", "rainfree_change"]
 frames = []
 for name, photos in PHOTOS.items():
-    free = [realdata.rain_free_mask(p[1]) for p in photos]
+    free = [realscores.rain_free_mask(p[1]) for p in photos]
     outs = {c.key(): derain(c.key(), [p[1] for p in photos]) for c in CONFIGS}
     frames += [report.real_rows(photos, outs[c.key()], rainfree=free).assign(
         set=name, kind="real", key=c.key(), model=c.name(), group=GROUP[c.key()], seed=c.seed) for c in CONFIGS]
     shown = sorted({0, len(photos) // 2})
     first = [c for c in CONFIGS if c.seed == TRAIN_SEEDS[0]]
-    fig = plotting.removed_layer_grid(
+    fig = pictures.removed_layer_grid(
         [{"name": photos[j][0], "rainy": photos[j][1], "rainfree": free[j],
           "outputs": {LABELS[GROUP[c.key()]]: outs[c.key()][j] for c in first}} for j in shown],
         [LABELS[GROUP[c.key()]] for c in first], size=2.3, suptitle=f"Real rainy photos ({name})")
@@ -364,7 +367,7 @@ FACTS = dict(
     effect_of=f"mean over seeds of the excess removal of the N = {N_LO} minus the N = {N_HI} network on "
               f"{DECL.preset_label} ({sc} scale); sign-flip test over seeds",
     synthetic_verdict=SYNTHETIC, verdict_sets=VSETS, primary_scale=sc,
-    unseen_rule=("realdata.unseen_sets: at the primary scale, at least one measured rain field outside the training "
+    unseen_rule=("rainmeter.unseen_sets: at the primary scale, at least one measured rain field outside the training "
                  "rain's range and a closest preset other than the training preset"),
     rain_table=RAIN_TABLE, scale_factors=FACTOR,
     exploratory={k: {"effect": r.effect, "ci95": r.ci95, "p_value": r.p_greater, "p_holm": HOLM[k]}

@@ -1,6 +1,6 @@
 """A do-nothing "deraining" network for the report-card tests: ``derained = rainy``.
 
-Used as ``python -m derain_utils.report tests/_identity_model.py:Identity`` (or
+Used as ``python -m derain_utils.book.report tests/_identity_model.py:Identity`` (or
 ``tests._identity_model:make`` from the repository root). Any honest rain-removal score must
 rate it at exactly 0: it removes nothing and damages nothing.
 """

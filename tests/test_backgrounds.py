@@ -1,4 +1,4 @@
-"""Tests for derain_utils.backgrounds: procedural ladder, loaders, sources, splits, crops."""
+"""Tests for derain_utils.synth.backgrounds: procedural ladder, loaders, sources, splits, crops."""
 from __future__ import annotations
 
 import io
@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from derain_utils import backgrounds as bg
+from derain_utils.synth import backgrounds as bg
+from derain_utils.synth import procedural
 
 
 # --------------------------------------------------------------------------- helpers
@@ -64,38 +65,38 @@ def coded_folder(tmp_path: Path) -> tuple[Path, dict[str, tuple[int, int]]]:
 
 
 # --------------------------------------------------------------------------- procedural
-@pytest.mark.parametrize("kind", bg.LADDER)
+@pytest.mark.parametrize("kind", procedural.LADDER)
 def test_procedural_shape_dtype_range(kind):
-    x = bg.procedural(kind, (40, 56), seed=3, n=3)
+    x = procedural.procedural(kind, (40, 56), seed=3, n=3)
     assert x.shape == (3, 40, 56, 3) and x.dtype == np.float32
     assert np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0
-    assert bg.procedural(kind, 24, seed=0, n=0).shape == (0, 24, 24, 3)
+    assert procedural.procedural(kind, 24, seed=0, n=0).shape == (0, 24, 24, 3)
 
 
-@pytest.mark.parametrize("kind", bg.LADDER)
+@pytest.mark.parametrize("kind", procedural.LADDER)
 def test_procedural_deterministic_nested_and_seeded(kind):
-    a = bg.procedural(kind, 32, seed=5, n=4)
-    np.testing.assert_array_equal(a, bg.procedural(kind, 32, seed=5, n=4))
-    np.testing.assert_array_equal(a[:2], bg.procedural(kind, 32, seed=5, n=2))  # image i depends on (seed, i)
-    assert not np.array_equal(a, bg.procedural(kind, 32, seed=6, n=4))
+    a = procedural.procedural(kind, 32, seed=5, n=4)
+    np.testing.assert_array_equal(a, procedural.procedural(kind, 32, seed=5, n=4))
+    np.testing.assert_array_equal(a[:2], procedural.procedural(kind, 32, seed=5, n=2))  # image i depends on (seed, i)
+    assert not np.array_equal(a, procedural.procedural(kind, 32, seed=6, n=4))
     assert not np.array_equal(a[0], a[1])
 
 
 def test_flat_is_constant_and_gradient_is_smooth():
-    flat = bg.procedural("flat", 16, seed=1, n=4)
+    flat = procedural.procedural("flat", 16, seed=1, n=4)
     assert np.ptp(flat, axis=(1, 2)).max() == 0.0
-    grad = bg.procedural("gradient", 64, seed=1, n=8)
+    grad = procedural.procedural("gradient", 64, seed=1, n=8)
     # a two-colour blend: neighbouring pixels differ by at most |c1 - c0| / (span in px) ~ 1/64 per channel
     assert np.abs(np.diff(grad, axis=1)).max() < 0.05 and np.abs(np.diff(grad, axis=2)).max() < 0.05
 
 
 def test_complexity_increases_along_ladder():
-    g = [mean_gradient(bg.procedural(k, 64, seed=0, n=16)) for k in bg.LADDER]
+    g = [mean_gradient(procedural.procedural(k, 64, seed=0, n=16)) for k in procedural.LADDER]
     assert g[0] == 0.0
-    assert all(a < b for a, b in zip(g, g[1:])), dict(zip(bg.LADDER, g))
+    assert all(a < b for a, b in zip(g, g[1:])), dict(zip(procedural.LADDER, g))
     # the two ends of the study's calibration: smooth blobs vs 1/f noise + shapes, far apart in PNG size
-    blobs = np.mean([png_bytes(x) for x in bg.procedural("blobs", 64, seed=0, n=8)])
-    noise = np.mean([png_bytes(x) for x in bg.procedural("noise", 64, seed=0, n=8)])
+    blobs = np.mean([png_bytes(x) for x in procedural.procedural("blobs", 64, seed=0, n=8)])
+    noise = np.mean([png_bytes(x) for x in procedural.procedural("noise", 64, seed=0, n=8)])
     assert noise > 2 * blobs
 
 
@@ -104,18 +105,18 @@ def test_smooth_kinds_have_no_high_frequencies():
     f = np.sqrt(np.fft.fftfreq(64)[:, None] ** 2 + np.fft.fftfreq(64)[None, :] ** 2)
 
     def high_freq_share(kind):
-        gray = bg.procedural(kind, 64, seed=2, n=8).mean(-1)
+        gray = procedural.procedural(kind, 64, seed=2, n=8).mean(-1)
         p = np.abs(np.fft.fft2((gray - gray.mean(axis=(1, 2), keepdims=True)) * window)) ** 2
         return float(p[:, f > 0.125].sum() / p.sum())  # share of power above 1/8 cycle per px
 
-    share = {k: high_freq_share(k) for k in bg.LADDER[1:]}
+    share = {k: high_freq_share(k) for k in procedural.LADDER[1:]}
     assert share["gradient"] < 1e-4 and share["blobs"] < 1e-4, share
     assert 0.05 < share["shapes"] < share["noise"] < share["texture"], share
 
 
 @pytest.mark.parametrize("beta", [1.0, 2.0])
 def test_power_law_noise_spectral_slope(beta):
-    x = bg.power_law_noise(256, beta=beta, seed=0, n=4)
+    x = procedural.power_law_noise(256, beta=beta, seed=0, n=4)
     assert x.shape == (4, 256, 256) and x.dtype == np.float32
     np.testing.assert_allclose(x.mean(axis=(1, 2)), 0.0, atol=1e-4)
     np.testing.assert_allclose(x.std(axis=(1, 2)), 1.0, atol=1e-3)
@@ -125,15 +126,15 @@ def test_power_law_noise_spectral_slope(beta):
 
 def test_procedural_bad_input():
     with pytest.raises(ValueError, match="kind"):
-        bg.procedural("clouds", 32, seed=0)
+        procedural.procedural("clouds", 32, seed=0)
     with pytest.raises(ValueError, match="size"):
-        bg.procedural("flat", 0, seed=0)
+        procedural.procedural("flat", 0, seed=0)
     with pytest.raises(ValueError, match="size"):
-        bg.procedural("flat", (32,), seed=0)
+        procedural.procedural("flat", (32,), seed=0)
     with pytest.raises(ValueError, match="seed"):
-        bg.procedural("flat", 32, seed=-1)
+        procedural.procedural("flat", 32, seed=-1)
     with pytest.raises(ValueError, match="n must"):
-        bg.procedural("flat", 32, seed=0, n=-1)
+        procedural.procedural("flat", 32, seed=0, n=-1)
 
 
 # --------------------------------------------------------------------------- loading
@@ -448,37 +449,37 @@ def test_draw_split_gray_and_tensors(coded_folder):
 
 def test_draw_split_procedural():
     s = bg.draw_split("noise", 6, 3, tile=32, test_size=48, seed=1)
-    np.testing.assert_array_equal(s.train, bg.procedural("noise", 32, 1, 6))
+    np.testing.assert_array_equal(s.train, procedural.procedural("noise", 32, 1, 6))
     assert s.test.shape == (3, 48, 48, 3)
     s2 = bg.draw_split("noise", 2, 3, tile=32, test_size=48, seed=2)
     np.testing.assert_array_equal(s.test, s2.test)  # test stream ignores the seed
     assert not np.array_equal(s.train[:2], s2.train)
     assert set(s.test_ids).isdisjoint(s.train_ids)
     # the test stream is not the training stream of any small seed
-    assert not any(np.array_equal(s.test[0], bg.procedural("noise", 48, k, 1)[0]) for k in range(5))
+    assert not any(np.array_equal(s.test[0], procedural.procedural("noise", 48, k, 1)[0]) for k in range(5))
 
 
 # --------------------------------------------------------------------------- dead leaves
 def slopes(images: np.ndarray) -> np.ndarray:
-    from derain_utils import complexity
+    from derain_utils.measure import complexity
 
     return np.array([complexity.measure_image(x, ["spectral_slope"])["spectral_slope"] for x in images])
 
 
 def test_dead_leaves_shape_range_determinism_nesting():
-    a = bg.dead_leaves((40, 56), seed=3, n=4)
+    a = procedural.dead_leaves((40, 56), seed=3, n=4)
     assert a.shape == (4, 40, 56, 3) and a.dtype == np.float32 and 0.0 <= a.min() and a.max() <= 1.0
-    np.testing.assert_array_equal(a, bg.dead_leaves((40, 56), seed=3, n=4))  # bitwise repeatable
-    np.testing.assert_array_equal(a[:2], bg.procedural("deadleaves", (40, 56), 3, 2))  # nested: image i = (seed, i)
-    assert not np.array_equal(a[0], bg.dead_leaves((40, 56), seed=4, n=1)[0])
-    assert bg.dead_leaves(24, 0, 0).shape == (0, 24, 24, 3)
-    assert "deadleaves" in bg.PROCEDURAL_KINDS and "deadleaves" not in bg.LADDER  # the ladder is unchanged
+    np.testing.assert_array_equal(a, procedural.dead_leaves((40, 56), seed=3, n=4))  # bitwise repeatable
+    np.testing.assert_array_equal(a[:2], procedural.procedural("deadleaves", (40, 56), 3, 2))  # nested: i = (seed, i)
+    assert not np.array_equal(a[0], procedural.dead_leaves((40, 56), seed=4, n=1)[0])
+    assert procedural.dead_leaves(24, 0, 0).shape == (0, 24, 24, 3)
+    assert "deadleaves" in procedural.PROCEDURAL_KINDS and "deadleaves" not in procedural.LADDER  # ladder unchanged
     with pytest.raises(ValueError, match="seed"):
-        bg.dead_leaves(32, -1)
+        procedural.dead_leaves(32, -1)
 
 
 def test_dead_leaves_are_distinct_and_not_flat():
-    x = bg.dead_leaves(32, seed=0, n=128).reshape(128, -1).astype(np.float64)
+    x = procedural.dead_leaves(32, seed=0, n=128).reshape(128, -1).astype(np.float64)
     sq = (x**2).sum(1)
     d2 = (sq[:, None] + sq[None] - 2 * x @ x.T) / x.shape[1]  # mean squared difference of every pair
     off = d2[~np.eye(len(x), dtype=bool)]
@@ -489,7 +490,7 @@ def test_dead_leaves_are_distinct_and_not_flat():
 
 def test_dead_leaves_has_natural_image_spectrum():
     # photographs give about -2 to -3 in complexity's 1/16-1/2 cycles/px band; the ideal 1/f**2 law is -2
-    s = slopes(bg.dead_leaves(64, seed=0, n=48))
+    s = slopes(procedural.dead_leaves(64, seed=0, n=48))
     assert -2.7 < np.median(s) < -2.0, np.median(s)
     assert (s > -4.5).all() and (s < -1.2).all(), (s.min(), s.max())
 
@@ -497,11 +498,11 @@ def test_dead_leaves_has_natural_image_spectrum():
 def test_draw_split_deadleaves_disjoint_any_size():
     s = bg.draw_split("deadleaves", 300, 12, tile=32, test_size=48, seed=0)
     assert s.train.shape == (300, 32, 32, 3) and s.test.shape == (12, 48, 48, 3) and s.source == "deadleaves"
-    np.testing.assert_array_equal(s.train, bg.dead_leaves(32, 0, 300))
+    np.testing.assert_array_equal(s.train, procedural.dead_leaves(32, 0, 300))
     s1 = bg.draw_split("deadleaves", 16, 12, tile=48, test_size=48, seed=1)
     np.testing.assert_array_equal(s1.test, s.test)  # one test stream for every seed and n_train
     assert set(s.test_ids).isdisjoint(s.train_ids) and set(s.test_ids).isdisjoint(s1.train_ids)
-    train48 = np.concatenate([bg.dead_leaves(48, k, 16) for k in range(4)])
+    train48 = np.concatenate([procedural.dead_leaves(48, k, 16) for k in range(4)])
     assert not any(np.array_equal(t, u) for t in s.test for u in train48)
     src = bg.get_source("deadleaves")
     assert isinstance(src, bg.ProceduralSource) and src.ids() is None
@@ -510,10 +511,10 @@ def test_draw_split_deadleaves_disjoint_any_size():
 
 @pytest.mark.shared_data
 def test_dead_leaves_statistics_match_natural_tiles(shared_data):
-    from derain_utils import complexity
+    from derain_utils.measure import complexity
 
     nat = bg.draw_split("natural", 96, 1, tile=64, seed=0, data_dir=shared_data).train
-    dl = bg.dead_leaves(64, seed=0, n=96)
+    dl = procedural.dead_leaves(64, seed=0, n=96)
     m_nat, m_dl = complexity.measure_set(nat).median(numeric_only=True), complexity.measure_set(dl).median(
         numeric_only=True)
     assert abs(m_dl["spectral_slope"] - m_nat["spectral_slope"]) < 0.3, (m_dl, m_nat)

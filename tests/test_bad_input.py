@@ -10,7 +10,7 @@ inputs (files and specs) and each gets a clear error". Every case below asserts 
 * specs:   ``rain.RainSpec`` fields out of range, malformed or unknown; presets; synthesis sizes;
 * metrics: mismatched shapes, integer images, non-bool masks, values on the wrong scale;
 * config:  ``ExperimentConfig``, profiles, ``build_model``, ``draw_split``, ``DERAIN_DATA``;
-* CLI:     ``python -m derain_utils.complexity`` exits with status 2 and one line naming the culprit.
+* CLI:     ``python -m derain_utils.measure.complexity`` exits with status 2 and one line naming the culprit.
 
 Policies these tests pin down (observed in the code, not invented here):
 
@@ -43,7 +43,10 @@ import pytest
 import torch
 from PIL import Image
 
-from derain_utils import backgrounds, complexity, data, experiments, metrics, models, profiles, rain, sweeps
+from derain_utils.lab import experiments, profiles, sweeps
+from derain_utils.measure import complexity, metrics
+from derain_utils.nets import models
+from derain_utils.synth import backgrounds, data, rain
 
 # --------------------------------------------------------------------------------------------------
 # helpers
@@ -490,7 +493,7 @@ def test_cli_on_an_empty_folder_exits_2_with_one_line(tmp_path: Path, capsys: py
     status, out, err = _cli(capsys, str(empty))
     assert status == 2 and out == ""
     assert err.endswith("\n") and err.count("\n") == 1, err
-    assert re.match(r"python -m derain_utils\.complexity: error: image folder " + _named(empty), err), err
+    assert re.match(r"python -m derain_utils\.measure\.complexity: error: image folder " + _named(empty), err), err
 
 
 def test_cli_on_a_corrupt_file_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -504,7 +507,8 @@ def test_cli_on_a_corrupt_file_exits_2_naming_it(tmp_path: Path, capsys: pytest.
     status, out, err = _cli(capsys, str(good), str(mixed))
     assert status == 2 and out == ""  # no half table printed for the folders that did measure
     assert err.count("\n") == 1, err
-    assert re.match(r"python -m derain_utils\.complexity: error: cannot read image file " + _named(bad), err), err
+    assert re.match(r"python -m derain_utils\.measure\.complexity: error: cannot read image file " + _named(bad),
+                    err), err
 
 
 def test_cli_on_a_missing_folder_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -745,7 +749,7 @@ def test_cli_counts_a_folder_given_twice_once(tmp_path: Path, capsys: pytest.Cap
 def test_cli_procedural_name_says_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
     # was: --help promised "background source names", then 'flat' was rejected without a way out
     status, _, err = _cli(capsys, "flat")
-    assert status == 2 and "has no fixed set of images" in err and "backgrounds.procedural('flat'" in err
+    assert status == 2 and "has no fixed set of images" in err and "procedural.procedural('flat'" in err
     with pytest.raises(SystemExit):
         complexity.main(["--help"])
     helptext = " ".join(capsys.readouterr().out.split())
@@ -835,7 +839,7 @@ _USER_MODULES: dict[str, tuple[str, str]] = {
 def test_report_user_module_faults_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                        case: str) -> None:
     # was: a Python traceback (exit 1) for all but NaN; 0..255, uint8 and +inf were clamped and scored
-    from derain_utils import report
+    from derain_utils.book import report
 
     source, message = _USER_MODULES[case]
     module = _write(tmp_path / (re.sub(r"\W+", "_", case.split(" (")[0]) + ".py"), source.encode())
@@ -843,13 +847,13 @@ def test_report_user_module_faults_are_one_line_errors(tmp_path: Path, capsys: p
     status = report.main([f"{module}:M", "--out", str(out), *_REPORT_ARGS])
     stdout, err = capsys.readouterr()
     assert status == 2 and stdout == "" and err.count("\n") == 1, err
-    assert err.startswith("python -m derain_utils.report: error: model " + repr(f"{module}:M")), err
+    assert err.startswith("python -m derain_utils.book.report: error: model " + repr(f"{module}:M")), err
     assert re.search(message, err), err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [module.name]
 
 
 def test_report_checks_leave_the_models_mode_alone() -> None:
-    from derain_utils import report
+    from derain_utils.book import report
 
     net = torch.nn.Identity()
     for training in (True, False):
@@ -871,7 +875,7 @@ class lambda_module(torch.nn.Module):  # noqa: N801 - reads like the lambda it w
 
 def test_report_real_folder_with_a_non_utf8_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # was: exit 2 after writing report.png and a partial report.csv
-    from derain_utils import report
+    from derain_utils.book import report
 
     real = tmp_path / "real"
     real.mkdir()
@@ -887,7 +891,7 @@ def test_report_real_folder_with_a_non_utf8_name(tmp_path: Path, capsys: pytest.
 
 def test_report_writes_all_files_or_none(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from derain_utils import report
+    from derain_utils.book import report
 
     identity = Path(__file__).parent / "_identity_model.py"
     real_to_csv = pd.DataFrame.to_csv
@@ -914,7 +918,7 @@ def test_report_writes_all_files_or_none(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_report_out_that_is_a_file_and_a_bomb_background(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from derain_utils import report
+    from derain_utils.book import report
 
     identity = Path(__file__).parent / "_identity_model.py"
     a_file = _write(tmp_path / "card.txt", b"x")

@@ -7,7 +7,9 @@ import pytest
 import torch
 from scipy import ndimage
 
-from derain_utils import backgrounds, baselines, metrics, training
+from derain_utils.measure import baselines, metrics, scoring
+from derain_utils.nets import training
+from derain_utils.synth import backgrounds
 
 PRESETS = ["small", "slanted", "long_wide"]
 
@@ -19,7 +21,7 @@ def images() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def eval_set(images):
-    return training.make_eval_set(images, PRESETS, seed=3)
+    return scoring.make_eval_set(images, PRESETS, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -104,12 +106,12 @@ def test_apply_bad_input():
 def test_rows_have_evaluate_columns_and_match_evaluate(images, eval_set):
     chosen = [baselines.IDENTITY, baselines.Baseline("median", 5), baselines.Baseline("gaussian", 1.0, 0.25)]
     rows = baselines.baseline_rows(eval_set, chosen, names=[f"im{i}" for i in range(4)])
-    assert list(rows.columns) == [*baselines.BASELINE_COLUMNS, *training.EVAL_COLUMNS]
+    assert list(rows.columns) == [*baselines.BASELINE_COLUMNS, *scoring.EVAL_COLUMNS]
     assert len(rows) == len(chosen) * 4 * (len(PRESETS) + 1)
     assert rows["in_distribution"].dtype == "boolean"
-    for b in chosen:  # the baseline scored as a model by training.evaluate gives the same table
-        ev = training.evaluate(baselines.as_module(b), images, PRESETS, seed=3, names=[f"im{i}" for i in range(4)])
-        mine = rows[rows["baseline"] == b.name][list(training.EVAL_COLUMNS)].reset_index(drop=True)
+    for b in chosen:  # the baseline scored as a model by scoring.evaluate gives the same table
+        ev = scoring.evaluate(baselines.as_module(b), images, PRESETS, seed=3, names=[f"im{i}" for i in range(4)])
+        mine = rows[rows["baseline"] == b.name][list(scoring.EVAL_COLUMNS)].reset_index(drop=True)
         pd.testing.assert_frame_equal(mine, ev, check_exact=False, atol=1e-5, rtol=1e-6)
 
 
@@ -137,7 +139,7 @@ def test_rows_bad_input(eval_set, images):
         baselines.baseline_rows(eval_set, [baselines.IDENTITY, baselines.Baseline("identity")])
     with pytest.raises(ValueError, match="names"):
         baselines.baseline_rows(eval_set, [baselines.IDENTITY], names=["a"])
-    other = training.make_eval_set(images.flip(-1), ["dense"], seed=3)
+    other = scoring.make_eval_set(images.flip(-1), ["dense"], seed=3)
     with pytest.raises(ValueError, match="other background"):
         baselines.baseline_rows({**eval_set, **other}, [baselines.IDENTITY])
 
@@ -222,18 +224,18 @@ def test_frontier_groups_and_bad_input(eval_set):
 
 
 def _pairs(images, eval_set, preset="slanted"):
-    from derain_utils import realdata
+    from derain_utils.synth import realsets
 
     e = eval_set[preset]
     hwc = lambda t: t.permute(0, 2, 3, 1).numpy().astype(np.float64)  # noqa: E731
-    return [realdata.Pair("bench", f"p{i}", o, b) for i, (o, b) in enumerate(zip(hwc(e.rainy), hwc(e.background)))], \
+    return [realsets.Pair("bench", f"p{i}", o, b) for i, (o, b) in enumerate(zip(hwc(e.rainy), hwc(e.background)))], \
         [m[0].numpy() for m in e.mask]
 
 
 def test_pair_rows_score_as_the_models_are_scored(images, eval_set):
     """On pairs with their true masks, the pair rows equal the eval-set rows of the same filters, and a
-    model's output scored by realdata.score_pairs sits exactly where the filter's row does."""
-    from derain_utils import realdata
+    model's output scored by realscores.score_pairs sits exactly where the filter's row does."""
+    from derain_utils.measure import realscores
 
     pairs, masks = _pairs(images, eval_set)
     rows = baselines.baseline_pair_rows(pairs, masks=masks)
@@ -246,7 +248,7 @@ def test_pair_rows_score_as_the_models_are_scored(images, eval_set):
     assert np.allclose(rows.loc[rows["baseline"] == "identity", "removal"], 0.0)
     med = baselines.Baseline("median", 5)
     out = [baselines.apply(med, p.rainy.transpose(2, 0, 1)[None])[0].numpy().transpose(1, 2, 0) for p in pairs]
-    scored = realdata.score_pairs(pairs, out, masks=masks)
+    scored = realscores.score_pairs(pairs, out, masks=masks)
     mine = rows[rows["baseline"] == "median_5"].reset_index(drop=True)
     assert np.allclose(scored[["removal", "bg_psnr", "psnr_y"]], mine[["removal", "bg_psnr", "psnr_y"]], atol=1e-5)
     # whole-image columns only for the table baselines by default; the frontier groups by set

@@ -1,4 +1,4 @@
-"""derain_utils.bench: the suite's records, the GPU report's CPU fallback, the workload count, and the
+"""derain_utils.lab.bench: the suite's records, the GPU report's CPU fallback, the workload count, and the
 detailed one-model benchmark. Timings themselves are not asserted (the machine may be busy); the
 structure, the arithmetic between fields and the known answers are."""
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from derain_utils import bench, designs, models, profiles, training
+from derain_utils.lab import bench, designs, profiles, workload
+from derain_utils.nets import models, training
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = bench.BenchCase("resnet", "tiny", 16, 4)
@@ -66,7 +67,7 @@ def test_suite_cases_are_the_issue_sizes():
 
 
 def test_paper_workload_known_answers():
-    w = bench.paper_workload("paper")
+    w = workload.paper_workload("paper")
     p = profiles.resolve("paper")
     s, n, a = len(p.seeds), len(p.n_list), len(p.archs)
     assert w["new_models"]["01_set_size"] == a * n * s + 2 * s  # every architecture at every N + the ablation
@@ -78,13 +79,13 @@ def test_paper_workload_known_answers():
     assert w["new_models"]["04_real_rain"] == 0  # notebook 01's models, from the cache
     assert w["total_models"] == sum(w["new_models"].values()) and w["steps"] == p.steps
     assert w["background"] == "natural" and w["archs"] == list(p.archs)
-    smoke = bench.paper_workload("smoke", real_categories=0)  # offline: the ladder only, nothing cached
+    smoke = workload.paper_workload("smoke", real_categories=0)  # offline: the ladder only, nothing cached
     assert smoke["background"] == "deadleaves"
     assert smoke["new_models"] == {"01_set_size": 2 * 2 * 2 + 2 * 2, "02_category_complexity": 4 * 2 + 2,
                                    "03_decoupled_metrics": 0, "04_real_rain": 0}
     assert smoke["curve_models"] == {"02_category_complexity": 2 * 2}  # blobs and noise
     with pytest.raises(ValueError, match="real_categories"):
-        bench.paper_workload("smoke", real_categories=2)
+        workload.paper_workload("smoke", real_categories=2)
 
 
 def test_paper_workload_counts_the_designs_union(monkeypatch):
@@ -93,14 +94,14 @@ def test_paper_workload_counts_the_designs_union(monkeypatch):
     extra = designs.set_size(p, "deadleaves", archs=["resnet"], ablation=False)[:1]
     extra = extra + [dataclasses.replace(extra[0], seed=99)]  # one reused model, one new
     monkeypatch.setitem(designs.NOTEBOOK_DESIGNS, "04_real_rain", lambda prof, bg: extra)
-    assert bench.paper_workload("smoke", real_categories=0)["new_models"]["04_real_rain"] == 1
+    assert workload.paper_workload("smoke", real_categories=0)["new_models"]["04_real_rain"] == 1
 
 
 def test_estimate_arithmetic():
-    workload = {"total_models": 10, "steps": 100, "dynamics_points": 5,
-                "curve_models": {"02_category_complexity": 2}}
+    counted = {"total_models": 10, "steps": 100, "dynamics_points": 5,
+               "curve_models": {"02_category_complexity": 2}}
     conc = [{"processes": 1, "steps_per_s": 10.0}, {"processes": 4, "steps_per_s": 20.0}]
-    est = bench._estimate(workload, conc, overhead_s=2.0, dynamics_eval_s=1.0)
+    est = workload._estimate(counted, conc, overhead_s=2.0, dynamics_eval_s=1.0)
     one, four = est["per_k"]
     assert one["per_model_train_s"] == 10.0 and one["wall_s"] == pytest.approx(10 * 12 + 2 * 5)
     assert four["per_model_train_s"] == 20.0 and four["wall_s"] == pytest.approx((10 * 22 + 10) / 4)
@@ -128,7 +129,7 @@ def test_gpu_report_runs_on_the_cpu(tmp_path):
 def test_gpu_report_tiny_on_cuda(tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    rep = bench.gpu_report(tmp_path / "gpu.json", device="cuda", tiny=True, progress=lambda msg: None)
+    rep = workload.gpu_report(tmp_path / "gpu.json", device="cuda", tiny=True, progress=lambda msg: None)
     assert rep["finished"] and "error" not in rep["steps"] and rep["steps"][0]["device"].startswith("cuda")
     assert "error" not in rep["concurrency"] and "error" not in rep["end_to_end"]
 
@@ -145,7 +146,7 @@ def test_workers_report_alternates_layouts_and_takes_medians(tmp_path, monkeypat
 
     monkeypatch.setattr(bench, "measure_concurrency", fake)
     out = tmp_path / "workers.json"
-    rep = bench.workers_report(out, case=TINY, seconds=0.3, rounds=3, progress=None)
+    rep = workload.workers_report(out, case=TINY, seconds=0.3, rounds=3, progress=None)
     assert calls == [((1, 2), (2, 1))] * 3
     assert [(s["processes"], s["threads"], s["steps_per_s_median"]) for s in rep["summary"]] == [
         (1, 2, 2.0), (2, 1, 5.0)]
@@ -158,8 +159,9 @@ def test_bench_imports_without_notebook_packages():
             "for m in ('pooch', 'papermill', 'jupytext', 'ipykernel', 'nbformat', 'ipywidgets', 'matplotlib',\n"
             "          'seaborn', 'submitit', 'albumentations'):\n"
             "    sys.modules[m] = None  # importing it raises ImportError\n"
-            "import derain_utils.bench, derain_utils.profiles, derain_utils.experiments\n"
-            "print(derain_utils.bench.paper_workload()['total_models'])\n")
+            "import derain_utils.lab.bench, derain_utils.lab.workload, derain_utils.lab.profiles\n"
+            "import derain_utils.lab.experiments\n"
+            "print(derain_utils.lab.workload.paper_workload()['total_models'])\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.strip()) > 0
@@ -180,8 +182,8 @@ def test_run_bench_one_model_in_detail(tmp_path):
 
 def test_precision_check_on_the_smoke_profile(tmp_path):
     out = tmp_path / "precision.json"
-    rep = bench.precision_check(profile="smoke", seeds=(0, 1), background="blobs", cache_root=tmp_path / "cache",
-                                workers=1, path=out)
+    rep = workload.precision_check(profile="smoke", seeds=(0, 1), background="blobs", cache_root=tmp_path / "cache",
+                                   workers=1, path=out)
     assert json.loads(out.read_text())["compare"].keys() == rep["compare"].keys()
     for p in training.PRECISIONS:
         assert rep["per_precision"][p]["final_loss"]["values"] and len(rep["keys"][p]) == 2
@@ -194,8 +196,8 @@ def test_precision_check_on_the_smoke_profile(tmp_path):
 
 
 def test_quick_timing_on_the_smoke_profile(tmp_path):
-    rep = bench.quick_timing(profile="smoke", background="blobs", rounds=1, sweep_models=2, workers=1,
-                             path=tmp_path / "t.json", progress=None)
+    rep = workload.quick_timing(profile="smoke", background="blobs", rounds=1, sweep_models=2, workers=1,
+                                path=tmp_path / "t.json", progress=None)
     assert rep["paths"]["old_fp32_nchw"]["precision"] == "fp32"
     assert rep["paths"]["old_fp32_nchw"]["memory_format"] == "contiguous"
     assert rep["speedup"] == pytest.approx(

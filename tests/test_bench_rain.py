@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from derain_utils import rain
+from derain_utils.synth import rain
 
 N, SIZE = 256, 128
 

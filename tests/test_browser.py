@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from derain_utils import monograph, verdict
-from derain_utils import runs as run_folders
+from derain_utils.book import monograph
+from derain_utils.book import runs as run_folders
+from derain_utils.stats import verdict
 
 pytestmark = pytest.mark.browser
 

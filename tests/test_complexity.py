@@ -1,4 +1,4 @@
-"""Tests of derain_utils.complexity: known answers, directions, determinism, sets, CLI, real data."""
+"""Tests of derain_utils.measure.complexity: known answers, directions, determinism, sets, CLI, real data."""
 from __future__ import annotations
 
 import math
@@ -11,8 +11,8 @@ from PIL import Image
 from skimage import data as skdata
 from skimage.filters import gaussian
 
-from derain_utils import complexity
-from derain_utils.complexity import (
+from derain_utils.measure import complexity
+from derain_utils.measure.complexity import (
     HIGHER_IS_MORE_COMPLEX,
     MEASURES,
     SLOPE_FLOOR,
@@ -282,7 +282,7 @@ def test_cli_errors_name_the_culprit(tmp_path, capsys):
 # ------------------------------------------------------------------------- real data
 @pytest.mark.shared_data
 def test_faces_have_the_lowest_png_bpp_of_the_four_categories(shared_data):
-    from derain_utils.backgrounds import CATEGORIES
+    from derain_utils.synth.backgrounds import CATEGORIES
 
     frames = [
         measure_set(shared_data / folder, max_images=8, seed=0, measures=["png_bpp"], set_name=cat)
@@ -294,7 +294,7 @@ def test_faces_have_the_lowest_png_bpp_of_the_four_categories(shared_data):
 
 
 def test_measure_set_from_source_objects(tmp_path):
-    from derain_utils.backgrounds import ImageFolder, Source, get_source
+    from derain_utils.synth.backgrounds import ImageFolder, Source, get_source
 
     class TwoNoises(Source):
         name = "two_noises"
@@ -319,14 +319,14 @@ def test_measure_set_from_source_objects(tmp_path):
 
 
 # --------------------------------------------------------------------- the learned measure
-from derain_utils import backgrounds  # noqa: E402  (same layer; used only by the tests below)
-from derain_utils.complexity import (  # noqa: E402
+from derain_utils.measure.complexity import (
     ALL_MEASURES,
     LEARNED_MEASURES,
     TinyAutoencoder,
     fit_autoencoder,
     learned_complexity,
 )
+from derain_utils.synth import procedural
 
 _FAST = {"steps": 100}  # enough to rank the ladder (checked on seeds 0-2); the default 300 is for real use
 
@@ -334,7 +334,7 @@ _FAST = {"steps": 100}  # enough to rank the ladder (checked on seeds 0-2); the 
 @pytest.fixture(scope="module")
 def ladder_losses() -> dict[str, float]:
     """ae_loss of 12 procedural 64 px images per kind (3 held out), 100 steps."""
-    return {k: learned_complexity(backgrounds.procedural(k, 64, seed=0, n=12), **_FAST)
+    return {k: learned_complexity(procedural.procedural(k, 64, seed=0, n=12), **_FAST)
             for k in ("flat", "blobs", "noise", "texture")}
 
 
@@ -369,7 +369,7 @@ def test_ae_loss_of_uniform_noise_is_its_mean_absolute_deviation():
 
 
 def test_fit_autoencoder_is_deterministic_and_reports_its_parts():
-    imgs = backgrounds.procedural("shapes", 64, seed=3, n=8)
+    imgs = procedural.procedural("shapes", 64, seed=3, n=8)
     a = fit_autoencoder(imgs, steps=40, seed=5)
     b = fit_autoencoder(imgs, steps=40, seed=5)
     assert a.heldout_loss == b.heldout_loss and np.array_equal(a.history, b.history)
@@ -384,7 +384,7 @@ def test_fit_autoencoder_is_deterministic_and_reports_its_parts():
 
 
 def test_learned_complexity_input_forms_agree_and_threads_are_restored(tmp_path):
-    imgs = backgrounds.procedural("blobs", 32, seed=1, n=4)
+    imgs = procedural.procedural("blobs", 32, seed=1, n=4)
     before = torch.get_num_threads()
     ref = learned_complexity(imgs, steps=10)
     assert torch.get_num_threads() == before
@@ -438,8 +438,8 @@ def test_cli_learned_adds_ae_loss_for_held_out_images(tmp_path, capsys):
 
 
 def test_measure_categories_orders_simple_below_complex():
-    flat = backgrounds.procedural("flat", 64, seed=0, n=6)
-    noise = backgrounds.procedural("noise", 64, seed=0, n=6)
+    flat = procedural.procedural("flat", 64, seed=0, n=6)
+    noise = procedural.procedural("noise", 64, seed=0, n=6)
     per_tile, summary, means = complexity.measure_categories(
         {"noise": ([f"n{i}" for i in range(6)], noise), "flat": ([f"f{i}" for i in range(6)], flat)}, ae_steps=20)
     assert list(means.index) == ["noise", "flat"] and list(means.columns) == list(complexity.ALL_MEASURES)

@@ -1,4 +1,4 @@
-"""derain_utils.designs: each notebook's grid of models (the same wherever it is built), the models 02 and 03
+"""derain_utils.lab.designs: each notebook's grid of models (the same wherever it is built), the models 02 and 03
 share, reading them back, results tables."""
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from derain_utils import backgrounds, baselines, designs, experiments, outcome, profiles
+from derain_utils.lab import designs, experiments, profiles
+from derain_utils.measure import baselines, outcome
+from derain_utils.synth import backgrounds
 
 QUICK = profiles.resolve("quick")
 

@@ -1,4 +1,4 @@
-"""derain_utils.dynamics: reading learning curves (the runs that make them are tested in test_experiments)."""
+"""derain_utils.measure.dynamics: reading learning curves (the runs that make them are tested in test_experiments)."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from derain_utils import dynamics, metric_table
+from derain_utils.measure import dynamics, metric_table
 
 
 def test_the_curve_metrics_are_in_the_metric_table():

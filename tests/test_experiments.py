@@ -1,4 +1,4 @@
-"""derain_utils.experiments: config identity, the verified cache, resumption, sweeps and executors."""
+"""derain_utils.lab.experiments: config identity, the verified cache, resumption, sweeps and executors."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +17,12 @@ import pandas as pd
 import pytest
 import torch
 
-from derain_utils import backgrounds, experiments, models, profiles, rain, store, sweeps, training
-from derain_utils.experiments import CacheWarning, ExperimentConfig
+from derain_utils import store
+from derain_utils.lab import experiments, profiles, sweeps
+from derain_utils.lab.experiments import CacheWarning, ExperimentConfig
+from derain_utils.measure import scoring
+from derain_utils.nets import models, training
+from derain_utils.synth import backgrounds, rain
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -143,7 +147,7 @@ def test_key_format_and_json_round_trip():
 def test_key_is_the_same_in_another_process():
     c = tiny(lr=3e-4, eval_presets=("dense", "small", "slanted"))
     code = (
-        "import json, sys; from derain_utils.experiments import ExperimentConfig as E; "
+        "import json, sys; from derain_utils.lab.experiments import ExperimentConfig as E; "
         "print(E.from_dict(json.loads(sys.argv[1])).key())"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)}
@@ -330,7 +334,7 @@ def test_run_is_deterministic_and_load_model_reproduces_the_eval(golden, tmp_pat
         assert ka == kb and torch.equal(va, vb)
     # the reloaded model, evaluated afresh on the same test images, gives the stored numbers
     split = backgrounds.draw_split(c.background, c.n_train, c.n_test, tile=c.tile, test_size=c.test_size)
-    fresh = training.evaluate(
+    fresh = scoring.evaluate(
         ma, split.test_tensor(), list(c.eval_presets), seed=c.eval_seed, train_spec=c.train_rain, names=split.test_ids
     )
     for col in ("psnr", "ssim", "removal"):
@@ -751,7 +755,7 @@ def test_held_out_inputs_are_those_the_run_scored(golden):
     c = tiny()
     inputs = experiments.held_out(c)
     assert inputs.names == ["gradient:test:0", "gradient:test:1"] and list(inputs.eval_set) == ["small", "dense"]
-    fresh = training.evaluate(golden[1].load_model(), inputs.eval_set, train_spec=c.train_rain, names=inputs.names)
+    fresh = scoring.evaluate(golden[1].load_model(), inputs.eval_set, train_spec=c.train_rain, names=inputs.names)
     for col in ("psnr", "ssim", "removal", "bg_psnr"):
         np.testing.assert_array_equal(fresh[col].to_numpy(float), golden[1].eval[col].to_numpy(float), err_msg=col)
 

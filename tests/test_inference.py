@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from derain_utils import inference
+from derain_utils.stats import inference
 
 SIZES = [4, 16, 64, 256]
 

@@ -1,4 +1,4 @@
-"""Tests of derain_utils.metrics: known answers on constructed triples, invariants, bad input."""
+"""Tests of derain_utils.measure.metrics: known answers on constructed triples, invariants, bad input."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from derain_utils import metrics
-from derain_utils.metrics import (
+from derain_utils.measure import metrics
+from derain_utils.measure.metrics import (
     DECOUPLED_KEYS,
     PSNR_CAP,
     decoupled,
@@ -428,7 +428,7 @@ def test_metrics_are_deterministic(triple):
 @pytest.mark.shared_data
 def test_estimate_mask_default_covers_rain100l_rain_energy(shared_data):
     """The calibration claimed in estimate_mask's docstring, on the 8 Rain100L dev pairs."""
-    from derain_utils.backgrounds import load_image
+    from derain_utils.synth.backgrounds import load_image
 
     inputs = sorted((shared_data / "rain100L_dev" / "input").glob("*.png"))
     assert len(inputs) == 8

@@ -1,4 +1,4 @@
-"""Tests for derain_utils.models: shapes, identity at init, learning, Swin masks, cost counts, errors."""
+"""Tests for derain_utils.nets.models: shapes, identity at init, learning, Swin masks, cost counts, errors."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from derain_utils import models
-from derain_utils.models import (
+from derain_utils.nets import models
+from derain_utils.nets.models import (
     ARCHS,
     MODEL_SIZES,
     SwinBlock,

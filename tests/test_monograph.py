@@ -17,8 +17,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from derain_utils import monograph, verdict
-from derain_utils.runs import latest_run
+from derain_utils.book import monograph, runner
+from derain_utils.book.runs import latest_run
+from derain_utils.stats import verdict
 
 # --------------------------------------------------------------------------------------
 # tiny notebooks (jupytext percent format -> .ipynb)
@@ -38,7 +39,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from derain_utils import inference, notebook, runs, verdict
+from derain_utils.book import notebook, runs
+from derain_utils.stats import inference, verdict
 
 T0 = time.perf_counter()
 """
@@ -70,12 +72,12 @@ MODE: str = "slow"  # how to do it
 # %%
 folder = runs.resolve_run_dir(RUN_DIR, "{stem}", PROFILE)
 runs.write_results(folder, pd.DataFrame({{"mode": [MODE], "value": [0.5]}}))
-verdict.write_verdict(
-    folder, notebook="{stem}", finding="{finding}", reproduced=False, verdict="inconclusive", p_value=0.4,
+verdict.Verdict.from_dict(dict(
+    notebook="{stem}", finding="{finding}", reproduced=False, verdict="inconclusive", p_value=0.4,
     primary_outcome="psnr_gain_db", primary_preset="small", n_models=2, statistic="psnr_gain_db",
     effect=0.25, ci95=[-0.5, 1.0], n_seeds=2, profile=PROFILE, summary="No clear gain.",
     wall_s=time.perf_counter() - T0, mode=MODE,
-)
+)).write(folder)
 """
 
 BOOM = HEADER + """
@@ -289,16 +291,16 @@ def test_a_papermill_params_file_with_profile_runs(good_dir, tmp_path):
 def test_params_file_and_param_precedence(good_dir, tmp_path):
     f = tmp_path / "params.yaml"
     f.write_text("SIZES: [4, 16]\nSEED: 5\n")
-    infos = [monograph.notebook_info(p) for p in monograph.discover_notebooks(good_dir)]
-    params = [monograph._Param(k, v, None, "file") for k, v in monograph.load_params_file(f).items()]
-    per = monograph.resolve_parameters(infos, params)
+    infos = [runner.notebook_info(p) for p in runner.discover_notebooks(good_dir)]
+    params = [runner._Param(k, v, None, "file") for k, v in runner.load_params_file(f).items()]
+    per = runner.resolve_parameters(infos, params)
     assert per == {"01_alpha": {"SIZES": [4, 16], "SEED": 5}, "02_beta": {}}
     bad = tmp_path / "bad.yaml"
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="bad.yaml.*mapping"):
-        monograph.load_params_file(bad)
+        runner.load_params_file(bad)
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
-        monograph.load_params_file(tmp_path / "missing.yaml")
+        runner.load_params_file(tmp_path / "missing.yaml")
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -313,26 +315,26 @@ def test_params_file_and_param_precedence(good_dir, tmp_path):
     ("S=a=b", ("S", "a=b")),
 ])
 def test_parse_param(text, expected):
-    assert monograph.parse_param(text) == expected
+    assert runner.parse_param(text) == expected
 
 
 def test_parse_param_rejects_bad_names():
     with pytest.raises(ValueError, match="identifier"):
-        monograph.parse_param("1X=3")
+        runner.parse_param("1X=3")
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        monograph.parse_param("X")
+        runner.parse_param("X")
 
 
 def test_type_hints_coerce_or_reject(good_dir):
-    info = monograph.notebook_info(good_dir / "02_beta.ipynb")
-    P = monograph._Param
+    info = runner.notebook_info(good_dir / "02_beta.ipynb")
+    P = runner._Param
     # a str parameter given something YAML reads as a number keeps the text as typed
-    assert monograph.resolve_parameters([info], [P("MODE", 2024, "2024", "--param")])["02_beta"]["MODE"] == "2024"
-    alpha = monograph.notebook_info(good_dir / "01_alpha.ipynb")
+    assert runner.resolve_parameters([info], [P("MODE", 2024, "2024", "--param")])["02_beta"]["MODE"] == "2024"
+    alpha = runner.notebook_info(good_dir / "01_alpha.ipynb")
     with pytest.raises(ValueError, match="SIZES.*list"):
-        monograph.resolve_parameters([alpha], [P("SIZES", 4, "4", "--param")])
+        runner.resolve_parameters([alpha], [P("SIZES", 4, "4", "--param")])
     with pytest.raises(ValueError, match="SEED.*integer"):
-        monograph.resolve_parameters([alpha], [P("SEED", 1.5, "1.5", "--param")])
+        runner.resolve_parameters([alpha], [P("SEED", 1.5, "1.5", "--param")])
 
 
 def test_list_shows_findings_and_parameters(good_dir, capsys):
@@ -347,16 +349,16 @@ def test_list_shows_findings_and_parameters(good_dir, capsys):
 
 def test_parse_header_conventions_and_fallbacks():
     md = "# 03 · Decoupled metrics\n\nIntro.\n\n**Finding.** Rain is removed,\nbackground is not.\n\nMore."
-    assert monograph.parse_header(md) == ("03 · Decoupled metrics", "Rain is removed, background is not.")
-    assert monograph.parse_header("Just text, no heading.") == ("", "")
-    assert monograph.parse_header("## Sub\n**Finding** x") == ("", "x")
+    assert runner.parse_header(md) == ("03 · Decoupled metrics", "Rain is removed, background is not.")
+    assert runner.parse_header("Just text, no heading.") == ("", "")
+    assert runner.parse_header("## Sub\n**Finding** x") == ("", "x")
 
 
 def test_select_notebooks(good_dir):
-    infos = [monograph.notebook_info(p) for p in monograph.discover_notebooks(good_dir)]
-    assert [i.stem for i in monograph.select_notebooks(infos, ["02", "1"])] == ["01_alpha", "02_beta"]
-    assert [i.stem for i in monograph.select_notebooks(infos, ["02_beta.ipynb"])] == ["02_beta"]
-    assert [i.stem for i in monograph.select_notebooks(infos, None)] == ["01_alpha", "02_beta"]
+    infos = [runner.notebook_info(p) for p in runner.discover_notebooks(good_dir)]
+    assert [i.stem for i in runner.select_notebooks(infos, ["02", "1"])] == ["01_alpha", "02_beta"]
+    assert [i.stem for i in runner.select_notebooks(infos, ["02_beta.ipynb"])] == ["02_beta"]
+    assert [i.stem for i in runner.select_notebooks(infos, None)] == ["01_alpha", "02_beta"]
 
 
 # --------------------------------------------------------------------------------------
@@ -370,22 +372,22 @@ def _fake_jupyter(monkeypatch, specs: list):
     """_find_spec returns the items of ``specs`` in turn; installs are recorded."""
     seq = iter(specs)
     installs: list[str] = []
-    monkeypatch.setattr(monograph, "_find_spec", lambda name: next(seq))
-    monkeypatch.setattr(monograph, "_install_kernelspec",
+    monkeypatch.setattr(runner, "_find_spec", lambda name: next(seq))
+    monkeypatch.setattr(runner, "_install_kernelspec",
                         lambda name: installs.append(name) or "/prefix/kernels/" + name)
     return installs
 
 
 def test_kernel_running_this_interpreter_is_left_alone(monkeypatch):
     installs = _fake_jupyter(monkeypatch, [_Spec(argv=["python", "-m", "ipykernel_launcher"], resource_dir="/k")])
-    assert monograph.ensure_python3_kernel().startswith("kernel python3: /k")
+    assert runner.ensure_python3_kernel().startswith("kernel python3: /k")
     assert installs == []
 
 
 def test_missing_kernel_is_installed(monkeypatch):
     ok = _Spec(argv=[sys.executable, "-m", "ipykernel_launcher"], resource_dir="/prefix/kernels/python3")
     installs = _fake_jupyter(monkeypatch, [None, ok])
-    assert "missing; installed" in monograph.ensure_python3_kernel()
+    assert "missing; installed" in runner.ensure_python3_kernel()
     assert installs == ["python3"]
 
 
@@ -393,7 +395,7 @@ def test_kernel_of_another_interpreter_is_replaced(monkeypatch, tmp_path):
     other = _Spec(argv=[str(tmp_path / "elsewhere" / "python3"), "-m", "ipykernel_launcher"], resource_dir="/usr/k")
     ok = _Spec(argv=[sys.executable, "-m", "ipykernel_launcher"], resource_dir="/prefix/kernels/python3")
     installs = _fake_jupyter(monkeypatch, [other, ok])
-    msg = monograph.ensure_python3_kernel()
+    msg = runner.ensure_python3_kernel()
     assert installs == ["python3"] and "elsewhere" in msg and sys.executable in msg
 
 
@@ -401,30 +403,30 @@ def test_kernel_still_shadowed_after_install_is_an_error(monkeypatch, tmp_path):
     other = _Spec(argv=[str(tmp_path / "elsewhere" / "python3")], resource_dir="/home/u/.local/k")
     _fake_jupyter(monkeypatch, [other, other])
     with pytest.raises(RuntimeError, match="still resolves.*kernelspec remove"):
-        monograph.ensure_python3_kernel()
+        runner.ensure_python3_kernel()
 
 
 def test_interpreter_identity_check_runs_the_other_python():
     sibling = Path(sys.executable).parent / f"python{sys.version_info[0]}"
     if not sibling.exists() or os.path.abspath(sibling) == os.path.abspath(sys.executable):
         pytest.skip(f"no distinct sibling interpreter name beside {sys.executable}")
-    assert monograph._runs_this_interpreter([str(sibling), "-m", "ipykernel_launcher"])  # same env, other name
-    assert not monograph._runs_this_interpreter(["/definitely/not/a/python"])
+    assert runner._runs_this_interpreter([str(sibling), "-m", "ipykernel_launcher"])  # same env, other name
+    assert not runner._runs_this_interpreter(["/definitely/not/a/python"])
 
 
 def test_real_python3_kernel_runs_this_interpreter():
     """The environment the tests run in must execute notebooks with its own Python."""
-    msg = monograph.ensure_python3_kernel()
+    msg = runner.ensure_python3_kernel()
     assert msg.startswith("kernel python3") or "installed" in msg
-    spec = monograph._find_spec("python3")
-    assert spec is not None and monograph._runs_this_interpreter(spec.argv)
+    spec = runner._find_spec("python3")
+    assert spec is not None and runner._runs_this_interpreter(spec.argv)
 
 
 def test_unparseable_parameter_lines_are_flagged(tmp_path, capsys):
     text = ALPHA.replace('SEED: int = 0  # random seed of the fake experiment',
                          'SEED: int = 0  # random seed; 0 = the default')
     _write_notebook(tmp_path, "01_alpha", text, "Alpha", "Bigger sets push y down.")
-    info = monograph.notebook_info(tmp_path / "01_alpha.ipynb")
+    info = runner.notebook_info(tmp_path / "01_alpha.ipynb")
     assert "SEED" not in info.parameters
     assert len(info.problems) == 1 and "line 3" in info.problems[0] and "SEED" in info.problems[0]
     assert monograph.main(["list", "--notebooks-dir", str(tmp_path)]) == 0

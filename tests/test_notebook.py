@@ -1,4 +1,4 @@
-"""derain_utils.notebook: the start and the end every notebook shares (known answers, files, the one record)."""
+"""derain_utils.book.notebook: the start and the end every notebook shares (known answers, files, the one record)."""
 from __future__ import annotations
 
 import json
@@ -10,23 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from derain_utils import inference, notebook, profiles, runs, verdict
-
-RHO = {"rho": -0.2849, "ci95": [-0.5731, -0.0104], "n_dropped": 0}
-DIFF = {"effect": 0.0312, "ci95": [-0.02, 0.1], "mean_a": 1.0, "mean_b": 0.97}
-EST = {"estimate": 0.5, "ci95": [0.4, 0.6]}
-
-
-def test_fmt_is_the_notebooks_former_formatting():
-    assert notebook.fmt(RHO) == "rho = -0.28 [-0.57, -0.01]" == verdict.format_effect("rho", -0.2849,
-                                                                                       RHO["ci95"], digits=2)
-    assert notebook.fmt(DIFF) == "difference = 0.03 [-0.02, 0.10]"
-    assert notebook.fmt(DIFF, 3, "Δ") == "Δ = 0.031 [-0.020, 0.100]"
-    assert notebook.fmt(EST, name="") == "0.50 [0.40, 0.60]"
-    assert notebook.fmt({"rho": math.nan, "ci95": [math.nan, math.nan]}) == "rho = nan [nan, nan]"
-    with pytest.raises(ValueError, match="no rho, effect or estimate"):
-        notebook.fmt({"ci95": [0, 1]})
-
+from derain_utils.book import notebook, runs
+from derain_utils.lab import profiles
+from derain_utils.stats import inference, verdict
 
 def test_profile_knobs_rain_roles_and_background(monkeypatch):
     assert notebook.profile("smoke", steps=0, seeds=[], gray=False) is profiles.resolve("smoke")

@@ -17,14 +17,17 @@ import nbformat
 import pandas as pd
 import papermill
 import pytest
+import scipy.stats
 from PIL import Image
 
-import scipy.stats
-
-from derain_utils import backgrounds, baselines, designs, experiments, monograph, outcome, probes, profiles, runs, verdict
+from derain_utils.book import monograph, runner, runs
+from derain_utils.lab import designs, experiments, profiles
+from derain_utils.measure import baselines, outcome
+from derain_utils.stats import verdict
+from derain_utils.synth import backgrounds
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOKS = monograph.discover_notebooks(NOTEBOOKS_DIR)
+NOTEBOOKS = runner.discover_notebooks(NOTEBOOKS_DIR)
 REQUIRED_PARAMETERS = ("PROFILE", "SEED", "DATA_DIR", "RUN_DIR", "INTERACTIVE")
 
 # What each notebook's smoke run must produce beyond the common verdict fields.
@@ -111,7 +114,7 @@ def test_header_and_parameters_cell(path: Path):
     first_md = next(c for c in nb.cells if c.cell_type == "markdown")
     number = path.stem[:2]
     assert first_md.source.startswith(f"# {number} · "), "first markdown cell must start with '# NN · Title'"
-    title, finding = monograph.parse_header(first_md.source)
+    title, finding = runner.parse_header(first_md.source)
     assert finding, "the first markdown cell needs a '**Finding.**' line"
     code = [c for c in nb.cells if c.cell_type == "code"]
     tagged = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
@@ -123,7 +126,7 @@ def test_header_and_parameters_cell(path: Path):
         assert p["help"].strip(), f"parameter {name} has no trailing comment (papermill --help-notebook shows none)"
         assert p["inferred_type_name"] not in ("None", ""), f"parameter {name} has no type hint"
     assert params["PROFILE"]["default"] == '"quick"'
-    assert monograph.parameter_cell_problems(nb, params) == []
+    assert runner.parameter_cell_problems(nb, params) == []
 
 
 @pytest.mark.notebook
@@ -152,7 +155,7 @@ def test_smoke_run(path: Path, tmp_path: Path):
                 if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]  # text progress, no widgets
 
     v = verdict.read_verdict(folder)
-    _, finding = monograph.parse_header(next(c for c in executed.cells if c.cell_type == "markdown").source)
+    _, finding = runner.parse_header(next(c for c in executed.cells if c.cell_type == "markdown").source)
     assert (v.notebook, v.profile, v.finding) == (stem, "smoke", finding)
     assert 0 <= v.n_seeds <= len(profiles.resolve("smoke").seeds)  # model-level tests leave stalled models out
     assert isinstance(v.reproduced, bool) and len(v.ci95) == 2 and v.wall_s > 0

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from derain_utils import backgrounds, baselines, metrics, outcome, training
+from derain_utils.measure import baselines, metrics, outcome, scoring
+from derain_utils.synth import backgrounds
 
 PRESETS = ["small", "slanted", "long_wide"]
 UNSEEN = ["slanted", "long_wide"]
@@ -14,7 +15,7 @@ UNSEEN = ["slanted", "long_wide"]
 @pytest.fixture(scope="module")
 def eval_set():
     images = backgrounds.draw_split("blobs", 0, 4, test_size=48, seed=0).test_tensor()
-    return training.make_eval_set(images, PRESETS, seed=3)
+    return scoring.make_eval_set(images, PRESETS, seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import torch
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from derain_utils import metric_table, plotting, training
+from derain_utils.book import category_plots, pictures, plotting
+from derain_utils.measure import metric_table, scoring
 
 PRESETS = ("small", "slanted", "long_wide", "dense")
 
@@ -143,20 +144,20 @@ def test_metrics_vs_n_panels_and_shared_legend():
 
 def test_to_image_layouts():
     rgb = torch.rand(3, 5, 7)
-    np.testing.assert_allclose(plotting.to_image(rgb), rgb.permute(1, 2, 0).numpy())
-    assert plotting.to_image(torch.rand(1, 3, 5, 7)).shape == (5, 7, 3)
-    assert plotting.to_image(torch.rand(1, 5, 7)).shape == (5, 7)
-    assert plotting.to_image(np.zeros((5, 7, 1))).shape == (5, 7)
-    assert plotting.to_image(np.full((2, 2), 1.7)).max() == 1.0  # clipped for display
+    np.testing.assert_allclose(pictures.to_image(rgb), rgb.permute(1, 2, 0).numpy())
+    assert pictures.to_image(torch.rand(1, 3, 5, 7)).shape == (5, 7, 3)
+    assert pictures.to_image(torch.rand(1, 5, 7)).shape == (5, 7)
+    assert pictures.to_image(np.zeros((5, 7, 1))).shape == (5, 7)
+    assert pictures.to_image(np.full((2, 2), 1.7)).max() == 1.0  # clipped for display
     with pytest.raises(ValueError, match="C, H, W"):
-        plotting.to_image(torch.rand(4, 5, 7))
+        pictures.to_image(torch.rand(4, 5, 7))
     with pytest.raises(ValueError, match="shape"):
-        plotting.to_image(np.zeros((5, 7, 2)))
+        pictures.to_image(np.zeros((5, 7, 2)))
 
 
 def test_image_grid_flat_and_rows():
     imgs = np.random.default_rng(0).random((5, 8, 6, 3)).astype(np.float32)
-    fig = plotting.image_grid(imgs, ncols=3, titles=[f"#{i}" for i in range(5)])
+    fig = pictures.image_grid(imgs, ncols=3, titles=[f"#{i}" for i in range(5)])
     assert len(fig.axes) == 6  # 2 rows x 3 columns, the last cell switched off
     shown = [ax for ax in fig.axes if ax.images]
     assert len(shown) == 5 and not fig.axes[5].axison
@@ -164,7 +165,7 @@ def test_image_grid_flat_and_rows():
     assert [ax.get_title() for ax in shown] == [f"#{i}" for i in range(5)]
 
     gray = np.zeros((8, 6), np.float32)
-    fig = plotting.image_grid([[imgs[0], gray], [gray, None]], titles=["a", "b"], row_labels=["r0", "r1"])
+    fig = pictures.image_grid([[imgs[0], gray], [gray, None]], titles=["a", "b"], row_labels=["r0", "r1"])
     assert len(fig.axes) == 4
     assert fig.axes[1].images[0].get_array().shape == (8, 6)
     assert fig.axes[1].images[0].get_cmap().name == "gray"
@@ -172,17 +173,17 @@ def test_image_grid_flat_and_rows():
     assert [fig.axes[0].get_ylabel(), fig.axes[2].get_ylabel()] == ["r0", "r1"]
     assert not fig.axes[3].axison
     with pytest.raises(ValueError, match="titles has 1"):
-        plotting.image_grid([[gray, gray]], titles=["a"])
+        pictures.image_grid([[gray, gray]], titles=["a"])
     with pytest.raises(ValueError, match="row_labels"):
-        plotting.image_grid([[gray]], row_labels=["a", "b"])
+        pictures.image_grid([[gray]], row_labels=["a", "b"])
     with pytest.raises(ValueError, match="non-empty"):
-        plotting.image_grid([])
+        pictures.image_grid([])
 
 
 def test_rain_examples_grid():
     images = torch.rand(2, 3, 32, 32)
-    eval_set = training.make_eval_set(images, list(PRESETS), seed=3)
-    fig = plotting.rain_examples(eval_set, index=1)
+    eval_set = scoring.make_eval_set(images, list(PRESETS), seed=3)
+    fig = pictures.rain_examples(eval_set, index=1)
     assert len(fig.axes) == 2 * len(PRESETS)
     titles = [ax.get_title() for ax in fig.axes[:4]]
     assert titles[0] == "small\n(in-distribution)"
@@ -191,7 +192,7 @@ def test_rain_examples_grid():
     rain_shown = fig.axes[4].images[0].get_array()
     np.testing.assert_allclose(rain_shown, eval_set["small"].rain[1, 0].numpy())  # the rain layer of image 1
     with pytest.raises(ValueError, match="index=2"):
-        plotting.rain_examples(eval_set, index=2)
+        pictures.rain_examples(eval_set, index=2)
 
 
 def test_derain_grid_shapes_and_removed_layer():
@@ -202,21 +203,21 @@ def test_derain_grid_shapes_and_removed_layer():
     o = np.clip(b + r, 0, 1)
     ex_perfect = {"rainy": o, "derained": b, "removed": o - b, "rain": r, "background": b}
     ex_identity = {"rainy": o, "derained": o, "removed": o - o, "rain": r, "background": b}
-    fig = plotting.derain_grid([ex_perfect, ex_identity], ["perfect", "identity"])
+    fig = pictures.derain_grid([ex_perfect, ex_identity], ["perfect", "identity"])
     assert len(fig.axes) == 2 * 5
-    assert [ax.get_title() for ax in fig.axes[:5]] == list(plotting.EXAMPLE_COLUMNS.values())
+    assert [ax.get_title() for ax in fig.axes[:5]] == list(pictures.EXAMPLE_COLUMNS.values())
     removed_perfect = fig.axes[2].images[0].get_array()
     assert removed_perfect.shape == (16, 12)
     np.testing.assert_allclose(removed_perfect, r[..., 0], atol=1e-6)  # a perfect model removes exactly R
     assert float(np.abs(fig.axes[7].images[0].get_array()).max()) == 0.0  # identity removes nothing
-    fig = plotting.derain_grid([ex_perfect], ["x"], columns=("rainy", "removed"))
+    fig = pictures.derain_grid([ex_perfect], ["x"], columns=("rainy", "removed"))
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="lacks \\['rain'\\]"):
-        plotting.derain_grid([{"rainy": o}], ["x"], columns=("rainy", "rain"))
+        pictures.derain_grid([{"rainy": o}], ["x"], columns=("rainy", "rain"))
     with pytest.raises(ValueError, match="not example keys"):
-        plotting.derain_grid([ex_perfect], ["x"], columns=("fog",))
+        pictures.derain_grid([ex_perfect], ["x"], columns=("fog",))
     with pytest.raises(ValueError, match="row_labels"):
-        plotting.derain_grid([ex_perfect], ["x", "y"])
+        pictures.derain_grid([ex_perfect], ["x", "y"])
 
 
 # ----------------------------------------------------------------------------- notebook 03: decoupled metrics
@@ -229,7 +230,7 @@ def test_decoupled_regions_shows_each_region():
     mask[5, 4] = True
     o = b.copy()
     o[mask] += 0.4
-    fig = plotting.decoupled_regions(b, o, mask[None], margin=1, dim=0.25)
+    fig = category_plots.decoupled_regions(b, o, mask[None], margin=1, dim=0.25)
     assert len(fig.axes) == 5
     rain_panel = fig.axes[3].images[0].get_array()
     bg_panel = fig.axes[4].images[0].get_array()
@@ -238,14 +239,14 @@ def test_decoupled_regions_shows_each_region():
     np.testing.assert_allclose(bg_panel[4, 3], 0.25 * o[4, 3], atol=1e-6)  # in the 1 px margin: not background
     np.testing.assert_allclose(bg_panel[3, 4], o[3, 4], atol=1e-6)  # 2 px away: background
     assert "(1%)" in fig.axes[2].get_title()  # 1 of 120 pixels
-    assert plotting.decoupled_regions(b, o, mask, margin=0).axes[4].images[0].get_array()[4, 3].tolist() == \
+    assert category_plots.decoupled_regions(b, o, mask, margin=0).axes[4].images[0].get_array()[4, 3].tolist() == \
         pytest.approx(o[4, 3].tolist())
     with pytest.raises(ValueError, match="bool"):
-        plotting.decoupled_regions(b, o, mask.astype(float))
+        category_plots.decoupled_regions(b, o, mask.astype(float))
     with pytest.raises(ValueError, match="mask has shape"):
-        plotting.decoupled_regions(b, o, mask[:5])
+        category_plots.decoupled_regions(b, o, mask[:5])
     with pytest.raises(ValueError, match="margin"):
-        plotting.decoupled_regions(b, o, mask, margin=-1)
+        category_plots.decoupled_regions(b, o, mask, margin=-1)
 
 
 def test_psnr_vs_metrics_one_scatter_per_preset():
@@ -253,7 +254,7 @@ def test_psnr_vs_metrics_one_scatter_per_preset():
     models = df[df["preset"] != "clean"].groupby(["seed", "n_train", "preset"], as_index=False)[
         ["psnr", "removal", "bg_psnr"]].mean()
     models["psnr"] = 20 + 5 * models["removal"]
-    fig = plotting.psnr_vs_metrics(models, ("removal", "bg_psnr"), reference=["small"])
+    fig = category_plots.psnr_vs_metrics(models, ("removal", "bg_psnr"), reference=["small"])
     assert len(fig.axes) == 2
     ax = fig.axes[0]
     assert len(ax.collections) == len(PRESETS)  # one scatter per preset
@@ -261,11 +262,11 @@ def test_psnr_vs_metrics_one_scatter_per_preset():
     assert len(ax.lines) == len(PRESETS)  # one least-squares line per preset
     xy = ax.lines[0].get_xydata()
     np.testing.assert_allclose(xy[:, 1], 20 + 5 * xy[:, 0])  # exact linear relation recovered
-    assert len(plotting.psnr_vs_metrics(models, ("removal",), fit=False, reference=["small"]).axes[0].lines) == 0
+    assert len(category_plots.psnr_vs_metrics(models, ("removal",), fit=False, reference=["small"]).axes[0].lines) == 0
     with pytest.raises(ValueError, match="metrics"):
-        plotting.psnr_vs_metrics(models, "removal")
+        category_plots.psnr_vs_metrics(models, "removal")
     with pytest.raises(ValueError, match="nope"):
-        plotting.psnr_vs_metrics(models, ("nope",))
+        category_plots.psnr_vs_metrics(models, ("nope",))
 
 
 def test_curves_vs_step_lines_are_seed_means():
@@ -273,7 +274,7 @@ def test_curves_vs_step_lines_are_seed_means():
              "removal_id": step / 10 + 0.1 * s + (0.5 if bg == "blobs" else 0.0)}
             for bg in ("blobs", "noise") for n in (4, 64) for s in (0, 1, 2) for step in (0, 5, 10)]
     df = pd.DataFrame(rows)
-    fig = plotting.curves_vs_step(df, ("removal_id",), hue_order=["blobs", "noise"])
+    fig = category_plots.curves_vs_step(df, ("removal_id",), hue_order=["blobs", "noise"])
     ax = fig.axes[0]
     assert len(ax.lines) == 4
     labels = [line.get_label() for line in ax.lines]
@@ -283,17 +284,18 @@ def test_curves_vs_step_lines_are_seed_means():
     assert len(ax.collections) == 4  # one band per line
     assert ax.lines[0].get_linestyle() != ax.lines[1].get_linestyle()
     assert ax.get_title() == metric_table.title("removal_id") == "Removal of the training rain"
-    two = plotting.curves_vs_step(df.assign(removal_ood=df["removal_id"] / 10), ("removal_id", "removal_ood"))
+    two = category_plots.curves_vs_step(df.assign(removal_ood=df["removal_id"] / 10), ("removal_id", "removal_ood"))
     assert two.axes[0].get_ylim() == two.axes[1].get_ylim()  # removal panels share one scale
-    one = plotting.curves_vs_step(df[df["seed"] == 0], ("removal_id",), style=None)
+    one = category_plots.curves_vs_step(df[df["seed"] == 0], ("removal_id",), style=None)
     assert len(one.axes[0].lines) == 2 and len(one.axes[0].collections) == 0  # one seed: no band
     assert one.axes[0].get_ylabel() == metric_table.label("removal_id")
-    named = plotting.curves_vs_step(df, ("removal_id",), ylabels={"removal_id": "my label"}, titles={"removal_id": "T"})
+    named = category_plots.curves_vs_step(df, ("removal_id",), ylabels={"removal_id": "my label"},
+                                          titles={"removal_id": "T"})
     assert named.axes[0].get_ylabel() == "my label" and named.axes[0].get_title() == "T"
     with pytest.raises(ValueError, match="hue_order"):
-        plotting.curves_vs_step(df, ("removal_id",), hue_order=["texture"])
+        category_plots.curves_vs_step(df, ("removal_id",), hue_order=["texture"])
     with pytest.raises(ValueError, match="nope"):
-        plotting.curves_vs_step(df, ("nope",))
+        category_plots.curves_vs_step(df, ("nope",))
 
 
 # ----------------------------------------------------------------------------------------- real rain (notebook 04)
@@ -304,31 +306,31 @@ def test_stretch_removed_common_symmetric_scale():
     a[0, 0] = 0.2
     b = np.zeros((4, 4))
     b[1, 1] = -0.1
-    (sa, sb), s = plotting.stretch_removed([a, b], percentile=100)
+    (sa, sb), s = pictures.stretch_removed([a, b], percentile=100)
     assert s == pytest.approx(0.2)
     assert sa[0, 0] == pytest.approx(1.0) and sa[2, 2] == pytest.approx(0.5)
     assert sb[1, 1] == pytest.approx(0.25)  # half the scale, darker than unchanged
-    (z,), s0 = plotting.stretch_removed([np.zeros((3, 3))])
+    (z,), s0 = pictures.stretch_removed([np.zeros((3, 3))])
     assert s0 == 0 and np.all(z == 0.5)
     with pytest.raises(ValueError, match="percentile"):
-        plotting.stretch_removed([a], percentile=0)
+        pictures.stretch_removed([a], percentile=0)
     with pytest.raises(ValueError, match=r"layers\[0\]"):
-        plotting.stretch_removed([np.zeros(3)])
+        pictures.stretch_removed([np.zeros(3)])
 
 
 def test_removed_layer_grid_layout_and_errors():
     rng = np.random.default_rng(0)
     o = rng.random((12, 18, 3), dtype=np.float32)
     item = {"name": "p", "rainy": o, "target": o * 0.9, "outputs": {"A": o * 0.95, "B": o}}
-    fig = plotting.removed_layer_grid([item, {**item, "target": None, "rainfree": o[..., 0] > 0.5}], ["A", "B"])
+    fig = pictures.removed_layer_grid([item, {**item, "target": None, "rainfree": o[..., 0] > 0.5}], ["A", "B"])
     assert isinstance(fig, Figure) and len(fig.axes) == 4 * 4  # 2 items x 2 rows, rainy + target + 2 nets
     assert fig.axes[1].get_title().startswith("target")
     with pytest.raises(ValueError, match="no output"):
-        plotting.removed_layer_grid([item], ["C"])
+        pictures.removed_layer_grid([item], ["C"])
     with pytest.raises(ValueError, match="lacks"):
-        plotting.removed_layer_grid([{"name": "x"}], ["A"])
+        pictures.removed_layer_grid([{"name": "x"}], ["A"])
     with pytest.raises(ValueError, match="empty"):
-        plotting.removed_layer_grid([], ["A"])
+        pictures.removed_layer_grid([], ["A"])
 
 
 def test_interval_plot_points_and_errors():
@@ -375,7 +377,7 @@ def _category_table(categories=("faces", "urban", "blobs"), seeds=(0, 1, 2), ima
 
 
 def test_category_summary_known_answers():
-    per_seed, summary = plotting.category_summary(_category_table(), "png_bpp", "removal")
+    per_seed, summary = category_plots.category_summary(_category_table(), "png_bpp", "removal")
     assert len(per_seed) == 9 and list(summary["background"]) == ["faces", "urban", "blobs"]
     # seed means: 0.5 - 0.1k + 0.01s + 0.001 (mean over the two images)
     row = per_seed[(per_seed["background"] == "urban") & (per_seed["seed"] == 2)].iloc[0]
@@ -386,24 +388,24 @@ def test_category_summary_known_answers():
     assert urban["removal_hi"] - urban["removal"] == pytest.approx(half)
     assert urban["png_bpp"] == 10.0 and urban["png_bpp_lo"] == urban["png_bpp_hi"] == 10.0  # constant x
     assert urban["n_seeds"] == 3
-    _, ordered = plotting.category_summary(_category_table(), "png_bpp", "removal", order=["blobs", "faces"])
+    _, ordered = category_plots.category_summary(_category_table(), "png_bpp", "removal", order=["blobs", "faces"])
     assert list(ordered["background"]) == ["blobs", "faces"]
 
 
 def test_category_summary_bad_input():
     df = _category_table()
     with pytest.raises(ValueError, match="lacks column"):
-        plotting.category_summary(df, "ae_loss", "removal")
+        category_plots.category_summary(df, "ae_loss", "removal")
     with pytest.raises(ValueError, match="manga"):
-        plotting.category_summary(df, "png_bpp", "removal", order=["faces", "manga"])
+        category_plots.category_summary(df, "png_bpp", "removal", order=["faces", "manga"])
     with pytest.raises(ValueError, match="different columns"):
-        plotting.category_summary(df, "removal", "removal")
+        category_plots.category_summary(df, "removal", "removal")
     with pytest.raises(ValueError, match="no finite"):
-        plotting.category_summary(df.assign(removal=np.nan), "png_bpp", "removal")
+        category_plots.category_summary(df.assign(removal=np.nan), "png_bpp", "removal")
 
 
 def test_category_scatter_points_and_error_bars():
-    ax = plotting.category_scatter(_category_table(), "png_bpp", "removal", legend=True)
+    ax = category_plots.category_scatter(_category_table(), "png_bpp", "removal", legend=True)
     scatters = [c for c in ax.collections if type(c).__name__ == "PathCollection"]
     assert len(scatters) == 3 and all(len(c.get_offsets()) == 3 for c in scatters)  # 3 seeds per category
     assert len(ax.containers) == 3  # one error bar per category
@@ -414,7 +416,7 @@ def test_category_scatter_points_and_error_bars():
     assert ax.get_ylabel() == metric_table.label("removal")
     assert {t.get_text() for t in ax.texts} == {"faces", "urban", "blobs"}
     with pytest.raises(ValueError, match="no colour"):
-        plotting.category_scatter(_category_table(), "png_bpp", "removal", palette={"faces": "red"})
+        category_plots.category_scatter(_category_table(), "png_bpp", "removal", palette={"faces": "red"})
 
 
 def test_category_palette_is_stable_and_distinct():
@@ -432,7 +434,7 @@ def test_measures_by_category_one_panel_per_measure():
         "mean": [12.0, 15.0, 0.04, 0.09, 0.03, 0.05],
         "std": [1.0, 2.0, 0.01, 0.02, 0.005, np.nan],
     })
-    fig = plotting.measures_by_category(summary, ncols=2)
+    fig = category_plots.measures_by_category(summary, ncols=2)
     axes = [ax for ax in fig.axes if ax.axison]
     assert [ax.get_title() for ax in axes] == [metric_table.label(m) for m in ("png_bpp", "grad_mean",
                                                                                           "ae_loss")]
@@ -440,20 +442,20 @@ def test_measures_by_category_one_panel_per_measure():
     assert [t.get_text() for t in axes[0].get_yticklabels()] == ["urban", "faces"]  # first category on top
     assert len(axes[0].containers) == 2
     with pytest.raises(ValueError, match="spectral_slope"):
-        plotting.measures_by_category(summary, measures=["spectral_slope"])
+        category_plots.measures_by_category(summary, measures=["spectral_slope"])
     with pytest.raises(ValueError, match="lacks column"):
-        plotting.measures_by_category(summary.drop(columns="std"))
+        category_plots.measures_by_category(summary.drop(columns="std"))
 
 
 def test_rank_agreement_heatmap_and_bad_input():
     corr = pd.DataFrame([[1.0, -0.5], [-0.5, 1.0]], index=["png_bpp", "ae_loss"], columns=["png_bpp", "ae_loss"])
-    ax = plotting.rank_agreement(corr, title="rho")
+    ax = category_plots.rank_agreement(corr, title="rho")
     assert sorted(t.get_text() for t in ax.texts) == ["-0.50", "-0.50", "1.00", "1.00"]
     assert ax.collections[0].get_clim() == (-1.0, 1.0)
     with pytest.raises(ValueError, match="square"):
-        plotting.rank_agreement(corr.iloc[:1])
+        category_plots.rank_agreement(corr.iloc[:1])
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
-        plotting.rank_agreement(corr * 2)
+        category_plots.rank_agreement(corr * 2)
 
 
 # ----------------------------------------------------------------------------- model-level outcomes
@@ -483,7 +485,7 @@ def test_outcome_vs_n_one_line_per_arm_and_a_zero_line():
 
 
 def test_frontier_panels_draw_each_group_and_its_frontier():
-    from derain_utils import baselines
+    from derain_utils.measure import baselines
 
     pts = pd.DataFrame({"preset": ["a"] * 3 + ["b"] * 3, "baseline": ["identity", "g1", "g2"] * 2,
                         "bg_psnr": [60.0, 35.0, 30.0, 60.0, 33.0, 28.0], "removal": [0.0, 0.2, 0.4, 0.0, 0.3, 0.5],
@@ -502,10 +504,11 @@ def test_frontier_panels_draw_each_group_and_its_frontier():
 
 
 def _frontier_and_models():
-    from derain_utils import backgrounds, baselines, outcome
+    from derain_utils.measure import baselines, outcome
+    from derain_utils.synth import backgrounds
 
     images = backgrounds.draw_split("blobs", 0, 3, test_size=40, seed=0).test_tensor()
-    es = training.make_eval_set(images, ["small", "dense"], seed=1)
+    es = scoring.make_eval_set(images, ["small", "dense"], seed=1)
     rows = baselines.baseline_rows(es, [baselines.IDENTITY, baselines.Baseline("median", 5),
                                         baselines.Baseline("gaussian", 1.0)], whole_image=False, train_spec="small")
     rows = rows.drop(columns=["family", "param", "blend"]).rename(columns={"baseline": "key"})
@@ -526,7 +529,7 @@ def test_frontier_panels_one_panel_per_preset_with_the_frontier():
         lo, hi = ax.get_xlim()  # the models' range, not the identity's 70-80 dB end of the frontier
         assert lo < models.loc[models["preset"] == ax.get_title(), "bg_psnr"].min() < hi
     # a frontier per hue level (grouped by (hue, preset)): one dashed line per level
-    from derain_utils import baselines
+    from derain_utils.measure import baselines
 
     pts = front.points.rename(columns={"baseline": "b"})
     rows = pd.concat([pts.assign(background=h, removal=pts["removal"] * f) for h, f in (("a", 1.0), ("b", 0.5))])
@@ -546,7 +549,7 @@ def test_frontier_panels_bad_input():
         plotting.frontier_panels(models, front, [])
     with pytest.raises(ValueError, match="background"):
         plotting.frontier_panels(models.drop(columns="background"), front, ["dense"])
-    from derain_utils import baselines
+    from derain_utils.measure import baselines
 
     other = baselines.frontier(front.points.assign(test_set="x"), by=("test_set", "preset"))
     with pytest.raises(ValueError, match="grouped by"):

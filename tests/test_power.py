@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from derain_utils import inference, power
+from derain_utils.stats import inference, power
 
 ALPHA = inference.ALPHA
 

@@ -10,8 +10,9 @@ import json
 import pytest
 import torch
 
-from derain_utils import experiments, profiles, training
-from derain_utils.experiments import ExperimentConfig
+from derain_utils.lab import experiments, profiles
+from derain_utils.lab.experiments import ExperimentConfig
+from derain_utils.nets import training
 
 TINY = dict(arch="resnet", model_size="tiny", model_kwargs={"depth": 2, "width": 4}, background="gradient",
             n_train=2, tile=24, patch=16, steps=4, batch_size=2, eval_presets=("small", "dense"), n_test=2,

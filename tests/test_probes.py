@@ -1,4 +1,4 @@
-"""derain_utils.probes: equal-PSNR outputs, probes, the decomposition of whole-image PSNR, cached models."""
+"""derain_utils.measure.probes: equal-PSNR outputs, probes, the decomposition of whole-image PSNR, cached models."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from derain_utils import experiments, metrics, probes, profiles, rain, sweeps, training
+from derain_utils.lab import experiments, profiles, sweeps
+from derain_utils.measure import metrics, probes, scoring
+from derain_utils.synth import rain
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -238,12 +240,12 @@ def test_matches_profile_and_cached_results(tmp_path):
     good = profiles.experiment(smoke, background="gradient", n_train=2, eval_presets=("small", "dense"))
     other_n = good.replace(n_train=3, seed=1)
     off = good.replace(steps=12)  # another training length: not this profile's model
-    assert probes.matches_profile(good, smoke) and probes.matches_profile(other_n, "smoke")
-    assert not probes.matches_profile(off, smoke)
-    assert not probes.matches_profile(good, "quick")
+    assert profiles.matches_profile(good, smoke) and profiles.matches_profile(other_n, "smoke")
+    assert not profiles.matches_profile(off, smoke)
+    assert not profiles.matches_profile(good, "quick")
     with pytest.raises(ValueError, match="config"):
-        probes.matches_profile("resnet", smoke)
-    assert probes.cached_results(smoke, cache_root=root) == []  # no cache yet
+        profiles.matches_profile("resnet", smoke)
+    assert profiles.cached_results(smoke, cache_root=root) == []  # no cache yet
 
     sweeps.sweep([good, other_n, off], cache_root=root, progress=False)
     (root / experiments.CURVES_DIR).mkdir()
@@ -252,19 +254,19 @@ def test_matches_profile_and_cached_results(tmp_path):
     incomplete = root / "0123456789abcdef"
     incomplete.mkdir()
     (incomplete / "config.json").write_text(json.dumps({"config": good.to_dict()}))  # no manifest: skipped
-    found = probes.cached_results(smoke, cache_root=root)
+    found = profiles.cached_results(smoke, cache_root=root)
     assert {r.key for r in found} == {good.key(), other_n.key()}
     assert all(r.cached and not r.eval.empty for r in found)
     # an entry whose files no longer verify is left out (experiments.load warns about it)
     (root / good.key() / "eval.csv").write_text("broken")
     with pytest.warns(experiments.CacheWarning):
-        found = probes.cached_results(smoke, cache_root=root)
+        found = profiles.cached_results(smoke, cache_root=root)
     assert [r.key for r in found] == [other_n.key()]
 
 
 def test_probe_rows_use_the_evaluation_rain():
     """The grey probe's rain for (preset, image i) is make_eval_set's: identical for every model."""
     ps = _probe_set()
-    es = training.make_eval_set(torch.full((2, 3, 32, 32), probes.GREY_LEVEL), ["small", "long_wide"], seed=3)
+    es = scoring.make_eval_set(torch.full((2, 3, 32, 32), probes.GREY_LEVEL), ["small", "long_wide"], seed=3)
     for p in es:
         assert torch.equal(ps.grey[p].rain, es[p].rain)

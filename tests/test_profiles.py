@@ -1,4 +1,4 @@
-"""derain_utils.profiles: the smoke/quick/paper sizes, overrides from papermill/CLI, configs."""
+"""derain_utils.lab.profiles: the smoke/quick/paper sizes, overrides from papermill/CLI, configs."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,9 +6,11 @@ import time
 
 import pytest
 
-from derain_utils import experiments, models, profiles, rain
-from derain_utils.experiments import ExperimentConfig
-from derain_utils.profiles import PROFILES, Profile
+from derain_utils.lab import experiments, profiles
+from derain_utils.lab.experiments import ExperimentConfig
+from derain_utils.lab.profiles import PROFILES, Profile
+from derain_utils.nets import models
+from derain_utils.synth import rain
 
 
 def test_the_three_profiles_exist_and_are_valid():

@@ -1,4 +1,4 @@
-"""Tests for derain_utils.rain: spec validation, preset geometry, rendering known answers, determinism."""
+"""Tests for derain_utils.synth.rain: spec validation, preset geometry, rendering known answers, determinism."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,8 +10,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from derain_utils import rain
-from derain_utils.rain import PRESETS, RainSpec, Streaks
+from derain_utils.synth import perspective, rain
+from derain_utils.synth.rain import PRESETS, RainSpec, Streaks
 
 SMALL = PRESETS["small"]
 
@@ -592,12 +592,12 @@ def test_add_rain_rejects_bad_input():
 # perspective rain (deliberately unlike the training rain; NOT real rain)
 
 
-def _persp(**kw) -> rain.PerspectiveRain:
-    return dataclasses.replace(rain.PERSPECTIVE_RAIN, **kw)
+def _persp(**kw) -> perspective.PerspectiveRain:
+    return dataclasses.replace(perspective.PERSPECTIVE_RAIN, **kw)
 
 
 def test_perspective_shapes_range_mask_and_parts():
-    r, m, parts = rain.synthesize_perspective(None, (40, 56), 3, seed=0, return_parts=True)
+    r, m, parts = perspective.synthesize_perspective(None, (40, 56), 3, seed=0, return_parts=True)
     assert r.shape == m.shape == (3, 1, 40, 56) and r.dtype == torch.float32 and m.dtype == torch.bool
     assert 0 <= float(r.min()) and float(r.max()) <= 1
     torch.testing.assert_close(m, parts["streaks"] > rain.MASK_THRESHOLD)
@@ -606,27 +606,27 @@ def test_perspective_shapes_range_mask_and_parts():
 
 
 def test_perspective_is_seeded_and_prefix_stable():
-    a, _ = rain.synthesize_perspective(None, 32, 4, seed=11)
-    b, _ = rain.synthesize_perspective(None, 32, 4, seed=11)
-    c, _ = rain.synthesize_perspective(None, 32, 2, seed=11)
-    d, _ = rain.synthesize_perspective(None, 32, 4, seed=12)
+    a, _ = perspective.synthesize_perspective(None, 32, 4, seed=11)
+    b, _ = perspective.synthesize_perspective(None, 32, 4, seed=11)
+    c, _ = perspective.synthesize_perspective(None, 32, 2, seed=11)
+    d, _ = perspective.synthesize_perspective(None, 32, 4, seed=12)
     assert torch.equal(a, b) and torch.equal(a[:2], c) and not torch.equal(a, d)
 
 
 def test_perspective_haze_profile_known_answer():
     spec = _persp(haze=(0.1, 0.1), density=(1e-6, 1e-6))
-    _, _, parts = rain.synthesize_perspective(spec, (21, 8), 2, seed=0, return_parts=True)
+    _, _, parts = perspective.synthesize_perspective(spec, (21, 8), 2, seed=0, return_parts=True)
     haze = parts["haze"][:, 0, :, 0]
     expected = 0.1 * (1 - torch.arange(21) / 20.0) ** 1.5
     torch.testing.assert_close(haze, expected.expand(2, 21))
     no_haze = _persp(haze=(0.0, 0.0))
-    r, _, parts = rain.synthesize_perspective(no_haze, 24, 1, seed=0, return_parts=True)
+    r, _, parts = perspective.synthesize_perspective(no_haze, 24, 1, seed=0, return_parts=True)
     assert float(parts["haze"].abs().max()) == 0 and torch.equal(r, parts["streaks"])
 
 
 def test_perspective_one_wind_direction_per_image():
     spec = _persp(wind=(25.0, 25.0), jitter=0.0, fan=0.0, haze=(0.0, 0.0), near_width=(1.5, 1.5))
-    r, _, parts = rain.synthesize_perspective(spec, 96, 4, seed=3, return_parts=True)
+    r, _, parts = perspective.synthesize_perspective(spec, 96, 4, seed=3, return_parts=True)
     for i in range(4):
         assert abs(_orientation_deg(r[i : i + 1]) - float(parts["wind"][i])) < 4.0
     assert set(np.sign(parts["wind"].numpy())) <= {-1.0, 1.0}
@@ -635,8 +635,8 @@ def test_perspective_one_wind_direction_per_image():
 def test_perspective_depth_makes_distant_streaks_smaller():
     near = _persp(far_scale=1.0, haze=(0.0, 0.0))
     deep = _persp(far_scale=0.2, haze=(0.0, 0.0))
-    _, m_near = rain.synthesize_perspective(near, 64, 4, seed=0)
-    _, m_deep = rain.synthesize_perspective(deep, 64, 4, seed=0)
+    _, m_near = perspective.synthesize_perspective(near, 64, 4, seed=0)
+    _, m_deep = perspective.synthesize_perspective(deep, 64, 4, seed=0)
     assert m_deep.float().mean() < 0.7 * m_near.float().mean()
 
 
@@ -653,11 +653,11 @@ def test_perspective_rejects_bad_fields(field, value):
 
 def test_perspective_bad_arguments():
     with pytest.raises(ValueError, match="spec"):
-        rain.synthesize_perspective("small", 16, 1, seed=0)
+        perspective.synthesize_perspective("small", 16, 1, seed=0)
     with pytest.raises(ValueError, match="seed"):
-        rain.synthesize_perspective(None, 16, 1, seed=-1)
+        perspective.synthesize_perspective(None, 16, 1, seed=-1)
     with pytest.raises(ValueError, match="size"):
-        rain.synthesize_perspective(None, 0, 1, seed=0)
+        perspective.synthesize_perspective(None, 0, 1, seed=0)
     with pytest.raises(ValueError, match="n must"):
-        rain.synthesize_perspective(None, 16, 0, seed=0)
-    assert json.loads(json.dumps(rain.PERSPECTIVE_RAIN.to_dict()))["wind"] == [10.0, 35.0]
+        perspective.synthesize_perspective(None, 16, 0, seed=0)
+    assert json.loads(json.dumps(perspective.PERSPECTIVE_RAIN.to_dict()))["wind"] == [10.0, 35.0]

@@ -1,4 +1,4 @@
-"""Tests for derain_utils.report (the report card) and the experiments.load hook it uses.
+"""Tests for derain_utils.book.report (the report card) and the experiments.load hook it uses.
 
 A tiny model is trained once per module (a few steps on procedural backgrounds, seconds); the
 identity network of tests/_identity_model.py must score exactly 0 rain removal everywhere.
@@ -16,7 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from derain_utils import experiments, models, report, training
+from derain_utils.book import report
+from derain_utils.lab import experiments
+from derain_utils.measure import scoring
+from derain_utils.nets import models
 
 IDENTITY = str(Path(__file__).with_name("_identity_model.py"))
 SMALL = {"n_test": 2, "test_size": 32, "perspective_size": 48, "presets": ["small", "slanted", "medium"]}
@@ -177,7 +180,7 @@ def test_synthetic_sets_relations_and_same_rain_as_training():
     assert list(sets) == ["small", "medium", "slanted", "perspective"]
     assert [sets[p].relation for p in sets] == ["training", "overlap", "OOD", "OOD"]
     assert sets["slanted"].ood_fields == "angles" and sets["perspective"].in_distribution is False
-    ref = training.make_eval_set(imgs, ["small"], seed=5)["small"]
+    ref = scoring.make_eval_set(imgs, ["small"], seed=5)["small"]
     np.testing.assert_array_equal(sets["small"].rain, ref.rain[:, 0].numpy())
     unknown = report.synthetic_sets(imgs, presets=["small"], train_rain=None, perspective=False)
     assert list(unknown) == ["small"] and unknown["small"].relation == "unknown"

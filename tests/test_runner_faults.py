@@ -10,7 +10,7 @@ second each) and waits between them for a signal file, so each kill lands at a k
 
 Each is done with SIGTERM (the runner marks the folder ``interrupted`` and exits 143) and with
 SIGKILL (nothing can run: ``runner.json`` keeps ``running`` with the dead pid, which
-:func:`monograph.run_status` reads as ``killed``; the kernel exits with its runner). The last
+:func:`runner.run_status` reads as ``killed``; the kernel exits with its runner). The last
 rerun must complete and reuse the model that finished before the kills.
 """
 from __future__ import annotations
@@ -28,8 +28,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from derain_utils import monograph, verdict
-from derain_utils import runs as run_folders
+from derain_utils.book import monograph, runner
+from derain_utils.book import runs as run_folders
+from derain_utils.stats import verdict
 
 KILL_NB = '''# %% [markdown]
 # # 01 · Kill me
@@ -44,7 +45,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from derain_utils import experiments, profiles, runs, verdict
+from derain_utils.book import runs
+from derain_utils.lab import experiments, profiles
+from derain_utils.stats import verdict
 
 # %% tags=["parameters"]
 PROFILE: str = "quick"  # smoke, quick or paper
@@ -73,10 +76,10 @@ while not (sig / "go").exists() and time.time() < deadline:
     time.sleep(0.1)
 second = experiments.run(config(1), progress=False)
 runs.write_results(folder, pd.DataFrame({"model": ["first", "second"], "cached": [first.cached, second.cached]}))
-verdict.write_verdict(folder, notebook="01_kill", finding="A run survives being killed.", reproduced=True,
-                      verdict="reproduced", p_value=0.01, primary_outcome="models", primary_preset="small",
-                      n_models=2, statistic="models", effect=2.0, ci95=[2.0, 2.0], n_seeds=2, profile=PROFILE,
-                      summary="Both models exist.", wall_s=1.0)
+verdict.Verdict.from_dict(dict(
+    notebook="01_kill", finding="A run survives being killed.", reproduced=True, verdict="reproduced", p_value=0.01,
+    primary_outcome="models", primary_preset="small", n_models=2, statistic="models", effect=2.0, ci95=[2.0, 2.0],
+    n_seeds=2, profile=PROFILE, summary="Both models exist.", wall_s=1.0)).write(folder)
 print("done", flush=True)
 '''
 
@@ -90,7 +93,7 @@ def _notebook(folder: Path) -> Path:
 
 
 def _start(nbdir: Path, runs: Path, sig: Path, *extra: str) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "derain_utils.monograph", "run", "--notebooks-dir", str(nbdir), "--runs-dir",
+    argv = [sys.executable, "-m", "derain_utils.book.monograph", "run", "--notebooks-dir", str(nbdir), "--runs-dir",
             str(runs), "--profile", "smoke", "--no-progress", "--param", f"SIGNALS={sig}", *extra]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -108,7 +111,7 @@ def _wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 180
 
 
 def _folders(runs: Path) -> list[Path]:
-    return monograph.run_folders("01_kill", "smoke", runs)
+    return runner.run_folders("01_kill", "smoke", runs)
 
 
 def _gone(pid: int, timeout: float = 20.0) -> bool:
@@ -131,12 +134,12 @@ def test_kills_at_any_moment_leave_marked_folders_and_the_rerun_uses_the_cache(t
 
     # 1. SIGKILL while the kernel starts: the folder exists and is marked running by a dead runner
     proc = _start(nbdir, runs, sig)
-    _wait_for(lambda: any((f / monograph.RUNNER_FILE).is_file() for f in _folders(runs)), "runner.json", proc)
+    _wait_for(lambda: any((f / runner.RUNNER_FILE).is_file() for f in _folders(runs)), "runner.json", proc)
     proc.kill()
     proc.wait()
     (killed_early,) = _folders(runs)
-    assert json.loads((killed_early / monograph.RUNNER_FILE).read_text())["status"] == "running"
-    assert monograph.run_status(killed_early) == "killed"
+    assert json.loads((killed_early / runner.RUNNER_FILE).read_text())["status"] == "running"
+    assert runner.run_status(killed_early) == "killed"
     if (sig / "kernel_pid").is_file():  # the kernel may have started: it must not outlive its runner
         assert _gone(int((sig / "kernel_pid").read_text())), "the kernel outlived its killed runner"
 
@@ -151,12 +154,12 @@ def test_kills_at_any_moment_leave_marked_folders_and_the_rerun_uses_the_cache(t
     assert proc.returncode == 143, err
     terminated = _folders(runs)[-1]
     assert "INTERRUPTED by SIGTERM" in err and str(terminated) in err and "Traceback" not in err
-    runner = json.loads((terminated / monograph.RUNNER_FILE).read_text())
-    assert runner["status"] == "interrupted" and runner["error"] == "SIGTERM"
+    written = json.loads((terminated / runner.RUNNER_FILE).read_text())
+    assert written["status"] == "interrupted" and written["error"] == "SIGTERM"
     assert (terminated / "partial.txt").is_file() and not (terminated / verdict.VERDICT_FILE).exists()
     assert _gone(int((sig / "kernel_pid").read_text()))
     # the kernel's own log is kept in the run folder; with CurveZMQ it has no plain-TCP warning any more
-    assert "without encryption" not in err + (terminated / monograph.KERNEL_LOG).read_text()
+    assert "without encryption" not in err + (terminated / runner.KERNEL_LOG).read_text()
 
     # 3. SIGKILL between the two models: the first model now comes from the cache
     for f in sig.iterdir():
@@ -167,11 +170,11 @@ def test_kills_at_any_moment_leave_marked_folders_and_the_rerun_uses_the_cache(t
     proc.kill()
     proc.wait()
     killed_late = _folders(runs)[-1]
-    assert monograph.run_status(killed_late) == "killed" and (killed_late / "partial.txt").is_file()
+    assert runner.run_status(killed_late) == "killed" and (killed_late / "partial.txt").is_file()
     assert _gone(int((sig / "kernel_pid").read_text())), "the kernel outlived its killed runner"
 
     # every folder so far is marked incomplete; none is latest
-    assert [monograph.run_status(f) for f in _folders(runs)] == ["killed", "interrupted", "killed"]
+    assert [runner.run_status(f) for f in _folders(runs)] == ["killed", "interrupted", "killed"]
     assert run_folders.latest_run("01_kill", "smoke", runs) is None
 
     # 4. the rerun completes, reusing the model that finished before the kills, and streams output
@@ -181,9 +184,9 @@ def test_kills_at_any_moment_leave_marked_folders_and_the_rerun_uses_the_cache(t
     assert proc.returncode == 0, err
     assert "first model cached: True" in err and "done" in err  # --log-output streamed the cells' prints
     final = _folders(runs)[-1]
-    assert run_folders.latest_run("01_kill", "smoke", runs) == final and monograph.run_status(final) == "completed"
+    assert run_folders.latest_run("01_kill", "smoke", runs) == final and runner.run_status(final) == "completed"
     assert pd.read_csv(final / run_folders.RESULTS_FILE)["cached"].tolist() == [True, False]
-    assert [monograph.run_status(f) for f in _folders(runs)] == ["killed", "interrupted", "killed", "completed"]
+    assert [runner.run_status(f) for f in _folders(runs)] == ["killed", "interrupted", "killed", "completed"]
     summary = pd.read_csv(runs / "smoke" / "summary.csv", keep_default_na=False)
     assert summary.loc[0, "verdict"] == "REPRODUCED" and summary.loc[0, "incomplete"] == ""
 
@@ -200,11 +203,12 @@ def _fake_run(runs: Path, stem: str, stamp: str, status: str | None, *, pid: int
 
         record = {"status": status, "pid": pid if pid is not None else os.getpid(),
                   "host": host or socket.gethostname(), "pid_start": None}
-        (folder / monograph.RUNNER_FILE).write_text(json.dumps(record))
+        (folder / runner.RUNNER_FILE).write_text(json.dumps(record))
     if verdict_label:
-        verdict.write_verdict(folder, notebook=stem, finding="f", reproduced=True, verdict="reproduced", p_value=0.01,
-                              primary_outcome="s", primary_preset="small", n_models=2, statistic="s", effect=1.0,
-                              ci95=[0.5, 1.5], n_seeds=2, profile="smoke", summary="ok", wall_s=1.0)
+        verdict.Verdict.from_dict(dict(
+            notebook=stem, finding="f", reproduced=True, verdict="reproduced", p_value=0.01, primary_outcome="s",
+            primary_preset="small", n_models=2, statistic="s", effect=1.0, ci95=[0.5, 1.5], n_seeds=2,
+            profile="smoke", summary="ok", wall_s=1.0)).write(folder)
     return folder
 
 
@@ -216,23 +220,23 @@ def _dead_pid() -> int:
 
 def test_run_status_reads_the_marker_and_the_process(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    assert monograph.run_status(_fake_run(runs, "01_a", "20260101T000000Z", "completed")) == "completed"
-    assert monograph.run_status(_fake_run(runs, "01_a", "20260101T000001Z", "interrupted")) == "interrupted"
-    assert monograph.run_status(_fake_run(runs, "01_a", "20260101T000002Z", "running")) == "running"  # this pid
+    assert runner.run_status(_fake_run(runs, "01_a", "20260101T000000Z", "completed")) == "completed"
+    assert runner.run_status(_fake_run(runs, "01_a", "20260101T000001Z", "interrupted")) == "interrupted"
+    assert runner.run_status(_fake_run(runs, "01_a", "20260101T000002Z", "running")) == "running"  # this pid
     dead = _fake_run(runs, "01_a", "20260101T000003Z", "running", pid=_dead_pid())
-    assert monograph.run_status(dead) == "killed"
+    assert runner.run_status(dead) == "killed"
     elsewhere = _fake_run(runs, "01_a", "20260101T000004Z", "running", pid=1, host="another-host")
-    assert monograph.run_status(elsewhere) == "running"  # cannot be checked from here
+    assert runner.run_status(elsewhere) == "running"  # cannot be checked from here
     reused = _fake_run(runs, "01_a", "20260101T000005Z", "running")
-    record = json.loads((reused / monograph.RUNNER_FILE).read_text())
+    record = json.loads((reused / runner.RUNNER_FILE).read_text())
     record["pid_start"] = "1"  # this pid, but a process that started at another time: the pid was reused
-    (reused / monograph.RUNNER_FILE).write_text(json.dumps(record))
-    assert monograph.run_status(reused) == ("killed" if Path("/proc/self/stat").exists() else "running")
+    (reused / runner.RUNNER_FILE).write_text(json.dumps(record))
+    assert runner.run_status(reused) == ("killed" if Path("/proc/self/stat").exists() else "running")
     empty = run_folders.new_run_dir("01_a", "smoke", runs, stamp="20260101T000006Z")
-    assert monograph.run_status(empty) == "killed"  # killed between creating the folder and marking it
+    assert runner.run_status(empty) == "killed"  # killed between creating the folder and marking it
     garbled = _fake_run(runs, "01_a", "20260101T000007Z", None)
-    (garbled / monograph.RUNNER_FILE).write_text("{not json")
-    assert monograph.run_status(garbled) == "unmarked"
+    (garbled / runner.RUNNER_FILE).write_text("{not json")
+    assert runner.run_status(garbled) == "unmarked"
 
 
 def test_latest_stays_at_the_newest_completed_run_when_runs_overlap(tmp_path: Path) -> None:
@@ -240,13 +244,13 @@ def test_latest_stays_at_the_newest_completed_run_when_runs_overlap(tmp_path: Pa
     runs = tmp_path / "runs"
     older = _fake_run(runs, "01_a", "20260101T000000Z", "completed")
     newer = _fake_run(runs, "01_a", "20260101T000500Z", "completed")
-    assert monograph._update_latest_if_newest(newer)
-    assert not monograph._update_latest_if_newest(older)  # the older run finished last
+    assert runner._update_latest_if_newest(newer)
+    assert not runner._update_latest_if_newest(older)  # the older run finished last
     assert run_folders.latest_run("01_a", "smoke", runs) == newer
     same_second = _fake_run(runs, "01_a", "20260101T000500Z", "completed")  # "-2": started after `newer`
-    assert same_second.name == "20260101T000500Z-2" and monograph._update_latest_if_newest(same_second)
+    assert same_second.name == "20260101T000500Z-2" and runner._update_latest_if_newest(same_second)
     tenth = [_fake_run(runs, "01_a", "20260101T000500Z", "completed") for _ in range(8)][-1]
-    assert tenth.name.endswith("-10") and monograph._update_latest_if_newest(tenth)  # -10 sorts after -9
+    assert tenth.name.endswith("-10") and runner._update_latest_if_newest(tenth)  # -10 sorts after -9
     assert run_folders.latest_run("01_a", "smoke", runs) == tenth
 
 
@@ -259,11 +263,11 @@ def test_summary_and_index_mark_incomplete_runs(tmp_path: Path, capsys: pytest.C
                             fmt="py:percent")
         nbformat.write(nb, nbdir / f"{stem}.ipynb")
     done = _fake_run(runs, "01_a", "20260101T000000Z", "completed")
-    monograph._update_latest_if_newest(done)
+    runner._update_latest_if_newest(done)
     _fake_run(runs, "01_a", "20260101T010000Z", "running", pid=_dead_pid(), verdict_label=False)
     _fake_run(runs, "01_a", "20260101T020000Z", "interrupted", verdict_label=False)
     _fake_run(runs, "02_b", "20260101T000000Z", "running", pid=_dead_pid())  # has a verdict, but was killed
-    infos = [monograph.notebook_info(p) for p in monograph.discover_notebooks(nbdir)]
+    infos = [runner.notebook_info(p) for p in runner.discover_notebooks(nbdir)]
     state = monograph.latest_records(infos, "smoke", runs)
     assert [r.status for r in state] == ["completed", "killed", "not run"]
     assert [(f.name, s) for f, s in state[0].incomplete] == [("20260101T010000Z", "killed"),
@@ -301,7 +305,7 @@ def test_runs_dir_that_is_a_file_is_one_line(tmp_path: Path, where: str) -> None
     runs = a_file if where == "a file" else a_file / "runs"
     code, out, err = _main(["run", "--runs-dir", str(runs), "--profile", "smoke", "--only", "01"])
     assert code == 2 and out == "" and err.count("\n") == 1, err
-    assert err.startswith("python -m derain_utils.monograph: error: --runs-dir " + repr(str(runs)))
+    assert err.startswith("python -m derain_utils.book.monograph: error: --runs-dir " + repr(str(runs)))
     assert "a file" in err and "Traceback" not in err
 
 
@@ -320,8 +324,8 @@ def test_nan_parameters_are_refused(tmp_path: Path) -> None:
 def test_params_file_with_profile_is_accepted_or_conflicts_clearly(tmp_path: Path) -> None:
     # was: a params.yaml that works with `papermill -f` was rejected because it sets PROFILE
     args = SimpleArgs(profile=None)
-    params = [monograph._Param("PROFILE", "smoke", None, "from p.yaml"),
-              monograph._Param("RUN_DIR", "", None, "from p.yaml"), monograph._Param("STEPS", 3, None, "from p.yaml")]
+    params = [runner._Param("PROFILE", "smoke", None, "from p.yaml"),
+              runner._Param("RUN_DIR", "", None, "from p.yaml"), runner._Param("STEPS", 3, None, "from p.yaml")]
     profile, rest = monograph._profile_from(args, params)
     assert profile == "smoke" and [p.name for p in rest] == ["STEPS"]
     assert monograph._profile_from(SimpleArgs(profile="smoke"), params)[0] == "smoke"  # agreeing is fine
@@ -413,7 +417,7 @@ def test_text_progress_bars_when_asked() -> None:
 
 FIGURE_NB = '''# %%
 import matplotlib.pyplot as plt
-from derain_utils import plotting
+from derain_utils.book import plotting
 
 plotting.use_style()
 fig, ax = plt.subplots()
@@ -447,7 +451,7 @@ def test_html_command_exports_the_latest_runs(tmp_path: Path) -> None:
     src = _executed_notebook(nbdir)
     folder = _fake_run(runs, "01_offline", "20260101T000000Z", "completed")
     (folder / "01_offline.ipynb").write_bytes(src.read_bytes())
-    monograph._update_latest_if_newest(folder)
+    runner._update_latest_if_newest(folder)
     code, out, err = _main(["html", "--notebooks-dir", str(nbdir), "--runs-dir", str(runs), "--profile", "smoke",
                             "--no-input"])
     assert code == 0, err

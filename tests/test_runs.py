@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from derain_utils import runs, store
+from derain_utils import store
+from derain_utils.book import runs
 
 
 def _table(n_seeds=2, n_images=2, sizes=(1, 2)) -> pd.DataFrame:

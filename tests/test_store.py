@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from derain_utils import data, store
+from derain_utils import store
+from derain_utils.synth import data
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests of derain_utils.training (derain_utils.bench is tested in test_bench.py).
+"""Tests of derain_utils.nets.training (derain_utils.lab.bench is tested in test_bench.py).
 
 Known answers (identity model removes nothing; an oracle that returns the
 background removes everything), invariants (history layout, eval-set stability),
@@ -6,7 +6,6 @@ bitwise determinism, bitwise resume after an interruption, and bad input.
 """
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -15,7 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from derain_utils import backgrounds, metrics, models, rain, training
+from derain_utils.measure import metrics, scoring
+from derain_utils.nets import models, training
+from derain_utils.synth import procedural, rain
 
 TINY = {"depth": 3, "width": 8}
 PRESETS = ("small", "slanted", "long_wide", "dense")
@@ -38,13 +39,13 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def train_images() -> torch.Tensor:
     """Six 32-px procedural backgrounds, (6, 3, 32, 32) in [0, 1]."""
-    arr = backgrounds.procedural("blobs", 32, seed=3, n=6)
+    arr = procedural.procedural("blobs", 32, seed=3, n=6)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2))).float()
 
 
 @pytest.fixture(scope="module")
 def test_images() -> torch.Tensor:
-    arr = backgrounds.procedural("shapes", 32, seed=99, n=3)
+    arr = procedural.procedural("shapes", 32, seed=99, n=3)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2))).float()
 
 
@@ -250,7 +251,7 @@ def test_gray_training_and_eval(train_images):
     gray = train_images.mean(1, keepdim=True)
     res = run(gray, steps=4)
     assert res.model.in_channels == 1
-    df = training.evaluate(res.model, gray[:2], ["small"], seed=0)
+    df = scoring.evaluate(res.model, gray[:2], ["small"], seed=0)
     assert len(df) == 4
     assert df["psnr_y"].isna().all() and df["ssim_y"].isna().all()
     assert df["psnr"].notna().all()
@@ -379,8 +380,8 @@ def test_predict_clamps_batches_and_restores_mode(test_images):
 
 
 def test_make_eval_set_is_stable(test_images):
-    a = training.make_eval_set(test_images, PRESETS, seed=3)
-    b = training.make_eval_set(test_images[:2], ["dense", "small"], seed=3)
+    a = scoring.make_eval_set(test_images, PRESETS, seed=3)
+    b = scoring.make_eval_set(test_images[:2], ["dense", "small"], seed=3)
     assert list(a) == list(PRESETS)
     for name in ("small", "dense"):
         e = a[name]
@@ -388,12 +389,12 @@ def test_make_eval_set_is_stable(test_images):
         torch.testing.assert_close(e.rainy, rain.add_rain(test_images, e.rain), rtol=0, atol=0)
         # the rain of (preset, image i) does not depend on the other presets or images
         assert torch.equal(e.rain[:2], b[name].rain)
-    assert not torch.equal(a["small"].rain, training.make_eval_set(test_images, ["small"], seed=4)["small"].rain)
+    assert not torch.equal(a["small"].rain, scoring.make_eval_set(test_images, ["small"], seed=4)["small"].rain)
 
 
 def test_evaluate_identity_known_answers(test_images):
-    df = training.evaluate(nn.Identity(), test_images, PRESETS, seed=0, train_spec="small", names=["a", "b", "c"])
-    assert list(df.columns) == list(training.EVAL_COLUMNS)
+    df = scoring.evaluate(nn.Identity(), test_images, PRESETS, seed=0, train_spec="small", names=["a", "b", "c"])
+    assert list(df.columns) == list(scoring.EVAL_COLUMNS)
     assert len(df) == 3 * (len(PRESETS) + 1)
     assert df.groupby("preset").size().to_dict() == {p: 3 for p in (*PRESETS, "clean")}
     rainy_rows = df[df.preset != "clean"]
@@ -418,7 +419,7 @@ def test_evaluate_identity_known_answers(test_images):
 
 def test_evaluate_oracle_known_answers(test_images):
     one = test_images[:1]
-    df = training.evaluate(FixedOutput(one.clone()), one, PRESETS, seed=0)
+    df = scoring.evaluate(FixedOutput(one.clone()), one, PRESETS, seed=0)
     np.testing.assert_array_equal(df[df.preset != "clean"]["removal"], 1.0)
     assert (df["psnr"] == metrics.PSNR_CAP).all() and (df["ssim"] == 1.0).all()
     assert (df[df.preset != "clean"]["input_psnr"] < 60).all()
@@ -433,25 +434,25 @@ class Blur(nn.Module):
 
 def test_evaluate_matches_evaluate_pair(test_images):
     model = Blur()
-    df = training.evaluate(model, test_images[:2], ["dense", "small"], seed=2)
-    e = training.make_eval_set(test_images[:2], ["dense"], seed=2)["dense"]
+    df = scoring.evaluate(model, test_images[:2], ["dense", "small"], seed=2)
+    e = scoring.make_eval_set(test_images[:2], ["dense"], seed=2)["dense"]
     d = training.predict(model, e.rainy)
     ref = metrics.evaluate_pair(e.background[1], e.rainy[1], d[1], e.mask[1])
     row = df[(df.preset == "dense") & (df.image == "img001")].iloc[0]
     assert 0 < row["removal"] < 1
-    for k in training.EVAL_COLUMNS[4:]:
+    for k in scoring.EVAL_COLUMNS[4:]:
         assert row[k] == pytest.approx(ref[k], rel=1e-9, abs=1e-12), k
 
 
 def test_evaluate_bad_input(test_images):
     with pytest.raises(ValueError, match="small"):  # lists the valid names
-        training.evaluate(nn.Identity(), test_images, ["small", "drizzle"])
+        scoring.evaluate(nn.Identity(), test_images, ["small", "drizzle"])
     with pytest.raises(ValueError, match="names"):
-        training.evaluate(nn.Identity(), test_images, ["small"], names=["x"])
+        scoring.evaluate(nn.Identity(), test_images, ["small"], names=["x"])
     with pytest.raises(ValueError, match="presets"):
-        training.evaluate(nn.Identity(), test_images, [])
+        scoring.evaluate(nn.Identity(), test_images, [])
     with pytest.raises(ValueError, match="test_images"):
-        training.evaluate(nn.Identity(), test_images[:, 0], ["small"])
+        scoring.evaluate(nn.Identity(), test_images[:, 0], ["small"])
 
 
 @pytest.mark.gpu
@@ -464,6 +465,6 @@ def test_cuda_fast_path_trains_and_evaluates(train_images, test_images):
     assert res.device.startswith("cuda") and res.memory_format == "channels_last"
     assert res.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
     assert np.isfinite(res.history["loss"]).all()
-    df = training.evaluate(res.model, test_images, ["small", "dense"], device="cuda")
+    df = scoring.evaluate(res.model, test_images, ["small", "dense"], device="cuda")
     assert df["psnr"].notna().all()
 

@@ -10,7 +10,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from derain_utils import experiments, metrics, sweeps, training, widgets
+from derain_utils.book import widgets
+from derain_utils.lab import experiments, sweeps
+from derain_utils.measure import metrics, scoring
 
 PRESETS = ["small", "long_wide"]
 
@@ -35,7 +37,7 @@ class Darken(nn.Module):
 
 def _explorer(**kw) -> widgets.DerainExplorer:
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.6
-    eval_set = training.make_eval_set(images, PRESETS, seed=5)
+    eval_set = scoring.make_eval_set(images, PRESETS, seed=5)
     models = {(4, 0): Identity(), (16, 0): Darken(), (4, 1): Identity(), (16, 1): lambda: Darken()}
     return widgets.DerainExplorer(models, eval_set, image_names=["x", "y", "z"], **kw)
 
@@ -66,7 +68,7 @@ def test_lazy_loader_called_once():
         return Identity()
 
     images = torch.rand(1, 1, 24, 24)
-    ex = widgets.DerainExplorer({(2, 0): load}, training.make_eval_set(images, ["small"], seed=0))
+    ex = widgets.DerainExplorer({(2, 0): load}, scoring.make_eval_set(images, ["small"], seed=0))
     assert calls == []
     ex.example(2, 0, "small", 0)
     ex.example(2, 0, "small", "img000")
@@ -83,7 +85,7 @@ def test_bad_input_is_named():
         ex.example(4, 0, "small", 3)
     with pytest.raises(ValueError, match="image='w'"):
         ex.example(4, 0, "small", "w")
-    es = training.make_eval_set(torch.rand(2, 3, 24, 24), ["small"], seed=0)
+    es = scoring.make_eval_set(torch.rand(2, 3, 24, 24), ["small"], seed=0)
     with pytest.raises(ValueError, match="models is empty"):
         widgets.DerainExplorer({}, es)
     with pytest.raises(ValueError, match="integer pairs"):

@@ -12,8 +12,7 @@ line. Those steps are the same in every notebook, so they live here::
 
 :func:`finish` writes ``results.csv``, ``verdict.json`` and ``provenance.json`` into the run
 folder (atomically) and prints the headline. The verdict record itself is built in ONE
-place, :func:`verdict_record`: a new verdict field is a change there. :func:`fmt` is the
-one way the notebooks write an effect with its interval.
+place, :func:`verdict_record`: a new verdict field is a change there.
 """
 from __future__ import annotations
 
@@ -26,9 +25,13 @@ from typing import Any
 
 import pandas as pd
 
-from derain_utils import backgrounds, inference, profiles, rain, runs, store, verdict
+from derain_utils import store
+from derain_utils.book import runs
+from derain_utils.lab import profiles
+from derain_utils.stats import inference, verdict
+from derain_utils.synth import backgrounds, rain
 
-__all__ = ["NotebookRun", "start", "profile", "training_background", "rain_roles", "fmt", "verdict_record", "finish"]
+__all__ = ["NotebookRun", "start", "profile", "training_background", "rain_roles", "verdict_record", "finish"]
 
 
 @dataclass
@@ -103,7 +106,7 @@ def training_background(choice: str, data_dir: str | Path | None) -> str:
 
     ``"auto"``: natural photos (``bg_natural``) when the data folder holds them, else dead leaves
     (``"deadleaves"``: unlimited distinct procedural images with natural-image statistics, disjoint
-    training and test streams; :func:`backgrounds.dead_leaves`), so that a fresh clone without data
+    training and test streams; :func:`procedural.dead_leaves`), so that a fresh clone without data
     still trains on as many distinct images as N asks for. The scikit-image photos (``"skimage"``,
     about 550 tiles of 64 px from 10 training photos) are for illustration only. Anything other than
     ``"auto"`` is the source name given.
@@ -125,32 +128,6 @@ def rain_roles(prof: profiles.Profile) -> tuple[str, list[str], list[str], list[
     if not ood or not in_dist:
         raise ValueError(f"eval_presets {presets} need the training rain {train!r} and at least one OOD rain")
     return train, presets, in_dist, ood
-
-
-# --------------------------------------------------------------------------- words
-
-
-def _value(result: Mapping[str, Any]) -> float:
-    for key in ("rho", "effect", "estimate"):
-        if key in result:
-            return result[key]
-    raise ValueError(f"result holds no rho, effect or estimate: {sorted(result)}")
-
-
-def fmt(result: Mapping[str, Any], digits: int = 2, name: str | None = None) -> str:
-    """An effect and its 95% interval: ``"rho = -0.28 [-0.57, -0.01]"``.
-
-    Args:
-        result: a bootstrap result of :mod:`derain_utils.verdict` (``rho``, ``effect`` or
-            ``estimate``, and ``ci95``).
-        digits: decimals.
-        name: the effect's name (default ``"rho"`` for a correlation, else ``"difference"``);
-            ``""`` writes the bare ``"-0.28 [-0.57, -0.01]"``.
-    """
-    if name is None:
-        name = "rho" if "rho" in result else "difference"
-    text = verdict.format_effect(name or "x", _value(result), result["ci95"], digits=digits)
-    return text if name else text.split(" = ", 1)[1]
 
 
 # --------------------------------------------------------------------------- the end of a notebook

@@ -2,21 +2,21 @@
 
 ::
 
-    python -m derain_utils.report runs/cache/<key>             # a cached model of this package
-    python -m derain_utils.report runs/cache/<key>/model.pt    # its checkpoint
-    python -m derain_utils.report config.json --train          # a config (trained if not cached)
-    python -m derain_utils.report my_pkg.nets:build_net --data rain100L_dev --real real_rain_misc
-    python -m derain_utils.report path/to/file.py:net --train-rain small --out card/
+    python -m derain_utils.book.report runs/cache/<key>             # a cached model of this package
+    python -m derain_utils.book.report runs/cache/<key>/model.pt    # its checkpoint
+    python -m derain_utils.book.report config.json --train          # a config (trained if not cached)
+    python -m derain_utils.book.report my_pkg.nets:build_net --data rain100L_dev --real real_rain_misc
+    python -m derain_utils.book.report path/to/file.py:net --train-rain small --out card/
 
 The notebooks ask whether networks trained one way generalize better than networks trained
 another way. The report card asks the same of a single model, whatever made it, and writes the
 answer on one page. It scores the model on
 
-* **synthetic rain of every preset** (:data:`derain_utils.rain.PRESETS`) added to held-out
+* **synthetic rain of every preset** (:data:`derain_utils.synth.rain.PRESETS`) added to held-out
   backgrounds (by default the embedded scikit-image photos of the fixed test split, which no
   model of this package trains on), each preset marked in-distribution or out-of-distribution
-  (OOD) with respect to the model's training rain (:func:`derain_utils.rain.overlaps`);
-* **perspective rain** (:func:`derain_utils.rain.synthesize_perspective`): a rain scene built to
+  (OOD) with respect to the model's training rain (:func:`derain_utils.synth.rain.overlaps`);
+* **perspective rain** (:func:`derain_utils.synth.perspective.synthesize_perspective`): a rain scene built to
   be unlike every preset (depth-dependent streaks, one wind per image, haze). Synthetic, NOT
   real rain;
 * the **clean** backgrounds themselves: how much the model changes an image without rain;
@@ -25,7 +25,7 @@ answer on one page. It scores the model on
 * any folders of **real rainy photos** given with ``--real``, described by the no-ground-truth
   proxies of :mod:`derain_utils.realdata`.
 
-Every test set reports the decoupled scores of :mod:`derain_utils.metrics`: ``removal`` (share of
+Every test set reports the decoupled scores of :mod:`derain_utils.measure.metrics`: ``removal`` (share of
 the rain's squared error removed inside the rain mask: 1 = all of it, 0 = none, which is what the
 identity scores, < 0 = worse than the input) and ``bg_psnr`` (PSNR outside the rain mask: damage
 to the background), plus whole-image PSNR/SSIM on the Y channel as deraining tables report them.
@@ -36,9 +36,9 @@ figure), ``report.png``, ``report.csv`` (one row per image and test set), ``summ
 
 What can be scored
 ------------------
-* a cache entry folder of :mod:`derain_utils.experiments` (holding ``model.pt`` and
+* a cache entry folder of :mod:`derain_utils.lab.experiments` (holding ``model.pt`` and
   ``config.json``), its ``model.pt``, or a ``config.json`` (an entry's, or a plain
-  :class:`~derain_utils.experiments.ExperimentConfig` dict; its model is read from the cache,
+  :class:`~derain_utils.lab.experiments.ExperimentConfig` dict; its model is read from the cache,
   or trained with ``--train``);
 * ``module:attr`` or ``path/to/file.py:attr`` where ``attr`` is a ``torch.nn.Module`` instance, an
   ``nn.Module`` subclass, or a zero-argument callable returning an ``nn.Module``. The module must
@@ -46,8 +46,8 @@ What can be scored
   outputs are clamped to [0, 1]). Its training rain is unknown to the card: ``--train-rain``
   names the preset that counts as in-distribution (default ``small``, the package's).
 
-This module sits above :mod:`derain_utils.verdict` and :mod:`derain_utils.plotting` in the import
-order (``ARCHITECTURE.md``); notebook 04 uses its scoring functions (:func:`apply`, :func:`paired_rows`,
+Its intervals come from :mod:`derain_utils.stats.bootstrap` and its figure from
+:mod:`derain_utils.book.plotting`; notebook 04 uses its scoring functions (:func:`apply`, :func:`paired_rows`,
 :func:`real_rows`, :func:`synthetic_sets`) so that the notebook and the card compute the same numbers.
 """
 from __future__ import annotations
@@ -71,8 +71,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from derain_utils import (backgrounds, experiments, metric_table, metrics, models, rain, realdata, store, training,
-                          verdict)
+from derain_utils import store
+from derain_utils.lab import experiments
+from derain_utils.measure import metric_table, metrics, realscores, scoring
+from derain_utils.nets import models, training
+from derain_utils.stats import bootstrap
+from derain_utils.synth import backgrounds, rain, realsets
+from derain_utils.synth.perspective import PerspectiveRain, synthesize_perspective
 
 __all__ = [
     "LoadedModel",
@@ -326,7 +331,7 @@ def apply(
     """Derain a list of images of any sizes: float32 numpy (H, W, 3) in, the same shapes out.
 
     Images of equal size are batched (``batch_size`` per forward pass); each goes through
-    :func:`derain_utils.training.predict` (eval mode, no gradients, output clamped to [0, 1]). Whole
+    :func:`derain_utils.nets.training.predict` (eval mode, no gradients, output clamped to [0, 1]). Whole
     images are processed: the package's networks are fully convolutional. A gray model
     (``in_channels=1``) gets the luma and its output is returned as (H, W, 1).
 
@@ -408,7 +413,7 @@ def synthetic_sets(
     presets: Sequence[str] | None = None,
     train_rain: str | None = rain.TRAIN_PRESET,
     seed: int = 1234,
-    perspective: rain.PerspectiveRain | None | bool = True,
+    perspective: PerspectiveRain | None | bool = True,
     perspective_images: np.ndarray | None = None,
     perspective_names: Sequence[str] | None = None,
 ) -> dict[str, SyntheticSet]:
@@ -418,10 +423,10 @@ def synthetic_sets(
         test_images: float32 (n, H, W, 3) clean backgrounds.
         names: one id per image (default ``img000``...).
         presets: preset names (default: all of :data:`rain.PRESETS`); rain is drawn exactly as
-            :func:`training.make_eval_set` does, so the same seed gives the notebooks' inputs.
+            :func:`scoring.make_eval_set` does, so the same seed gives the notebooks' inputs.
         train_rain: decides ``in_distribution`` (None = unknown).
         seed: evaluation seed (presets and perspective rain).
-        perspective: True (default scene), a :class:`rain.PerspectiveRain`, or False (none).
+        perspective: True (default scene), a :class:`PerspectiveRain`, or False (none).
         perspective_images / perspective_names: other backgrounds for the perspective rain
             (e.g. larger crops); default the same test images.
 
@@ -438,7 +443,7 @@ def synthetic_sets(
     out: dict[str, SyntheticSet] = {}
     if presets:
         train_spec = rain.get_spec(train_rain) if train_rain is not None else None
-        for pname, e in training.make_eval_set(imgs, presets, seed=seed).items():
+        for pname, e in scoring.make_eval_set(imgs, presets, seed=seed).items():
             ood = rain.ood_fields(train_spec, e.spec) if train_spec is not None else []
             relation = ("unknown" if train_spec is None else "OOD" if ood else
                         "training" if e.spec == train_spec else "overlap")
@@ -453,7 +458,7 @@ def synthetic_sets(
             list(perspective_names) if perspective_names is not None else [f"img{i:03d}" for i in range(len(p_imgs))])
         if len(p_names) != len(p_imgs):
             raise ValueError(f"perspective_names has {len(p_names)} entries for {len(p_imgs)} images")
-        layer, mask, parts = rain.synthesize_perspective(spec, p_imgs.shape[1:3], len(p_imgs), seed,
+        layer, mask, parts = synthesize_perspective(spec, p_imgs.shape[1:3], len(p_imgs), seed,
                                                          return_parts=True)
         bg = torch.from_numpy(np.ascontiguousarray(p_imgs.transpose(0, 3, 1, 2)))
         out["perspective"] = SyntheticSet(
@@ -475,7 +480,7 @@ def paired_rows(
     """Per-image ground-truth scores: one row per ``(name, rainy, background)`` pair.
 
     ``masks`` gives the true rain masks (synthetic sets); without it the mask is estimated
-    from ``rainy - background`` (:func:`realdata.paired_scores`). Columns: ``image``, the
+    from ``rainy - background`` (:func:`realscores.paired_scores`). Columns: ``image``, the
     :data:`PAIRED_METRICS`, ``mask_source``.
     """
     if len(derained) != len(pairs):
@@ -487,7 +492,7 @@ def paired_rows(
         o, b = _channels(rainy_img, in_channels), _channels(bg, in_channels)
         d = derained[i]
         if masks is None:
-            s = realdata.paired_scores(b, o, d)
+            s = realscores.paired_scores(b, o, d)
         else:
             s = metrics.evaluate_pair(b, o, d, np.asarray(masks[i], bool))
         s["input_psnr_y"] = metrics.psnr(b, o, y_channel=True) if b.ndim == 3 and b.shape[-1] == 3 else math.nan
@@ -502,13 +507,14 @@ def real_rows(
     rainfree: Sequence[np.ndarray] | None = None,
     in_channels: int = 3,
 ) -> pd.DataFrame:
-    """Per-photo no-ground-truth proxies (:func:`realdata.no_gt_proxies`): ``image`` + :data:`realdata.PROXY_KEYS`."""
+    """Per-photo no-ground-truth proxies (:func:`realscores.no_gt_proxies`): ``image`` and
+    :data:`realscores.PROXY_KEYS`."""
     if len(derained) != len(photos):
         raise ValueError(f"derained has {len(derained)} images for {len(photos)} photos")
     rows = []
     for i, (name, img) in enumerate(photos):
         free = None if rainfree is None else rainfree[i]
-        rows.append({"image": str(name), **realdata.no_gt_proxies(_channels(img, in_channels), derained[i],
+        rows.append({"image": str(name), **realscores.no_gt_proxies(_channels(img, in_channels), derained[i],
                                                                    rainfree=free)})
     return pd.DataFrame(rows)
 
@@ -528,11 +534,11 @@ def load_real(
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0):
         raise ValueError(f"limit must be None or an int >= 0, got {limit!r}")
-    src = realdata.unpaired_set(folder, data_dir)
+    src = realsets.unpaired_set(folder, data_dir)
     names = src.names
     if limit and limit < len(names):
         names = [names[i] for i in np.unique(np.round(np.linspace(0, len(names) - 1, limit)).astype(int))]
-    return [(n, realdata.resize_long_side(src.load(n), long_side)) for n in names]
+    return [(n, realsets.resize_long_side(src.load(n), long_side)) for n in names]
 
 
 # --------------------------------------------------------------------------- statistics
@@ -550,7 +556,7 @@ def mean_ci(values: Any, *, n_resamples: int = 2000, seed: int = 0) -> tuple[flo
         return math.nan, math.nan, math.nan
     if v.size < 2 or np.all(v == v[0]):
         return float(v.mean()), (math.nan if v.size < 2 else float(v[0])), (math.nan if v.size < 2 else float(v[0]))
-    r = verdict.bootstrap_ci(v, np.mean, n_resamples=n_resamples, seed=seed)
+    r = bootstrap.bootstrap_ci(v, np.mean, n_resamples=n_resamples, seed=seed)
     return float(v.mean()), float(r["ci95"][0]), float(r["ci95"][1])
 
 
@@ -611,13 +617,13 @@ def evaluate(
 
     ``examples``, when a dict is given, is filled with ``{set: (rainy, derained)}``: the most
     colourful test image of each synthetic set and the first pair of each paired set (the
-    thumbnails of :func:`derain_utils.plotting.report_card`).
+    thumbnails of :func:`derain_utils.book.plotting.report_card`).
 
     Columns: ``set``, ``kind`` (``preset`` / ``perspective`` / ``clean`` / ``paired`` / ``real``),
     ``relation`` (to the training rain: see :class:`SyntheticSet`), ``in_distribution`` (True/False/NA),
     ``ood_fields``, ``image``, the :data:`PAIRED_METRICS`
     (synthetic and paired rows; ``clean`` rows hold psnr/ssim of the output against the clean
-    input), ``mask_source`` and the :data:`realdata.PROXY_KEYS` (real rows).
+    input), ``mask_source`` and the :data:`realscores.PROXY_KEYS` (real rows).
     """
     split = backgrounds.draw_split(background, 0, n_test, test_size=test_size, data_dir=data_dir)
     frames = []
@@ -647,7 +653,7 @@ def evaluate(
     frames.append(pd.DataFrame(clean).assign(set="clean", kind="clean", in_distribution=None, ood_fields="",
                                              relation="no rain"))
     for folder in paired:
-        ps = realdata.paired_set(folder, data_dir)
+        ps = realsets.paired_set(folder, data_dir)
         pairs = [(n, o, t) for n, o, t in ps]
         out = apply(loaded.model, [p[1] for p in pairs], in_channels=ch, device=device, name=_label(loaded))
         if examples is not None:
@@ -658,7 +664,7 @@ def evaluate(
         photos = load_real(folder, data_dir=data_dir, limit=real_limit, long_side=real_long_side)
         out = apply(loaded.model, [p[1] for p in photos], in_channels=ch, device=device, name=_label(loaded))
         frames.append(real_rows(photos, out, in_channels=ch).assign(
-            set=realdata.resolve_folder(folder, data_dir).name, kind="real", in_distribution=None, ood_fields="",
+            set=realsets.resolve_folder(folder, data_dir).name, kind="real", in_distribution=None, ood_fields="",
             relation="real photos"))
     df = pd.concat(frames, ignore_index=True)
     df["in_distribution"] = df["in_distribution"].astype("boolean")
@@ -671,7 +677,7 @@ _SUMMARY_METRICS = {
     "perspective": ("removal", "bg_psnr", "psnr_y", "ssim_y", "input_psnr_y"),
     "paired": ("removal", "bg_psnr", "psnr_y", "ssim_y", "input_psnr_y"),
     "clean": ("psnr_y", "ssim_y"),
-    "real": realdata.PROXY_KEYS[:-1],
+    "real": realscores.PROXY_KEYS[:-1],
 }
 
 
@@ -855,7 +861,7 @@ def _write_card(
     seed: int,
 ) -> None:
     """The files of :func:`write_report`, written into the (staging) folder ``out``."""
-    from derain_utils import plotting
+    from derain_utils.book import plotting
 
     summary = summarize(df, seed=seed)
     h = headline(summary)
@@ -890,7 +896,7 @@ How to read it: *removal* is the share of the rain's squared error removed insid
 scores the pixels away from the rain (damage to the background); PSNR-Y/SSIM-Y are whole-image
 scores on the BT.601 Y channel, as deraining tables report them. Intervals are 95% bootstrap
 intervals over the test images of this one model. Presets are synthetic rain ranges
-(`derain_utils.rain.PRESETS`), marked in-distribution or OOD against the training rain; perspective
+(`derain_utils.synth.rain.PRESETS`), marked in-distribution or OOD against the training rain; perspective
 rain is synthetic and is not real rain; paired sets use a rain mask estimated from rainy − target.
 
 Settings:
@@ -910,7 +916,8 @@ def _chroma(img: np.ndarray) -> float:
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="derain-report" if Path(sys.argv[0]).name.startswith("derain-report") else "python -m derain_utils.report",
+        prog=("derain-report" if Path(sys.argv[0]).name.startswith("derain-report")
+              else "python -m derain_utils.book.report"),
         description="Score any deraining model on in-distribution, out-of-distribution and real rain, and write "
                     "a one-page report card (report.md + report.png).")
     ap.add_argument("model", help="cache entry folder, model.pt, config.json, or module:callable / file.py:callable")

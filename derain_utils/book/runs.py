@@ -4,13 +4,13 @@ Outputs go to ``<runs>/<profile>/<notebook>/<UTC stamp>/`` where ``<runs>`` is
 :func:`derain_utils.store.runs_root` (``$DERAIN_RUNS`` or ``<repo>/runs``). A run never
 writes over an older one: each run gets a fresh folder, and ``latest`` (a relative
 symlink, or ``latest.txt`` where symlinks are unavailable) names the newest complete one.
-The monograph runner (``python -m derain_utils.monograph``) creates the folder and hands it
+The monograph runner (``python -m derain_utils.book.monograph``) creates the folder and hands it
 to the notebook as the papermill parameter ``RUN_DIR``; a notebook opened in JupyterLab has
 ``RUN_DIR = ""`` and :func:`resolve_run_dir` makes its own.
 
 A finished run folder holds the executed notebook, ``results.csv`` (:func:`write_results`,
 a tidy table), ``provenance.json`` (:func:`write_provenance`), ``verdict.json``
-(:mod:`derain_utils.verdict`) and the figures ``fig_*.png``. Every file is written
+(:mod:`derain_utils.stats.verdict`) and the figures ``fig_*.png``. Every file is written
 atomically (:mod:`derain_utils.store`).
 """
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Explore trained models: any model of a sweep on any test image under any rain.
 
-A sweep (:func:`derain_utils.sweeps.sweep`) trains one model per configuration and
+A sweep (:func:`derain_utils.lab.sweeps.sweep`) trains one model per configuration and
 scores it on the same held-out test images under the same rain. The tables say *how
 much* rain each model removed; this module shows *what it did*.
 :class:`DerainExplorer` holds the models of a sweep (loaded lazily from the model
-cache) and the shared test inputs (those of :func:`derain_utils.experiments.held_out`,
+cache) and the shared test inputs (those of :func:`derain_utils.lab.experiments.held_out`,
 the very function the evaluation of a run uses), and returns, for a (set size N, seed,
 rain preset, test image), the five images a reader needs to judge a derained result:
 
@@ -17,13 +17,13 @@ rain preset, test image), the five images a reader needs to judge a derained res
 =============  ==========================================================
 
 together with the metrics of that one image (``removal``, ``bg_psnr``, ``rain_psnr``,
-``psnr``), scored by :func:`derain_utils.training.evaluate` as in the sweep's table. A network that *learned
+``psnr``), scored by :func:`derain_utils.measure.scoring.evaluate` as in the sweep's table. A network that *learned
 the background* removes streaks it never saw, so ``removed`` looks like ``rain``; a
 network that "slacks off" removes only rain that looks like its training rain, and on
 unseen rain ``removed`` stays nearly empty.
 
 :meth:`DerainExplorer.widget` wraps this in ipywidgets (dropdowns for N, seed, preset
-and image; the figure of :func:`derain_utils.plotting.derain_grid` below). The widget
+and image; the figure of :func:`derain_utils.book.pictures.derain_grid` below). The widget
 needs a Jupyter front end to be *seen*, but it is built and updated headless too
 (tests do so): :meth:`DerainExplorer.update` renders into an ``Output`` widget and
 returns the figure.
@@ -42,7 +42,12 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from derain_utils import experiments, metric_table, plotting, rain, store, training
+from derain_utils import store
+from derain_utils.book import pictures
+from derain_utils.lab import experiments
+from derain_utils.measure import metric_table, scoring
+from derain_utils.nets import training
+from derain_utils.synth import rain
 
 __all__ = ["DerainExplorer", "representative_image"]
 
@@ -59,7 +64,7 @@ class DerainExplorer:
     Args:
         models: ``{(n_train, seed): model}``; a value may also be a zero-argument
             callable returning the model (called once, on first use: lazy loading).
-        eval_set: ``{preset: EvalInputs}`` as built by :func:`training.make_eval_set`.
+        eval_set: ``{preset: EvalInputs}`` as built by :func:`scoring.make_eval_set`.
         image_names: one name per test image (default ``img000``, ``img001``, ...).
         train_preset: the training rain (labels presets in-distribution / OOD).
         device: where to run the models (default CPU).
@@ -72,7 +77,7 @@ class DerainExplorer:
     def __init__(
         self,
         models: Mapping[tuple[int, int], ModelSource],
-        eval_set: Mapping[str, training.EvalInputs],
+        eval_set: Mapping[str, scoring.EvalInputs],
         *,
         image_names: Sequence[str] | None = None,
         train_preset: str = rain.TRAIN_PRESET,
@@ -199,10 +204,10 @@ class DerainExplorer:
         i = self._image_index(image)
         e = self.eval_set[preset]
         model = self.model(n_train, seed)
-        one = training.EvalInputs(spec=e.spec, background=e.background[i:i + 1], rain=e.rain[i:i + 1],
-                                  mask=e.mask[i:i + 1], rainy=e.rainy[i:i + 1])
-        score = training.evaluate(model, {preset: one}, device=self.device, train_spec=self.train_preset,
-                                  names=[self.image_names[i]], ssim=False).iloc[0]
+        one = scoring.EvalInputs(spec=e.spec, background=e.background[i:i + 1], rain=e.rain[i:i + 1],
+                                 mask=e.mask[i:i + 1], rainy=e.rainy[i:i + 1])
+        score = scoring.evaluate(model, {preset: one}, device=self.device, train_spec=self.train_preset,
+                                 names=[self.image_names[i]], ssim=False).iloc[0]
         derained = training.predict(model, one.rainy, device=self.device)[0]
         hwc = lambda t: t.permute(1, 2, 0).numpy().astype(np.float32)  # noqa: E731
         b, o, d, r = hwc(e.background[i]), hwc(e.rainy[i]), hwc(derained), hwc(e.rain[i])
@@ -227,10 +232,10 @@ class DerainExplorer:
                           *(metric_table.describe(m, ex[m]) for m in ("removal", "bg_psnr", "psnr"))])
 
     def figure(self, n_train: int, seed: int, preset: str, image: int | str) -> Figure:
-        """One row of :func:`plotting.derain_grid` for this model, preset and image."""
+        """One row of :func:`pictures.derain_grid` for this model, preset and image."""
         ex = self.example(n_train, seed, preset, image)
         kind = "in-distribution" if ex["in_distribution"] else "OOD"
-        return plotting.derain_grid([ex], [self.label(ex)],
+        return pictures.derain_grid([ex], [self.label(ex)],
                                     suptitle=f"{ex['image']} under {preset} rain ({kind})")
 
     # ------------------------------------------------------------------ widget

@@ -1,7 +1,7 @@
 """The experimental designs of the notebooks: which models each one trains, on which test inputs.
 
 A notebook's grid of configurations lives here, one function per notebook, so that the
-notebook and :func:`derain_utils.bench.paper_workload` count the same models, and so that
+notebook and :func:`derain_utils.lab.workload.paper_workload` count the same models, and so that
 notebooks that share models build them with the same configurations (hence the same cache
 keys) and each model is trained once.
 
@@ -34,7 +34,7 @@ Notebook 04 applies notebook 01's primary networks at the two ends of the sweep:
 same configs, so it trains nothing when 01 ran first with the same profile.
 
 :data:`NOTEBOOK_DESIGNS` maps each notebook to ``design(profile, training background)``
--> configs, the list :func:`derain_utils.bench.paper_workload` counts.
+-> configs, the list :func:`derain_utils.lab.workload.paper_workload` counts.
 """
 
 from __future__ import annotations
@@ -49,8 +49,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from derain_utils import backgrounds, baselines, experiments, models, profiles, sweeps, training
-from derain_utils.experiments import ExperimentConfig, ExperimentResult
+from derain_utils.lab import experiments, profiles, sweeps
+from derain_utils.lab.experiments import ExperimentConfig, ExperimentResult
+from derain_utils.measure import baselines, scoring
+from derain_utils.nets import models
+from derain_utils.synth import backgrounds, procedural
 
 __all__ = [
     "NOTEBOOK_DESIGNS",
@@ -333,7 +336,7 @@ def category_complexity(
         prof: the profile (its ``category_n`` tiles, ``seeds``, sizes).
         real: real categories to train (None: those found in ``data_dir`` /
             ``$DERAIN_DATA``; ``()``: none).
-        ladder: procedural rungs of :data:`backgrounds.LADDER`.
+        ladder: procedural rungs of :data:`procedural.LADDER`.
         control: the negative control's category (a trained category), True for the
             last category of the verdict group as listed (the notebook passes the one
             its complexity measure ranks highest; the count is the same), False for none.
@@ -345,7 +348,7 @@ def category_complexity(
     """
     prof = profiles.resolve(prof)
     cats = _real(real, data_dir)
-    rungs = _names(ladder, "ladder", backgrounds.LADDER)
+    rungs = _names(ladder, "ladder", procedural.LADDER)
     if not cats and not rungs:
         raise ValueError("category_complexity needs at least one real category or ladder rung")
     group = "real" if len(cats) >= 3 else "procedural"
@@ -466,7 +469,7 @@ def score_on(
     *,
     threads: int | None = 1,
 ) -> pd.DataFrame:
-    """Every model of ``results`` scored on the test inputs ``test`` (``training.evaluate``, SSIM included).
+    """Every model of ``results`` scored on the test inputs ``test`` (``scoring.evaluate``, SSIM included).
 
     Returns one table like the models' own ``eval.csv``: :data:`experiments.CONFIG_COLUMNS`
     (``eval_background`` = ``test.source``) then the evaluation columns. ``threads``: torch
@@ -478,7 +481,7 @@ def score_on(
     frames = []
     with torch_threads(threads):
         for r in items:
-            ev = training.evaluate(r.load_model(), test.eval_set, train_spec=r.config.train_rain, names=test.names)
+            ev = scoring.evaluate(r.load_model(), test.eval_set, train_spec=r.config.train_rain, names=test.names)
             cols = {**experiments.config_columns(r.config), "eval_background": test.source}
             frames.append(ev.assign(**cols)[[*experiments.CONFIG_COLUMNS, *ev.columns]])
     return pd.concat(frames, ignore_index=True)
@@ -495,7 +498,7 @@ def test_frontier(
 
     The frontier scores every baseline of :data:`baselines.DEFAULT_BASELINES` (decoupled
     scores only); the rows are ``table``'s baselines with every column of
-    ``training.evaluate`` (``train_rain`` sets ``in_distribution``), on ``test.names``.
+    ``scoring.evaluate`` (``train_rain`` sets ``in_distribution``), on ``test.names``.
     """
     with torch_threads(threads):
         front = baselines.frontier_of(test.eval_set)
@@ -514,9 +517,9 @@ def own_test_frontier(
 
     One :func:`experiments.held_out` per background (the test inputs are the same for
     every seed), so the frontier is grouped by ``("background", "preset")``: a model's
-    excess removal (:mod:`derain_utils.outcome`) is then measured against the filters
+    excess removal (:mod:`derain_utils.measure.outcome`) is then measured against the filters
     on its own test images. The second value holds ``table``'s rows (identity, Gaussian
-    and median; every column of ``training.evaluate``) with ``background`` and
+    and median; every column of ``scoring.evaluate``) with ``background`` and
     ``eval_background`` naming the images' category, for results tables.
     """
     seen: dict[str, ExperimentConfig] = {}
@@ -556,7 +559,7 @@ def results_table(
 
     Args:
         models: test set name -> evaluation rows of the models (``eval.csv`` /
-            :func:`score_on`: config columns and ``training.EVAL_COLUMNS``).
+            :func:`score_on`: config columns and ``scoring.EVAL_COLUMNS``).
         baseline_rows: test set name -> the baselines' rows on the same inputs, with
             ``eval_background`` (:func:`test_frontier`, :func:`own_test_frontier`).
         kind: background -> its kind (e.g. ``"real"``, ``"procedural"``, ``"simple"``).

@@ -4,22 +4,22 @@ Every claim of the monograph is a comparison between *trained models*: a model
 trained on 4 background tiles against one trained on 1024, a model trained on
 faces against one trained on urban scenes, each repeated over seeds. This module
 turns "train a model" into a pure function of a frozen :class:`ExperimentConfig`
-(whose sizes come from a profile, :func:`derain_utils.profiles.experiment`)::
+(whose sizes come from a profile, :func:`derain_utils.lab.profiles.experiment`)::
 
     result = run(config)
     result.eval        # tidy: one row per test image x rain preset (+ "clean" rows)
     result.history     # training loss curve
     model = result.load_model()
 
-and :func:`derain_utils.sweeps.sweep` runs many of them into ONE tidy table.
+and :func:`derain_utils.lab.sweeps.sweep` runs many of them into ONE tidy table.
 
 One pipeline
 ------------
 :func:`held_out` builds the test inputs of a config (its held-out test images and their
-rain, :func:`derain_utils.training.make_eval_set` with ``eval_seed``), and
-:func:`derain_utils.training.evaluate` scores a model on them: every table of the package
+rain, :func:`derain_utils.measure.scoring.make_eval_set` with ``eval_seed``), and
+:func:`derain_utils.measure.scoring.evaluate` scores a model on them: every table of the package
 (the evaluation of a run, its learning curve, the model explorer of
-:mod:`derain_utils.widgets`) comes from these two, so they agree by construction.
+:mod:`derain_utils.book.widgets`) comes from these two, so they agree by construction.
 
 A run can also score its model *while it trains* (``run(config, curve_points=P)``): at
 step 0 (the untrained network, close to the identity) and at :func:`curve_steps` = ``P``
@@ -27,7 +27,7 @@ evenly spaced steps, the last one the final step. The scoring happens in the tra
 callback, uses no random numbers and restores the train mode, so it changes nothing about
 training: the model is bitwise the one of ``run(config)`` on the CPU. The curve (one row
 per evaluated step x test image x preset, :data:`CURVE_COLUMNS`) is what
-:mod:`derain_utils.dynamics` reads.
+:mod:`derain_utils.measure.dynamics` reads.
 
 Cache
 -----
@@ -44,7 +44,7 @@ A finished run lives in ``<cache_root>/<config.key()>/`` (a run with a learning 
 ``manifest.json``    sha256 of every file above; written LAST, it marks the entry complete
 
 The key is the first 16 hex digits of the sha256 of a canonical JSON of every
-config field, with the rain presets *expanded* to their :class:`~derain_utils.rain.RainSpec`
+config field, with the rain presets *expanded* to their :class:`~derain_utils.synth.rain.RainSpec`
 values and the model size resolved to its keyword arguments, plus
 :data:`CACHE_VERSION` (a curve key adds ``P`` and :data:`CURVE_VERSION`). So editing a
 preset, a model size, or any field gives a new key and a new run; bump
@@ -99,7 +99,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from derain_utils import backgrounds, models, rain, store, training
+from derain_utils import store
+from derain_utils.measure import scoring
+from derain_utils.nets import models, training
+from derain_utils.synth import backgrounds, rain
 
 __all__ = [
     "CACHE_VERSION",
@@ -147,7 +150,7 @@ CONFIG_COLUMNS: tuple[str, ...] = (
     "seed",
     "eval_background",
 )
-#: Columns of a learning curve (``curve.csv``): the step, then the scores of :func:`training.evaluate`.
+#: Columns of a learning curve (``curve.csv``): the step, then the scores of :func:`scoring.evaluate`.
 CURVE_COLUMNS: tuple[str, ...] = (
     "step", "image", "preset", "in_distribution", "psnr", "rain_psnr", "bg_psnr", "removal", "mask_fraction",
 )
@@ -467,13 +470,13 @@ class HeldOut:
 
     Attributes:
         names: one id per held-out test image.
-        eval_set: ``{preset: training.EvalInputs}`` (the rain of ``eval_seed``, identical for
+        eval_set: ``{preset: scoring.EvalInputs}`` (the rain of ``eval_seed``, identical for
             every model with the same evaluation fields).
         source: the background source of the test images.
     """
 
     names: list[str]
-    eval_set: dict[str, training.EvalInputs]
+    eval_set: dict[str, scoring.EvalInputs]
     source: str
 
 
@@ -491,7 +494,7 @@ def _draw_data(
 
 
 def _held_out(config: ExperimentConfig, test: backgrounds.BackgroundSplit) -> HeldOut:
-    eval_set = training.make_eval_set(test.test_tensor(), list(config.eval_presets), seed=config.eval_seed)
+    eval_set = scoring.make_eval_set(test.test_tensor(), list(config.eval_presets), seed=config.eval_seed)
     return HeldOut(names=list(test.test_ids), eval_set=eval_set, source=test.source)
 
 
@@ -504,9 +507,9 @@ def held_out(config: ExperimentConfig, *, data_dir: str | Path | None = None) ->
 
 def _score(model: nn.Module, config: ExperimentConfig, inputs: HeldOut, *,
            device: str | torch.device | None = None, ssim: bool = True) -> pd.DataFrame:
-    """:func:`training.evaluate` of ``model`` on ``inputs``, with ``config``'s training rain."""
-    return training.evaluate(model, inputs.eval_set, device=device, train_spec=config.train_rain,
-                             names=inputs.names, ssim=ssim)
+    """:func:`scoring.evaluate` of ``model`` on ``inputs``, with ``config``'s training rain."""
+    return scoring.evaluate(model, inputs.eval_set, device=device, train_spec=config.train_rain,
+                            names=inputs.names, ssim=ssim)
 
 
 def config_columns(config: ExperimentConfig, key: str | None = None) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Every notebook starts from ``PROFILE = "quick"`` and resolves it here, together 
 few knobs a reader turned (``resolve("quick", steps=300)``). A profile holds only *sizes*:
 the network, the training budget, the crops, the number of test images, the seeds and the
 set sizes. The scientific design (what is compared with what, which rain is unseen) never
-depends on the profile. :class:`~derain_utils.experiments.ExperimentConfig` has no sizes of
+depends on the profile. :class:`~derain_utils.lab.experiments.ExperimentConfig` has no sizes of
 its own: :func:`experiment` and :func:`grid` fill them in from a profile.
 
 ``smoke``
@@ -27,7 +27,7 @@ What each profile sets (:func:`sizes_markdown`; a test keeps this table current)
 | quick | resnet quick (8 conv x 32) | 500 (100) | 16 x 32 px | 64 px | 8 x 64 px | 0, 1, 2, 3, 4, 5, 6, 7 | 4, 16, 64, 256 | resnet, unet | 64 | 10 | 2 |
 | paper | resnet paper (18 conv x 64, residual) | 4000 (400) | 32 x 64 px | 64 px | 16 x 128 px | 0, 1, 2, 3, 4 | 4, 16, 64, 256, 1024 | resnet, unet | 256 | 20 | 8 |
 
-Notebooks 02 and 03 (:mod:`derain_utils.designs`) train one model per category and seed at ``category_n``
+Notebooks 02 and 03 (:mod:`derain_utils.lab.designs`) train one model per category and seed at ``category_n``
 tiles: (real categories + 4 ladder rungs + 1 negative control) x ``seeds``, i.e. 72 quick models with the four
 real sets and 40 without; notebook 03 reads the learning curves (``dynamics_points``) of 02's faces, urban,
 manga, blobs and noise models and trains nothing of its own. The budget set these choices: one training-set
@@ -41,7 +41,7 @@ and evaluate on it and on the out-of-distribution presets (the design defaults o
 
 Notebook 01 trains every architecture of ``archs`` at every N of ``n_list`` and seed, and the
 first architecture predicting the background (the ``predict`` ablation) at the smallest and the
-largest N only, every seed (:func:`derain_utils.designs.set_size`): the two ends carry the
+largest N only, every seed (:func:`derain_utils.lab.designs.set_size`): the two ends carry the
 ablation's paired test at half the cost of a whole sweep. ``quick``: ResNet and UNet, 2 x 4 x 8 =
 64 models plus 2 x 8 = 16 for the ablation, 80 in all; notebook 04 reuses 16 of them (ResNet,
 N = 4 and 256) from the cache. ``paper``: the paper's three architectures.
@@ -53,6 +53,9 @@ full-resolution sets or a procedural background; and a test crop of 96 px or mor
 fits only once per test image (17-34 test images per category), hence ``paper``
 evaluates 16 crops of 128 px. :func:`backgrounds.draw_split` raises a ValueError
 with the available count when a source is too small.
+
+:func:`cached_results` finds every model of the experiments cache that was trained at a profile's
+sizes (:func:`matches_profile`), whichever notebook trained it.
 
 Usage::
 
@@ -67,14 +70,18 @@ import dataclasses
 import itertools
 import math
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from derain_utils import models
-from derain_utils.experiments import ExperimentConfig, _normalise_kwargs
+from derain_utils import store
+from derain_utils.lab import experiments
+from derain_utils.lab.experiments import ExperimentConfig, ExperimentResult, _normalise_kwargs
+from derain_utils.nets import models
 
-__all__ = ["PROFILES", "Profile", "resolve", "experiment", "grid", "sizes_markdown"]
+__all__ = ["PROFILES", "Profile", "resolve", "experiment", "grid", "sizes_markdown", "FREE_FIELDS", "matches_profile",
+           "cached_results"]
 
 #: Defaults of the design fields of ExperimentConfig (background, train_rain, eval_presets, gray, eval_seed, ...).
 _DESIGN: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)
@@ -115,7 +122,7 @@ class Profile:
         n_list: training-set sizes (number of tiles) swept by notebook 01 (ascending).
         archs: the architectures of notebook 01's set-size sweep, each at ``model_size``,
             the first one the primary verdict's (and the networks notebook 04 reuses);
-            empty: ``(arch,)``. :func:`derain_utils.designs.set_size` builds the grid.
+            empty: ``(arch,)``. :func:`derain_utils.lab.designs.set_size` builds the grid.
         category_n: training-set size per background category in notebook 02 (and the
             default ``n_train`` of :func:`experiment`).
         dynamics_points: number of evenly spaced points during training at which
@@ -444,7 +451,7 @@ PROFILES: dict[str, Profile] = {
         n_test=16,  # the shared category sets hold only 17-34 test images of >= 96 px
         test_size=128,
         # 5 seeds: the fewest with which every declared test can reach p < 0.05 (04's sign flips: 2^5);
-        # with ResNet + UNet that is 100 models with the real sets (bench.paper_workload), about 49 min
+        # with ResNet + UNet that is 100 models with the real sets (workload.paper_workload), about 49 min
         # on an H200 at the measured 143.5 ResNet steps/s with 8 processes (UNet's cost assumed equal)
         seeds=(0, 1, 2, 3, 4),
         n_list=(4, 16, 64, 256, 1024),
@@ -479,3 +486,55 @@ def sizes_markdown(profiles: Mapping[str, Profile] | None = None) -> str:
                     f"| {p.tile} px | {p.n_test} x {p.test_size} px | {join(p.seeds)} | {join(p.n_list)} "
                     f"| {join(p.archs)} | {p.category_n} | {p.dynamics_points} | {p.workers} |")
     return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------- models of a profile in the cache
+
+FREE_FIELDS: tuple[str, ...] = ("background", "n_train", "seed", "train_rain", "eval_background", "eval_presets",
+                                "ckpt_every")
+"""Config fields :func:`matches_profile` lets vary (what a sweep varies); all others must be the profile's."""
+
+
+def matches_profile(config: ExperimentConfig, profile: str | Profile,
+                    free: Sequence[str] = FREE_FIELDS) -> bool:
+    """Was ``config`` trained and evaluated at ``profile``'s sizes (only ``free`` fields may differ)?"""
+    if not isinstance(config, ExperimentConfig):
+        raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__}")
+    try:
+        base = experiment(profile, **{f: getattr(config, f) for f in free})
+    except ValueError:
+        return False
+    return base == config
+
+
+def cached_results(
+    profile: str | Profile,
+    *,
+    cache_root: str | Path | None = None,
+    free: Sequence[str] = FREE_FIELDS,
+) -> list[ExperimentResult]:
+    """Every verified experiments-cache entry trained at ``profile``'s sizes (:func:`matches_profile`).
+
+    Scans ``<cache_root>/<key>/config.json`` of complete entries (those with a
+    ``manifest.json``; folders starting with ``_`` or ``.`` are skipped), keeps the
+    configs whose key is still current (an entry of an older ``CACHE_VERSION`` is
+    ignored) and that match the profile, and returns their :func:`experiments.load`
+    results (which verify checksums), sorted by config name and key.
+    """
+    root = store.cache_root(cache_root)
+    if not root.is_dir():
+        return []
+    found: list[ExperimentResult] = []
+    for entry in sorted(root.iterdir()):
+        if not entry.is_dir() or entry.name[:1] in ("_", ".") or not (entry / "manifest.json").is_file():
+            continue
+        try:
+            config, _ = experiments.entry_config(entry)
+        except experiments.CacheError:  # not an entry of this code version
+            continue
+        if config.key() != entry.name or not matches_profile(config, profile, free):
+            continue
+        res = experiments.load(config, cache_root=root)
+        if res is not None:
+            found.append(res)
+    return sorted(found, key=lambda r: (r.config.name(), r.config.key()))

@@ -1,6 +1,6 @@
 """Sweeps: many experiments, run where they can run, read back as ONE tidy table.
 
-:func:`sweep` runs a list of configurations (:func:`derain_utils.experiments.run` each,
+:func:`sweep` runs a list of configurations (:func:`derain_utils.lab.experiments.run` each,
 skipping verified cache entries) and returns one table with a row per config x test image x
 preset, the config columns first, ready for ``seaborn`` and for the verdict statistics.
 :func:`sweep_curves` does the same for runs scored during training and returns their
@@ -27,8 +27,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-from derain_utils import experiments, store
-from derain_utils.experiments import ExperimentConfig, ExperimentResult
+from derain_utils import store
+from derain_utils.lab import experiments
+from derain_utils.lab.experiments import ExperimentConfig, ExperimentResult
 
 __all__ = ["EXECUTORS", "sweep", "sweep_curves"]
 
@@ -98,7 +99,7 @@ def sweep(
     """Run every config (skipping verified cached ones) and return ONE tidy table.
 
     The table has one row per config x test image x preset (plus the "clean" rows of
-    :func:`training.evaluate`), with :data:`experiments.CONFIG_COLUMNS` first, in the order
+    :func:`scoring.evaluate`), with :data:`experiments.CONFIG_COLUMNS` first, in the order
     of ``configs`` (duplicates, by key, run and appear once). Interrupting a sweep and
     calling it again finishes only the missing runs; a run interrupted mid-training
     resumes from its checkpoint.

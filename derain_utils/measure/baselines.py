@@ -2,7 +2,7 @@
 
 Why baselines
 -------------
-Rain removal (:func:`derain_utils.metrics.decoupled`) credits *any* change inside the
+Rain removal (:func:`derain_utils.measure.metrics.decoupled`) credits *any* change inside the
 rain mask that brings the output closer to the background, and a blur does that: on
 the 8 held-out natural test crops of the ``quick`` profile (64 px, evaluation seed
 1234; run of this module while writing it) a Gaussian blur with sigma = 0.75 px
@@ -11,7 +11,7 @@ removes 0.28 of the ``slanted`` rain at 29.3 dB background PSNR, a 7 x 7 median
 smoothing. The only fair comparison is at equal background fidelity: how much more
 rain does a network remove than the best fixed filter that damages the background as
 little as the network does? That is the *excess removal* of
-:mod:`derain_utils.outcome`, and this module provides its reference.
+:mod:`derain_utils.measure.outcome`, and this module provides its reference.
 
 The filters
 -----------
@@ -38,7 +38,7 @@ The frontier
 For each rain preset (more generally, each group of ``by`` columns) every baseline
 gives one point: its *mean* background PSNR and *mean* removal over the test images
 (the same images and the same rainy inputs as the models: build both from one
-:func:`derain_utils.training.make_eval_set`). The frontier is the monotone upper
+:func:`derain_utils.measure.scoring.make_eval_set`). The frontier is the monotone upper
 envelope of these points: the Pareto-optimal points (no other point has both a
 higher-or-equal background PSNR and a higher-or-equal removal), joined by straight
 lines in (background PSNR [dB], removal). :meth:`Frontier.removal_at` reads it off at
@@ -56,12 +56,12 @@ Points outside the frontier's range are flagged (``frontier_range`` = "above" or
 
 Rows for results tables
 -----------------------
-:func:`baseline_rows` scores the baselines exactly as :func:`derain_utils.training.evaluate`
-scores a model, with the same columns (:data:`derain_utils.training.EVAL_COLUMNS`)
+:func:`baseline_rows` scores the baselines exactly as :func:`derain_utils.measure.scoring.evaluate`
+scores a model, with the same columns (:data:`derain_utils.measure.scoring.EVAL_COLUMNS`)
 plus ``baseline``, ``family``, ``param`` and ``blend``: the decoupled columns come from
-:func:`derain_utils.metrics.decoupled_batch` on the same (background, rainy, mask) and
-the whole-image columns from :func:`derain_utils.metrics.evaluate_pair`, whose
-whole-image part is the one :func:`~derain_utils.training.evaluate` reports. As for
+:func:`derain_utils.measure.metrics.decoupled_batch` on the same (background, rainy, mask) and
+the whole-image columns from :func:`derain_utils.measure.metrics.evaluate_pair`, whose
+whole-image part is the one :func:`~derain_utils.measure.scoring.evaluate` reports. As for
 models, one ``preset = "clean"`` row per image holds the filter applied to the
 rain-free background (a blur damages clean images too). :func:`as_module` turns a
 baseline into a ``torch.nn.Module`` for code that runs models (report cards, real
@@ -80,7 +80,8 @@ import torch
 from scipy import ndimage
 from torch import Tensor, nn
 
-from derain_utils import metrics, rain, realdata, training
+from derain_utils.measure import metrics, realscores, scoring
+from derain_utils.synth import rain
 
 __all__ = [
     "FAMILIES",
@@ -109,7 +110,7 @@ MEDIAN_SIZES: tuple[int, ...] = (3, 5, 7)
 BLENDS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
 """Weights t of the filtered image in ``(1 - t) O + t F(O)`` (1 = the plain filter)."""
 BASELINE_COLUMNS: tuple[str, ...] = ("baseline", "family", "param", "blend")
-"""Columns that :func:`baseline_rows` puts before :data:`derain_utils.training.EVAL_COLUMNS`."""
+"""Columns that :func:`baseline_rows` puts before :data:`derain_utils.measure.scoring.EVAL_COLUMNS`."""
 
 _TOL = 1e-9
 
@@ -257,23 +258,23 @@ def _check_baselines(baselines: Iterable[Baseline]) -> list[Baseline]:
     return items
 
 
-def _check_eval_set(eval_set: Any) -> dict[str, training.EvalInputs]:
-    if isinstance(eval_set, training.EvalInputs):
+def _check_eval_set(eval_set: Any) -> dict[str, scoring.EvalInputs]:
+    if isinstance(eval_set, scoring.EvalInputs):
         eval_set = {eval_set.spec.name: eval_set}
     if not isinstance(eval_set, Mapping) or not eval_set:
-        raise ValueError("eval_set must be the non-empty dict {preset: EvalInputs} of training.make_eval_set "
+        raise ValueError("eval_set must be the non-empty dict {preset: EvalInputs} of scoring.make_eval_set "
                          f"(or one EvalInputs), got {type(eval_set).__name__}")
     first = None
     for name, e in eval_set.items():
-        if not isinstance(e, training.EvalInputs):
-            raise ValueError(f"eval_set[{name!r}] must be a training.EvalInputs, got {type(e).__name__}")
+        if not isinstance(e, scoring.EvalInputs):
+            raise ValueError(f"eval_set[{name!r}] must be a scoring.EvalInputs, got {type(e).__name__}")
         if name == "clean":
             raise ValueError("eval_set: the preset name 'clean' is reserved for the rain-free rows")
         if first is None:
             first = e
         elif e.background.shape != first.background.shape or not torch.equal(e.background, first.background):
             raise ValueError(f"eval_set[{name!r}] has other background images than the first preset; "
-                             "build every preset from one training.make_eval_set call")
+                             "build every preset from one scoring.make_eval_set call")
     return dict(eval_set)
 
 
@@ -282,7 +283,7 @@ _DECOUPLED = tuple(metrics.DECOUPLED_KEYS)
 
 
 def baseline_rows(
-    eval_set: Mapping[str, training.EvalInputs] | training.EvalInputs,
+    eval_set: Mapping[str, scoring.EvalInputs] | scoring.EvalInputs,
     baselines: Sequence[Baseline] = DEFAULT_BASELINES,
     *,
     names: Sequence[str] | None = None,
@@ -290,24 +291,24 @@ def baseline_rows(
     whole_image: bool = True,
     clean: bool = True,
 ) -> pd.DataFrame:
-    """Score fixed-filter baselines on the test inputs of the models, as :func:`training.evaluate` scores a model.
+    """Score fixed-filter baselines on the test inputs of the models, as :func:`scoring.evaluate` scores a model.
 
     Args:
-        eval_set: ``training.make_eval_set(test_images, presets, seed=...)`` (the same
+        eval_set: ``scoring.make_eval_set(test_images, presets, seed=...)`` (the same
             call, hence the same rainy inputs, as the models' evaluation).
         baselines: the baselines to score (default: all of :data:`DEFAULT_BASELINES`;
             :data:`TABLE_BASELINES` for results tables).
         names: one name per test image (default ``img000``, ``img001``, ... as in
-            :func:`training.evaluate`); pass the same names as the models' rows.
+            :func:`scoring.evaluate`); pass the same names as the models' rows.
         train_spec: the models' training rain; sets ``in_distribution`` and
-            ``ood_fields`` as :func:`training.evaluate` does (None: NA).
+            ``ood_fields`` as :func:`scoring.evaluate` does (None: NA).
         whole_image: also compute the whole-image columns (PSNR/SSIM, RGB and Y,
             about 4 ms per image and baseline on 64 px crops); False leaves them NaN
             (enough for :func:`frontier`, and much faster).
         clean: add the ``preset = "clean"`` rows (the baseline on the rain-free images).
 
     Returns:
-        DataFrame with :data:`BASELINE_COLUMNS` then :data:`training.EVAL_COLUMNS`: one
+        DataFrame with :data:`BASELINE_COLUMNS` then :data:`scoring.EVAL_COLUMNS`: one
         row per (baseline, preset, image) in the given orders, then the clean rows.
     """
     es = _check_eval_set(eval_set)
@@ -316,7 +317,7 @@ def baseline_rows(
         raise ValueError(f"whole_image and clean must be bools, got {whole_image!r}, {clean!r}")
     first = next(iter(es.values()))
     n = first.background.shape[0]
-    names = training.image_names(names, n)
+    names = scoring.image_names(names, n)
     train = rain.get_spec(train_spec) if train_spec is not None else None
     by_base: dict[Baseline, list[Baseline]] = {}
     for b in items:
@@ -364,7 +365,7 @@ def baseline_rows(
                         "image": names[i], "preset": pname, "in_distribution": in_dist, "ood_fields": ood,
                         **whole, **{key: float(dec[key][j * n + i]) for key in _DECOUPLED}})
     df = pd.DataFrame([r for b in items for r in rows[b.name]],
-                      columns=[*BASELINE_COLUMNS, *training.EVAL_COLUMNS])
+                      columns=[*BASELINE_COLUMNS, *scoring.EVAL_COLUMNS])
     df["in_distribution"] = df["in_distribution"].astype("boolean")
     return df
 
@@ -380,14 +381,14 @@ def baseline_pair_rows(
     """Score fixed-filter baselines on (rainy, target) pairs of any sizes: the frontier of a paired benchmark.
 
     Each pair's rainy image is filtered (every plain filter once, its blends from it) and scored as
-    :func:`derain_utils.realdata.score_pairs` scores a model's output on the same pairs (same rain
+    :func:`derain_utils.measure.realscores.score_pairs` scores a model's output on the same pairs (same rain
     mask: the pair's true one, ``masks``, or the package's estimate from ``rainy - target``,
-    :func:`derain_utils.metrics.estimate_mask`, computed once per pair; the same
-    :func:`derain_utils.metrics.decoupled`), so that the two are comparable. About 1 s per 480 x 320
+    :func:`derain_utils.measure.metrics.estimate_mask`, computed once per pair; the same
+    :func:`derain_utils.measure.metrics.decoupled`), so that the two are comparable. About 1 s per 480 x 320
     pair for the 55 default baselines (half of it the median filters).
 
     Args:
-        pairs: :class:`derain_utils.realdata.Pair` records (``set``, ``name``, ``rainy``, ``target``).
+        pairs: :class:`derain_utils.synth.realsets.Pair` records (``set``, ``name``, ``rainy``, ``target``).
         baselines: as :func:`baseline_rows`.
         masks: true rain masks, one bool (H, W) per pair (default: estimated).
         preset: the ``preset`` column of every row (default: the pair's set name), so that
@@ -397,8 +398,8 @@ def baseline_pair_rows(
             the rows of results tables; the frontier needs only the decoupled columns).
 
     Returns:
-        DataFrame: :data:`BASELINE_COLUMNS`, ``preset``, then :func:`derain_utils.realdata.score_pairs`'s
-        columns (``set``, ``image``, :data:`derain_utils.realdata.PAIR_SCORE_KEYS`, ``mask_source``).
+        DataFrame: :data:`BASELINE_COLUMNS`, ``preset``, then :func:`derain_utils.measure.realscores.score_pairs`'s
+        columns (``set``, ``image``, :data:`derain_utils.measure.realscores.PAIR_SCORE_KEYS`, ``mask_source``).
     """
     items = _check_baselines(baselines)
     pairs = list(pairs)
@@ -443,7 +444,7 @@ def baseline_pair_rows(
                          "preset": p.set if preset is None else preset, "set": p.set, "image": str(p.name),
                          **{key: float(dec[key]) for key in metrics.DECOUPLED_KEYS}, **w,
                          "mask_source": "given" if masks is not None else "estimated"})
-    return pd.DataFrame(rows, columns=[*BASELINE_COLUMNS, "preset", "set", "image", *realdata.PAIR_SCORE_KEYS,
+    return pd.DataFrame(rows, columns=[*BASELINE_COLUMNS, "preset", "set", "image", *realscores.PAIR_SCORE_KEYS,
                                        "mask_source"])
 
 
@@ -527,7 +528,7 @@ def frontier(rows: pd.DataFrame, by: Sequence[str] | str = ("preset",)) -> Front
             when models are scored on several test sets).
 
     Means over images skip NaN (as ``DataFrame.mean`` does for the models' rows:
-    average both with :mod:`derain_utils.outcome` so that they are comparable).
+    average both with :mod:`derain_utils.measure.outcome` so that they are comparable).
     """
     by = (by,) if isinstance(by, str) else tuple(by)
     if not by:
@@ -555,7 +556,7 @@ def frontier(rows: pd.DataFrame, by: Sequence[str] | str = ("preset",)) -> Front
 
 
 def frontier_of(
-    eval_set: Mapping[str, training.EvalInputs] | training.EvalInputs,
+    eval_set: Mapping[str, scoring.EvalInputs] | scoring.EvalInputs,
     baselines: Sequence[Baseline] = DEFAULT_BASELINES,
 ) -> Frontier:
     """The per-preset frontier of ``baselines`` on an eval set (decoupled scores only: fast)."""

@@ -43,7 +43,7 @@ data (the IDAT chunk payloads) and ``jpeg_bpp`` only the entropy-coded scan, so
 the ~60 B of PNG and ~600 B of JPEG headers and tables do not inflate the values
 of small crops (600 B is 1.2 bpp on a 64x64 crop). Both are *per pixel*, not per
 channel: a 24-bit RGB image stores 24 raw bits per pixel, an 8-bit gray one 8, so
-compare gray with gray and RGB with RGB (:func:`derain_utils.backgrounds.load_image`
+compare gray with gray and RGB with RGB (:func:`derain_utils.synth.backgrounds.load_image`
 always gives RGB).
 
 A learned measure
@@ -61,9 +61,9 @@ error on the tiles of the held-out rest. It is a property of a *set*, costs seco
 instead of milliseconds, and is deterministic for a seed on a given machine.
 
 Use :func:`measure_image` for one image, :func:`measure_set` for a folder, a
-:class:`derain_utils.backgrounds.Source`, or arrays (a tidy table, one row per
+:class:`derain_utils.synth.backgrounds.Source`, or arrays (a tidy table, one row per
 image), :func:`summarize` for per-set mean and std, :func:`learned_complexity` for
-``ae_loss``, and the command line ``python -m derain_utils.complexity PATH [PATH ...]
+``ae_loss``, and the command line ``python -m derain_utils.measure.complexity PATH [PATH ...]
 [--learned] [--csv out.csv]`` to compare folders (the tool for choosing training
 backgrounds).
 """
@@ -88,6 +88,8 @@ from skimage.color import rgb2gray
 from skimage.filters import sobel
 from torch import nn
 from tqdm.auto import tqdm
+
+from derain_utils.synth import backgrounds
 
 __all__ = [
     "MEASURES",
@@ -298,8 +300,6 @@ def _resolve(x: Any, set_name: str | None) -> tuple[str, list[str], Callable[[in
     if isinstance(x, (str, os.PathLike)):
         path = Path(x)
         if path.is_dir():
-            from derain_utils import backgrounds  # same layer; imported here so each module loads alone
-
             folder = backgrounds.ImageFolder(path)
             if len(folder) == 0:
                 raise ValueError(f"folder {str(path)!r} contains no images")
@@ -308,8 +308,6 @@ def _resolve(x: Any, set_name: str | None) -> tuple[str, list[str], Callable[[in
             raise ValueError(f"{str(path)!r} is a file, not a folder of images")
         if isinstance(x, os.PathLike) or os.sep in str(x) or str(x).startswith("."):
             raise FileNotFoundError(f"folder {str(path)!r} does not exist")
-        from derain_utils import backgrounds
-
         x = backgrounds.get_source(str(x))
     if hasattr(x, "ids") and hasattr(x, "load"):
         ids = x.ids()
@@ -317,7 +315,7 @@ def _resolve(x: Any, set_name: str | None) -> tuple[str, list[str], Callable[[in
             raise ValueError(
                 f"source {getattr(x, 'name', x)!r} is procedural (unbounded): it has no fixed set of images; "
                 "measure a folder or image set, or pass an array of its images "
-                f"(e.g. backgrounds.procedural({getattr(x, 'name', 'kind')!r}, 256, seed=0, n=30))"
+                f"(e.g. procedural.procedural({getattr(x, 'name', 'kind')!r}, 256, seed=0, n=30))"
             )
         if len(ids) == 0:
             raise ValueError(f"source {getattr(x, 'name', x)!r} contains no images")
@@ -371,9 +369,9 @@ def measure_set(
 
     Args:
         x: the images: a folder path (read with
-            :class:`derain_utils.backgrounds.ImageFolder`), a background source name
-            such as ``"faces"`` (:func:`derain_utils.backgrounds.get_source`), a
-            :class:`~derain_utils.backgrounds.Source`, a list of images, an
+            :class:`derain_utils.synth.backgrounds.ImageFolder`), a background source name
+            such as ``"faces"`` (:func:`derain_utils.synth.backgrounds.get_source`), a
+            :class:`~derain_utils.synth.backgrounds.Source`, a list of images, an
             (N, H, W, C) numpy array or an (N, C, H, W) torch batch.
         names: image names for the ``image`` column (default: file names / source
             ids, or "0", "1", ... for arrays); must match the number of images.
@@ -778,7 +776,7 @@ def _learned_column(path: str, df: pd.DataFrame, max_images: int | None, seed: i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m derain_utils.complexity PATH [PATH ...] [--learned] [--csv out.csv] [--max-images K]``.
+    """``python -m derain_utils.measure.complexity PATH [PATH ...] [--learned] [--csv out.csv] [--max-images K]``.
 
     Prints the mean ± std of every measure for each folder side by side, then one
     sentence per measure. With ``--learned`` it also trains the tiny autoencoder of
@@ -859,7 +857,7 @@ def _prog(argv: Sequence[str] | None) -> str:
     """The usage name: the console script's name when run as ``derain-complexity``."""
     if argv is None and Path(sys.argv[0]).name.startswith("derain-complexity"):
         return "derain-complexity"
-    return "python -m derain_utils.complexity"
+    return "python -m derain_utils.measure.complexity"
 
 
 def _text(name: str) -> str:

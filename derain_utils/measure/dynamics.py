@@ -12,18 +12,18 @@ with simple backgrounds OOD removal should follow ID removal.
 
 Where the curves come from
 --------------------------
-A learning curve is a run of :func:`derain_utils.experiments.run` with ``curve_points``:
-the model of ``run(config)``, scored by :func:`derain_utils.training.evaluate` on its
-held-out test inputs at step 0 and at :func:`derain_utils.experiments.curve_steps`
-(many at once: :func:`derain_utils.sweeps.sweep_curves`). The tidy curve has one row per
-evaluated step x test image x rain preset (:data:`derain_utils.experiments.CURVE_COLUMNS`).
+A learning curve is a run of :func:`derain_utils.lab.experiments.run` with ``curve_points``:
+the model of ``run(config)``, scored by :func:`derain_utils.measure.scoring.evaluate` on its
+held-out test inputs at step 0 and at :func:`derain_utils.lab.experiments.curve_steps`
+(many at once: :func:`derain_utils.lab.sweeps.sweep_curves`). The tidy curve has one row per
+evaluated step x test image x rain preset (:data:`derain_utils.lab.experiments.CURVE_COLUMNS`).
 This module only reads such curves.
 
 Reading the curves
 ------------------
 :func:`model_curves` reduces the tidy curve to one row per model and step
 (:data:`MODEL_CURVE_METRICS`: ``removal_id``, ``removal_ood``, ``bg_psnr``, ...; their
-words are in :mod:`derain_utils.metric_table`); :func:`half_rise_step` gives the step at
+words are in :mod:`derain_utils.measure.metric_table`); :func:`half_rise_step` gives the step at
 which a curve has covered half of its change from step 0 to the end (linear interpolation
 between evaluated steps), and :func:`learning_summary` applies it to the seed-mean curve
 of each condition to say which metric a network learns first; :func:`removal_gap` gives
@@ -49,7 +49,7 @@ __all__ = [
     "removal_gap",
 ]
 
-#: Per-model metrics of :func:`model_curves` (keys of :data:`derain_utils.metric_table.METRICS`):
+#: Per-model metrics of :func:`model_curves` (keys of :data:`derain_utils.measure.metric_table.METRICS`):
 #: removal of the in-distribution and of the OOD presets (pooled), background, rain-region and
 #: whole-image PSNR over all rainy presets, and the PSNR of the output for a clean input.
 MODEL_CURVE_METRICS: tuple[str, ...] = ("removal_id", "removal_ood", "bg_psnr", "rain_psnr", "psnr", "clean_psnr")
@@ -62,7 +62,7 @@ def model_curves(curve: pd.DataFrame, by: Sequence[str] | None = None) -> pd.Dat
     """One row per model and step: the metrics of :data:`MODEL_CURVE_METRICS`, averaged over images.
 
     Args:
-        curve: tidy curve (:func:`derain_utils.sweeps.sweep_curves`, or an
+        curve: tidy curve (:func:`derain_utils.lab.sweeps.sweep_curves`, or an
             ``ExperimentResult.curve`` of a curve run),
             with ``step``, ``preset``, ``in_distribution``, ``removal``, ``bg_psnr``,
             ``rain_psnr``, ``psnr``.

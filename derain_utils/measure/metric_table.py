@@ -78,7 +78,7 @@ _PSNR = (0.0, 100.0)
 _INF = math.inf
 
 _ALL = [
-    # evaluation of a model (training.EVAL_COLUMNS, report card)
+    # evaluation of a model (scoring.EVAL_COLUMNS, report card)
     Metric("removal", "rain removal", "ratio", True,
            "share of the rain's squared error inside the rain mask that the network removed (1 = all, 0 = none: "
            "the identity, < 0 = worse than the input)", "Rain removal (decoupled)", "1 = all removed", (-_INF, 1.0)),
@@ -145,7 +145,7 @@ _ALL = [
     Metric("ae_loss", "autoencoder held-out L1", "", None,
            "held-out reconstruction error of a tiny autoencoder: what a small network finds hard to fit",
            group="complexity"),
-    # real photos without ground truth (realdata.PROXY_KEYS)
+    # real photos without ground truth (realscores.PROXY_KEYS)
     Metric("removed_rms", "removed RMS (luma)", "", None, "how much the network changed (0 = nothing)",
            group="real photos"),
     Metric("brightening_share", "brightening share of removed energy", "", None,

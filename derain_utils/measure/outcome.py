@@ -3,15 +3,15 @@
 One outcome for every notebook
 ------------------------------
 All four notebooks ask one question: how much of the rain a network did *not* see in
-training does it remove? Raw removal (:func:`derain_utils.metrics.decoupled`) cannot
+training does it remove? Raw removal (:func:`derain_utils.measure.metrics.decoupled`) cannot
 answer it alone, because it credits blur: a fixed Gaussian or median filter removes
 part of any rain, and a network that smooths more removes more, at the cost of the
-background (:mod:`derain_utils.baselines` gives the numbers). The primary outcome is
+background (:mod:`derain_utils.measure.baselines` gives the numbers). The primary outcome is
 therefore
 
     **excess removal** of a model on a rain preset = its mean removal over the test
     images minus the removal of the fixed-filter frontier at its mean background PSNR
-    over the same images (:meth:`derain_utils.baselines.Frontier.excess`),
+    over the same images (:meth:`derain_utils.measure.baselines.Frontier.excess`),
 
 averaged over the declared presets (one preset, or the unseen presets pooled with
 equal weight). 0 means "no better than the best fixed filter that damages the
@@ -34,12 +34,12 @@ Model level
 -----------
 Every number here is per *trained model*: means over its test images (the images are
 nested inside the model: they are the same for every model, and the unit of every
-statistic in :mod:`derain_utils.inference` is the model). The frontier is built from
+statistic in :mod:`derain_utils.stats.inference` is the model). The frontier is built from
 the filters' means over the same images, so a model's mean is compared with means.
 
 Typical use (notebook 01)::
 
-    E = training.make_eval_set(split.test_tensor(), PRESETS, seed=PROF.eval_seed)  # the models' test inputs
+    E = scoring.make_eval_set(split.test_tensor(), PRESETS, seed=PROF.eval_seed)  # the models' test inputs
     FRONT = baselines.frontier_of(E)
     DECL = inference.Declaration("01_set_size", "within_seed_trend", "negative", presets=OOD)
     OUT = outcome.outcome_table(DF, FRONT, presets=DECL.presets, train_presets=IN_DIST,
@@ -52,7 +52,7 @@ Stalled models
 --------------
 A network that stayed at the identity (its L1 training loss never left that of the
 rainy input: the failure that ``warmup_steps`` makes rare, see
-:mod:`derain_utils.profiles`) learned nothing about backgrounds or rain and says
+:mod:`derain_utils.lab.profiles`) learned nothing about backgrounds or rain and says
 nothing about the claim. The rule, applied the same way in every notebook:
 
     a model is **stalled** when its mean removal of its own training rain over its
@@ -72,7 +72,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from derain_utils import baselines
+from derain_utils.measure import baselines
 
 __all__ = [
     "PRIMARY_OUTCOME",
@@ -130,17 +130,17 @@ def model_table(
     """One row per (model, frontier group): mean removal and background PSNR, and the excess over the frontier.
 
     Args:
-        rows: evaluation rows of the models (``training.evaluate`` / ``experiments``
+        rows: evaluation rows of the models (``scoring.evaluate`` / ``experiments``
             tables): one row per (model, preset, image) with ``removal``, ``bg_psnr``
             and the ``frontier.by`` columns. ``preset = "clean"`` rows are ignored.
-        frontier: :func:`derain_utils.baselines.frontier` on the same test inputs.
+        frontier: :func:`derain_utils.measure.baselines.frontier` on the same test inputs.
         model_cols: the columns that identify a trained model (e.g. ``"key"``, or
             ``("n_train", "seed")``); carried to the output.
 
     Returns:
         DataFrame: ``model_cols``, ``frontier.by``, ``removal``, ``bg_psnr`` (means over
         images, NaN skipped), ``n_images``, ``frontier_removal``, ``excess_removal``,
-        ``frontier_range`` ("inside", "above", "below"; see :mod:`derain_utils.baselines`),
+        ``frontier_range`` ("inside", "above", "below"; see :mod:`derain_utils.measure.baselines`),
         and ``in_distribution`` when the rows have it.
     """
     model_cols = _cols(model_cols, "model_cols")

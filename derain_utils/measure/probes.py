@@ -2,7 +2,7 @@
 
 Whole-image PSNR scores a derained output D against the background B with one
 number, so it cannot say *why* an output is poor: rain left in place, or a
-background rebuilt badly. The decoupled metrics of :mod:`derain_utils.metrics`
+background rebuilt badly. The decoupled metrics of :mod:`derain_utils.measure.metrics`
 (``removal`` inside the rain mask, ``bg_psnr`` outside it) separate the two. This
 module puts them to work in three ways.
 
@@ -38,9 +38,9 @@ module puts them to work in three ways.
    share, the average gain in R^2 from adding it over all orders of entry, which
    splits the full R^2 exactly between the metrics.
 
-:func:`cached_results` collects the models of the experiments cache that were
-trained at a profile's sizes (those of notebooks 01 and 02 and any other sweep), so
-the decomposition covers every model there is.
+:func:`derain_utils.lab.profiles.cached_results` collects the models of the experiments cache that
+were trained at a profile's sizes (those of notebooks 01 and 02 and any other sweep), so the
+decomposition can cover every model there is.
 """
 from __future__ import annotations
 
@@ -48,7 +48,6 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,8 +56,9 @@ import scipy.ndimage
 import torch
 from torch import Tensor, nn
 
-from derain_utils import experiments, metrics, profiles, rain, store, training
-from derain_utils.experiments import ExperimentConfig, ExperimentResult
+from derain_utils.measure import metrics, scoring
+from derain_utils.nets import training
+from derain_utils.synth import rain
 
 __all__ = [
     "GREY_LEVEL",
@@ -72,8 +72,6 @@ __all__ = [
     "grey_outcomes",
     "error_share",
     "r2_decomposition",
-    "matches_profile",
-    "cached_results",
 ]
 
 GREY_LEVEL: float = 0.4
@@ -86,11 +84,6 @@ PROBES: dict[str, str] = {
     "unseen": "background of a category never seen in training, no rain: PSNR of output vs input (dB)",
 }
 """The probes of :func:`run_probes` and what each measures."""
-
-FREE_FIELDS: tuple[str, ...] = ("background", "n_train", "seed", "train_rain", "eval_background", "eval_presets",
-                                "ckpt_every")
-"""Config fields :func:`matches_profile` lets vary (what a sweep varies); all others must be the profile's."""
-
 
 # --------------------------------------------------------------------------- constructed outputs
 
@@ -181,13 +174,13 @@ class ProbeSet:
         own: (n, C, H, W) held-out clean backgrounds of the model's training kind.
         unseen: (m, C, H, W) clean backgrounds of a category the model never saw.
         grey: ``{preset: EvalInputs}``: rain on a flat :data:`GREY_LEVEL` image
-            (:func:`derain_utils.training.make_eval_set`: the same rain for every model).
+            (:func:`derain_utils.measure.scoring.make_eval_set`: the same rain for every model).
         own_names, unseen_names: one name per image. unseen_source: the unseen category's name.
     """
 
     own: Tensor
     unseen: Tensor
-    grey: dict[str, training.EvalInputs]
+    grey: dict[str, scoring.EvalInputs]
     own_names: list[str]
     unseen_names: list[str]
     unseen_source: str
@@ -250,7 +243,7 @@ def make_probes(
         raise ValueError(f"own_names has {len(own_names)} entries for {n} images")
     if len(unseen_names) != unseen_t.shape[0]:
         raise ValueError(f"unseen_names has {len(unseen_names)} entries for {unseen_t.shape[0]} images")
-    return ProbeSet(own=own_t, unseen=unseen_t, grey=training.make_eval_set(grey, list(presets), seed=seed),
+    return ProbeSet(own=own_t, unseen=unseen_t, grey=scoring.make_eval_set(grey, list(presets), seed=seed),
                     own_names=own_names, unseen_names=unseen_names, unseen_source=str(unseen_source))
 
 
@@ -280,8 +273,8 @@ def run_probes(
                                     "psnr": [metrics.psnr(a, b) for a, b in zip(images, out)], "removal": np.nan,
                                     "bg_psnr": np.nan, "rain_psnr": np.nan}))
     n_grey = next(iter(probes.grey.values())).rainy.shape[0]
-    grey = training.evaluate(model, probes.grey, train_spec=train_spec, device=device,
-                             names=[f"grey{i:03d}" for i in range(n_grey)], ssim=False)
+    grey = scoring.evaluate(model, probes.grey, train_spec=train_spec, device=device,
+                            names=[f"grey{i:03d}" for i in range(n_grey)], ssim=False)
     grey = grey[grey["preset"] != "clean"].copy()
     grey.insert(0, "probe", "grey_rain")
     frames.append(grey[["probe", "preset", "image", "in_distribution", "psnr", "removal", "bg_psnr", "rain_psnr"]])
@@ -320,7 +313,7 @@ def grey_outcomes(rows: pd.DataFrame, model_cols: Sequence[str] = ("key",)) -> p
     Returns:
         One row per model: ``removal`` (removal of the unseen rains on grey: the mean over
         the out-of-distribution presets of each preset's mean over the grey images, equal
-        weight per preset, as :mod:`derain_utils.outcome` pools them), ``removal_train``
+        weight per preset, as :mod:`derain_utils.measure.outcome` pools them), ``removal_train``
         (the same over the in-distribution presets), ``removal_ratio`` (removal /
         removal_train; NaN when removal_train <= 0) and ``gap`` (removal_train - removal).
     """
@@ -451,51 +444,3 @@ def r2_decomposition(
             row[f"share_{p}"] = shapley
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------- models from the cache
-
-
-def matches_profile(config: ExperimentConfig, profile: str | profiles.Profile,
-                    free: Sequence[str] = FREE_FIELDS) -> bool:
-    """Was ``config`` trained and evaluated at ``profile``'s sizes (only ``free`` fields may differ)?"""
-    if not isinstance(config, ExperimentConfig):
-        raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__}")
-    try:
-        base = profiles.experiment(profile, **{f: getattr(config, f) for f in free})
-    except ValueError:
-        return False
-    return base == config
-
-
-def cached_results(
-    profile: str | profiles.Profile,
-    *,
-    cache_root: str | Path | None = None,
-    free: Sequence[str] = FREE_FIELDS,
-) -> list[ExperimentResult]:
-    """Every verified experiments-cache entry trained at ``profile``'s sizes (:func:`matches_profile`).
-
-    Scans ``<cache_root>/<key>/config.json`` of complete entries (those with a
-    ``manifest.json``; folders starting with ``_`` or ``.`` are skipped), keeps the
-    configs whose key is still current (an entry of an older ``CACHE_VERSION`` is
-    ignored) and that match the profile, and returns their :func:`experiments.load`
-    results (which verify checksums), sorted by config name and key.
-    """
-    root = store.cache_root(cache_root)
-    if not root.is_dir():
-        return []
-    found: list[ExperimentResult] = []
-    for entry in sorted(root.iterdir()):
-        if not entry.is_dir() or entry.name[:1] in ("_", ".") or not (entry / "manifest.json").is_file():
-            continue
-        try:
-            config, _ = experiments.entry_config(entry)
-        except experiments.CacheError:  # not an entry of this code version
-            continue
-        if config.key() != entry.name or not matches_profile(config, profile, free):
-            continue
-        res = experiments.load(config, cache_root=root)
-        if res is not None:
-            found.append(res)
-    return sorted(found, key=lambda r: (r.config.name(), r.config.key()))

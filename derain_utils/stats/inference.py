@@ -3,7 +3,7 @@
 The unit is the trained model
 -----------------------------
 Every statistic here takes one value per trained model (for example the primary
-outcome of :func:`derain_utils.outcome.outcome_table`): the test images are nested
+outcome of :func:`derain_utils.measure.outcome.outcome_table`): the test images are nested
 inside the models and are never resampled as if they were independent of them.
 Each notebook's design fixes what may be exchanged under the null hypothesis, and so
 which test is valid:
@@ -52,7 +52,7 @@ pooled presets, design, the paper's direction):
 The returned :class:`VerdictRecord` is a plain dataclass (``to_dict()`` gives JSON
 types) to merge into ``verdict.json``. Its calibration (false-positive rate at or
 below 5% under each notebook's null, for 3 and 8 seeds) is tested with simulations
-in ``tests/test_power.py``; :mod:`derain_utils.power` gives power and sample sizes.
+in ``tests/test_power.py``; :mod:`derain_utils.stats.power` gives power and sample sizes.
 
 Exploratory presets: the declared primary preset(s) carry the verdict. Any claim
 that uses other presets corrects their p-values with :func:`holm` (Holm 1979,
@@ -71,7 +71,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from derain_utils import outcome
+from derain_utils.measure import outcome
 
 __all__ = [
     "ALPHA",
@@ -692,7 +692,7 @@ class Declaration:
             outcome falls with N) or ``"positive"`` (e.g. simple minus complex > 0).
         presets: the primary rain preset, or several pooled with equal weight.
         outcome: the outcome column (default the primary outcome,
-            :data:`derain_utils.outcome.PRIMARY_OUTCOME`).
+            :data:`derain_utils.measure.outcome.PRIMARY_OUTCOME`).
         exploratory: other presets reported as exploratory (Holm-corrected if a
             claim uses them).
         alpha: one-sided significance level.

@@ -1,6 +1,6 @@
 """Calibration and power of the verdict rule, by simulating each notebook's design.
 
-The verdict rule of :mod:`derain_utils.inference` must not say "reproduced" more
+The verdict rule of :mod:`derain_utils.stats.inference` must not say "reproduced" more
 than 5% of the time when nothing is there, and should say it when the effect the
 quick runs measured is there. Both are checked by simulating data sets with each
 notebook's design and running the *same* test functions and rule on each
@@ -21,7 +21,7 @@ and the design's conditions (:data:`CONDITIONS`), made of
   (``sd_resid``), over ``n_images`` test images and ``n_presets`` presets.
 
 Each model's outcome is its mean over images and presets, as in
-:mod:`derain_utils.outcome`. ``effect`` is the size of the paper's effect, positive
+:mod:`derain_utils.measure.outcome`. ``effect`` is the size of the paper's effect, positive
 in the paper's direction, on the scale of the outcome:
 
 * ``set_size``: the mean falls linearly in log N by ``effect`` from the smallest to
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from derain_utils import inference
+from derain_utils.stats import inference
 
 __all__ = [
     "SIM_DESIGNS",
@@ -68,7 +68,7 @@ SIM_DESIGNS: dict[str, str] = {
     "two_group": "two_group",
     "paired": "paired",
 }
-"""Simulated design -> the test of :mod:`derain_utils.inference` that analyses it."""
+"""Simulated design -> the test of :mod:`derain_utils.stats.inference` that analyses it."""
 DIRECTION: dict[str, str] = {"set_size": "negative", "category": "negative", "two_group": "positive",
                              "paired": "positive"}
 SET_SIZES: tuple[int, ...] = (4, 16, 64, 256)

@@ -7,7 +7,7 @@ ways in.
 
 1. **A folder you already have.** :func:`data_root` resolves it: an explicit
    ``data_dir`` argument wins, then the ``DERAIN_DATA`` environment variable, else
-   ``None`` (the embedded offline sources in :mod:`derain_utils.backgrounds` are
+   ``None`` (the embedded offline sources in :mod:`derain_utils.synth.backgrounds` are
    used instead). The folder holds one sub-folder per named set, e.g.
    ``$DERAIN_DATA/bg_natural/*.jpg``. In development ``DERAIN_DATA=../shared/data``.
 
@@ -19,7 +19,7 @@ ways in.
    :func:`fetch` downloads a set with pooch into a user cache, checks every
    sha256, and returns the folder. A file whose hash does not match is deleted,
    never kept: the cache holds verified files or nothing. The command line
-   ``python -m derain_utils.data fetch [SET ...] [--dest DIR]`` (:func:`main`)
+   ``python -m derain_utils.synth.data fetch [SET ...] [--dest DIR]`` (:func:`main`)
    fetches sets into a folder laid out like ``$DERAIN_DATA`` (one sub-folder per set,
    the same names as the development data), ready for ``export DERAIN_DATA=DIR``.
 
@@ -29,7 +29,7 @@ ways in.
    so their pixels, sizes and hashes differ from the originals'. A fetched file
    keeps the development copy's file *stem* (``urban100_img_001``) with the
    original's extension (``.png``), so image ids, and therefore the fixed
-   train/test split in :func:`derain_utils.backgrounds.draw_split`, which hashes
+   train/test split in :func:`derain_utils.synth.backgrounds.draw_split`, which hashes
    the stem, agree between the two.
 
 The registry is regenerated from ``ORIGINALS.tsv`` (the provenance table that
@@ -82,7 +82,7 @@ ENV_CACHE = "DERAIN_CACHE"
 RAW_BASE_URL = "https://raw.githubusercontent.com"
 """Base of every registry URL: ``<base>/<repo>/<commit>/<path>``."""
 
-REGISTRY_PATH = Path(__file__).resolve().parents[1] / "data" / "registry.tsv"
+REGISTRY_PATH = Path(__file__).resolve().parents[2] / "data" / "registry.tsv"
 """The registry in a source checkout (``data/registry.tsv`` beside the package)."""
 
 ORIGINALS_COLUMNS = ("set", "shared_file", "repo", "commit", "path", "sha256", "bytes")
@@ -325,7 +325,7 @@ def _read_registry(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(
             f"registry {str(path)!r} not found; it ships in the source checkout as data/registry.tsv "
-            f"(rebuild it with derain_utils.data.build_registry)"
+            f"(rebuild it with derain_utils.synth.data.build_registry)"
         )
     reg = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     missing = [c for c in ("set", "file", "sha256", "repo", "commit", "path") if c not in reg.columns]
@@ -516,7 +516,7 @@ def fetch_sets(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m derain_utils.data {list, fetch}``: list the registered sets, or fetch them.
+    """``python -m derain_utils.synth.data {list, fetch}``: list the registered sets, or fetch them.
 
     ``fetch [SET ...] [--dest DIR]`` downloads the sets (default: all) into ``DIR/<set>/``
     (default ``$DERAIN_CACHE`` or pooch's user cache), checks every sha256, and prints the
@@ -524,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     download fails (a one-line message, no traceback), 2 for bad arguments.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m derain_utils.data",
+        prog="python -m derain_utils.synth.data",
         description="The registry of public image sets: list them, or fetch them (checksums verified) "
                     "into a folder to use as DERAIN_DATA.",
     )
