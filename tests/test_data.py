@@ -1,4 +1,4 @@
-"""Tests for derain_utils.data: data_root precedence, the registry, and checksummed fetch.
+"""Tests for derain_utils.synth.data: data_root precedence, the registry, and checksummed fetch.
 
 Downloads are tested against a real HTTP server on 127.0.0.1 serving files made here.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from derain_utils import data
+from derain_utils.synth import backgrounds, data
 
 ORIGINALS_HEADER = "set\tshared_file\trepo\tcommit\tpath\tsha256\tbytes\n"
 TOY_SETS = {"toy": {"what": "toy set", "source": "o/r", "licence": "toy licence", "citation": "Toy 2024"}}
@@ -142,9 +142,11 @@ def test_shipped_registry_matches_originals(shared_data, tmp_path):
     assert (tmp_path / "r.tsv").read_bytes() == data.REGISTRY_PATH.read_bytes(), "run build_registry again"
     assert (tmp_path / "sets.tsv").read_bytes() == data.SETS_PATH.read_bytes(), "run build_registry again"
     assert len(rebuilt) == len(data.load_registry())
-    # every set folder of the development data that has public originals is registered
+    # every image-set folder of the development data that has public originals is registered (folders of
+    # published weights, e.g. checkpoints_prenet, hold no images: they are not image sets)
     for folder in sorted(p for p in shared_data.iterdir() if (p / "PROVENANCE.md").is_file()):
-        if folder.name != "real_rain_nturain":  # frames come out of RAR archives: no single-file URL
+        holds_images = any(f.suffix.lower() in backgrounds.IMAGE_EXTENSIONS for f in folder.rglob("*"))
+        if holds_images and folder.name != "real_rain_nturain":  # frames come out of RAR archives: no single URL
             assert folder.name in set(rebuilt["set"]), folder.name
 
 
