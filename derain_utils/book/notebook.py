@@ -7,7 +7,7 @@ line. Those steps are the same in every notebook, so they live here::
     NB = notebook.start("01_set_size", FINDING, PROFILE, RUN_DIR, t0=T0, params={...}, models={...})
     RUN = NB.dir                                                    # figures go here
     ...
-    RECORD = inference.decide(DECLARATION, test, profile=PROFILE, steps=...)   # the three-way verdict
+    RECORD = inference.decide(TEST, DECLARATION, profile=PROFILE)   # the three-way verdict
     notebook.finish(NB, RESULTS, ["seed", "n_train", ...], record=RECORD, summary=SUMMARY, **FACTS)
 
 :func:`finish` writes ``results.csv``, ``verdict.json`` and ``provenance.json`` into the run
