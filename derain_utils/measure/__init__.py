@@ -5,6 +5,6 @@ every metric's name, unit and direction), the one scorer (``scoring``), measures
 (``complexity``; ``rainmeter``: the rain of a paired set against the presets; ``realscores``: scores
 on real data), the fixed-filter baselines and their frontier (``baselines``), the primary outcome of
 every model (``outcome``), what a model learned (``probes``) and how it learned (``dynamics``).
-Everything here scores any module that maps a rainy batch to a derained one: a trained network or a
-fixed filter.
+The scorer and the baselines take any module that maps a rainy batch to a derained one: a trained
+network or a fixed filter.
 """

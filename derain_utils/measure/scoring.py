@@ -9,9 +9,11 @@ and Y), the input's PSNR/SSIM, and the *decoupled* metrics of :mod:`derain_utils
 (error inside / outside the rain mask, fraction of rain removed), with ``in_distribution`` telling
 whether the test rain overlaps the training rain.
 
-Experiments, learning curves, probes, the fixed-filter baselines and the model explorer all score
-through :func:`evaluate`; anything that maps (N, C, H, W) to (N, C, H, W) can be scored, a trained
-network or a fixed filter wrapped as a module.
+Experiments, learning curves, probes and the model explorer all score through :func:`evaluate`; the
+fixed-filter baselines give the same columns by the same metrics
+(:func:`derain_utils.measure.baselines.baseline_rows`, checked against :func:`evaluate` by a test).
+Anything that maps (N, C, H, W) to (N, C, H, W) can be scored: a trained network, or a fixed filter
+wrapped as a module (:func:`derain_utils.measure.baselines.as_module`).
 """
 from __future__ import annotations
 
