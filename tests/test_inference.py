@@ -43,6 +43,84 @@ def test_trend_matches_brute_force_enumeration():
     assert r.p_greater == pytest.approx(np.mean(null >= obs - 1e-12))
 
 
+def _rank2(v):
+    """2 x centred average ranks: exact integers."""
+    r = scipy.stats.rankdata(v)
+    return np.rint(2 * (r - r.mean())).astype(int)
+
+
+@pytest.mark.parametrize("data_seed", range(6))
+def test_trend_p_equals_full_enumeration_when_sums_tie_across_seeds(data_seed):
+    # 5 seeds x 4 set sizes: 24^5 orderings. Many sums of per-seed rho tie in exact arithmetic (rho takes 10
+    # values per seed); the enumeration here is in integers, so it is the truth to the last digit.
+    rng = np.random.default_rng(data_seed)
+    ys = [rng.normal(size=4) for _ in range(5)]
+    x = np.array(SIZES, dtype=float)
+    r = inference.trend_arrays([x] * 5, ys)
+    per_seed = [[int(_rank2(x)[list(p)] @ _rank2(y)) for p in itertools.permutations(range(4))] for y in ys]
+    obs = sum(int(_rank2(x) @ _rank2(y)) for y in ys)
+    total = np.zeros(1, dtype=np.int64)
+    for v in per_seed:
+        total = (total[:, None] + np.array(v)[None, :]).ravel()
+    assert r.exact and r.n_permutations == 24 ** 5
+    assert r.p_less == pytest.approx(np.mean(total <= obs), abs=1e-12)
+    assert r.p_greater == pytest.approx(np.mean(total >= obs), abs=1e-12)
+
+
+def test_trend_p_equals_enumeration_with_unequal_seeds():
+    # seeds of 3 and 4 models have different normalisers: rho itself is summed, ties kept by the tolerance
+    rng = np.random.default_rng(11)
+    xs = [np.array([4.0, 16, 64]), np.array([4.0, 16, 64, 256]), np.array([4.0, 16, 64, 256])]
+    ys = [rng.normal(size=v.size) for v in xs]
+    r = inference.trend_arrays(xs, ys)
+    rhos = [[scipy.stats.spearmanr(x[list(p)], y).statistic for p in itertools.permutations(range(x.size))]
+            for x, y in zip(xs, ys)]
+    obs = sum(scipy.stats.spearmanr(x, y).statistic for x, y in zip(xs, ys))
+    null = np.array([sum(c) for c in itertools.product(*rhos)])
+    assert r.exact
+    assert r.p_less == pytest.approx(np.mean(null <= obs + 1e-9), abs=1e-12)
+    assert r.p_greater == pytest.approx(np.mean(null >= obs - 1e-9), abs=1e-12)
+
+
+def test_trend_exact_p_agrees_with_a_large_monte_carlo_on_notebook_01s_design():
+    # 8 seeds x 4 set sizes, as notebook 01: the exact p against 200,000 independent random orderings
+    rng = np.random.default_rng(2)
+    df = _set_size_models(n_seeds=8, drop=0.05, sd=0.07, seed=7)
+    r = inference.within_seed_trend(df, "n_train", "y")
+    blocks = [g.sort_values("n_train") for _, g in df.groupby("seed")]
+    ry = np.array([scipy.stats.rankdata(g["y"]) for g in blocks])  # (8, 4)
+    draws = 200_000
+    perms = np.argsort(rng.random((draws, 8, 4)), axis=2) + 1.0  # random ranks of N within each seed
+    rho = 1 - 6 * ((perms - ry[None]) ** 2).sum(axis=2) / (4 * 15)
+    obs = np.mean([scipy.stats.spearmanr(g["n_train"], g["y"]).statistic for g in blocks])
+    mc = np.mean(rho.mean(axis=1) <= obs + 1e-12)
+    se = math.sqrt(r.p_less * (1 - r.p_less) / draws)
+    assert r.exact and r.effect == pytest.approx(obs)
+    assert abs(mc - r.p_less) < 4.5 * se
+
+
+def test_paired_and_two_group_keep_exact_ties():
+    # differences whose signed sums tie in exact arithmetic but not always in floating point (0.1 + 0.2 != 0.3)
+    diffs = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    r = inference.paired_arrays(diffs)
+    from fractions import Fraction
+    exact = [Fraction(str(v)) for v in diffs]
+    null = [sum(s * d for s, d in zip(signs, exact)) for signs in itertools.product([1, -1], repeat=6)]
+    obs = sum(exact)
+    assert r.p_greater == pytest.approx(np.mean([v >= obs for v in null]), abs=1e-12)
+    mid = inference.paired_arrays(np.array([0.1, 0.2, -0.3, 0.4, -0.5, 0.6]))
+    obs_mid = sum(Fraction(str(v)) for v in (0.1, 0.2, -0.3, 0.4, -0.5, 0.6))
+    assert mid.p_greater == pytest.approx(np.mean([v >= obs_mid for v in null]), abs=1e-12)
+    assert mid.p_less == pytest.approx(np.mean([v <= obs_mid for v in null]), abs=1e-12)
+    y = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    g = inference.two_group_arrays(y, np.array([1, 0, 0, 1, 0, 1, 1, 0], bool))
+    ys = [Fraction(str(v)) for v in y]
+    sums = [sum(ys[i] for i in idx) for idx in itertools.combinations(range(8), 4)]
+    obs_g = ys[0] + ys[3] + ys[5] + ys[6]
+    assert g.p_greater == pytest.approx(np.mean([v >= obs_g for v in sums]), abs=1e-12)
+    assert g.p_less == pytest.approx(np.mean([v <= obs_g for v in sums]), abs=1e-12)
+
+
 def test_trend_known_extremes():
     df = _set_size_models()
     perfect = df.assign(y=-np.log(df["n_train"]))

@@ -24,11 +24,22 @@ design                 null: exchangeable are ...              statistic (effect
 Exact where the count allows: the within-seed, stratified two-group and paired
 tests are sums of independent per-block statistics, and their exact null
 distribution is the convolution of the per-block distributions (enumerated
-permutations, combinations or signs), computed on an integer grid (so ties are
-exact) whenever each block is small enough to enumerate (:data:`MAX_EXACT`); the
-category test enumerates all K! orderings for K <= 8. Otherwise a Monte-Carlo test
-with ``n_permutations`` draws from a seeded generator, ``p = (1 + #{T* <= T}) / (1 + B)``.
-Both one-sided p-values are returned (``p_less``, ``p_greater``).
+permutations, combinations or signs) whenever each block is small enough to
+enumerate (:data:`MAX_EXACT`); the category test enumerates all K! orderings for
+K <= 8. Otherwise a Monte-Carlo test with ``n_permutations`` draws from a seeded
+generator, ``p = (1 + #{T* <= T}) / (1 + B)``. Both one-sided p-values are returned
+(``p_less``, ``p_greater``).
+
+Ties are kept. A permuted sum that equals the observed one counts in both tails. The
+within-seed trend is summed on an integer statistic when every seed shares one
+normaliser (the usual case: the same number of models and no tied ranks), because then
+the mean rho is a fixed multiple of the sum over seeds of ``4 * sum(rx_c * ry_c)``, an
+integer (centred average ranks are multiples of 1/2): those p-values are exactly the
+enumeration's. Real-valued statistics (differences of outcomes) are put on a grid of
+``scale / 2**40`` and compared with a tolerance of one grid step per block, the most
+that rounding each block can move a sum: sums that tie in exact arithmetic stay tied
+(:func:`_exact_p`). ``tests/test_inference.py`` checks both against brute-force
+enumeration.
 
 Intervals resample models, never images: seeds (blocks of models) for the trend and
 the paired designs, models within each category or group (stratified) for the
@@ -253,16 +264,22 @@ def _convolve(blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
     return vals, probs
 
 
-def _exact_p(vals: np.ndarray, probs: np.ndarray, obs: int) -> tuple[float, float, float]:
-    p_less = float(probs[vals <= obs].sum())
-    p_greater = float(probs[vals >= obs].sum())
-    min_p = float(min(probs[0], probs[-1]))
-    return min(p_less, 1.0), min(p_greater, 1.0), min_p
+def _exact_p(vals: np.ndarray, probs: np.ndarray, obs: int, tol: int = 0) -> tuple[float, float, float]:
+    """One-sided p-values of ``obs`` under the null (sorted ``vals``, their ``probs``).
+
+    Values within ``tol`` grid steps of ``obs`` tie with it and count in both tails; the
+    smallest attainable p is the mass tied with the most extreme value in either tail.
+    """
+    p_less = float(probs[vals <= obs + tol].sum())
+    p_greater = float(probs[vals >= obs - tol].sum())
+    min_p = float(min(probs[vals <= vals[0] + tol].sum(), probs[vals >= vals[-1] - tol].sum()))
+    return min(p_less, 1.0), min(p_greater, 1.0), min(min_p, 1.0)
 
 
-def _mc_p(draws: np.ndarray, obs: int) -> tuple[float, float, float]:
+def _mc_p(draws: np.ndarray, obs: int, tol: int = 0) -> tuple[float, float, float]:
     b = draws.size
-    return ((1 + int((draws <= obs).sum())) / (b + 1), (1 + int((draws >= obs).sum())) / (b + 1), 1.0 / (b + 1))
+    return ((1 + int((draws <= obs + tol).sum())) / (b + 1), (1 + int((draws >= obs - tol).sum())) / (b + 1),
+            1.0 / (b + 1))
 
 
 def _sum_test(
@@ -271,15 +288,33 @@ def _sum_test(
     observed: np.ndarray,
     n_permutations: int,
     rng: np.random.Generator,
+    *,
+    integer: bool = False,
 ) -> tuple[float, float, bool, int, float, list[str]]:
-    """Permutation test of T = sum of per-block statistics; exact when every block was enumerated."""
-    scale = max(float(np.abs(observed).sum()), *(float(np.abs(e).max()) for e in enumerated if e is not None), 1e-12)
-    obs = int(_to_grid(observed, scale).sum())
+    """Permutation test of T = sum of per-block statistics; exact when every block was enumerated.
+
+    ``integer=True``: the blocks' values (and ``observed``) are integers already, compared
+    exactly. Otherwise they are put on the grid of :func:`_to_grid` and compared with a
+    tolerance of one step per block (rounding moves each block by at most half a step, so
+    sums that are equal in exact arithmetic differ by at most that much on the grid).
+    """
+    if integer:
+        obs, tol = int(np.rint(np.asarray(observed, dtype=float)).astype(np.int64).sum()), 0
+
+        def grid(v: np.ndarray) -> np.ndarray:
+            return np.rint(np.asarray(v, dtype=float)).astype(np.int64)
+    else:
+        scale = max(float(np.abs(observed).sum()), *(float(np.abs(e).max()) for e in enumerated if e is not None),
+                    1e-12)
+        obs, tol = int(_to_grid(observed, scale).sum()), len(enumerated)
+
+        def grid(v: np.ndarray) -> np.ndarray:
+            return _to_grid(v, scale)
     notes: list[str] = []
     if all(e is not None for e in enumerated):
-        conv = _convolve([_to_grid(e, scale) for e in enumerated])
+        conv = _convolve([grid(e) for e in enumerated])
         if conv is not None:
-            p_less, p_greater, min_p = _exact_p(*conv, obs)
+            p_less, p_greater, min_p = _exact_p(*conv, obs, tol)
             count = math.prod(int(e.size) for e in enumerated)
             return p_less, p_greater, True, count, min_p, notes
         notes.append("null support too large to enumerate: Monte-Carlo permutations")
@@ -288,10 +323,10 @@ def _sum_test(
     total = np.zeros(n_permutations, dtype=np.int64)
     for e, sample in zip(enumerated, samplers):
         if e is not None:
-            total += _to_grid(e, scale)[rng.integers(0, e.size, size=n_permutations)]
+            total += grid(e)[rng.integers(0, e.size, size=n_permutations)]
         else:
-            total += _to_grid(sample(rng, n_permutations), scale)
-    p_less, p_greater, min_p = _mc_p(total, obs)
+            total += grid(sample(rng, n_permutations))
+    p_less, p_greater, min_p = _mc_p(total, obs, tol)
     return p_less, p_greater, False, n_permutations, min_p, notes
 
 
@@ -342,7 +377,7 @@ def trend_arrays(
         raise ValueError("xs[j] and ys[j] must have equal lengths (one value per model)")
     n_models = int(sum(v.size for v in ys))
     rng_perm, rng_boot = _rngs(seed)
-    observed, enumerated, samplers = [], [], []
+    observed, enumerated, samplers, dens = [], [], [], []
     for lab, xv, yv in zip(labels, xs, ys):
         k = xv.size
         if k < 2 or np.ptp(xv) == 0 or np.ptp(yv) == 0:
@@ -351,21 +386,31 @@ def trend_arrays(
             continue
         rx = _ranks(xv)
         ry = _ranks(yv)
-        rxc, ryc = rx - rx.mean(), ry - ry.mean()
+        # centred average ranks are multiples of 1/2: 2 * centred rank is an exact integer
+        rxc, ryc = np.rint(2 * (rx - rx.mean())), np.rint(2 * (ry - ry.mean()))
         den = math.sqrt(float((rxc @ rxc) * (ryc @ ryc)))
-        observed.append(float(rxc @ ryc) / den)
+        dens.append(den)
+        observed.append(float(rxc @ ryc))
         if math.factorial(k) <= MAX_EXACT:
-            enumerated.append(rxc[_perm_matrix(k)] @ ryc / den)
+            enumerated.append(rxc[_perm_matrix(k)] @ ryc)
             samplers.append(_unused)
         else:
             enumerated.append(None)
-            samplers.append(lambda r, n, a=rxc, c=ryc, dd=den: r.permuted(np.tile(a, (n, 1)), axis=1) @ c / dd)
+            samplers.append(lambda r, n, a=rxc, c=ryc: r.permuted(np.tile(a, (n, 1)), axis=1) @ c)
     used = len(observed)
     if used == 0:
         notes.append("no seed with two or more models and a spread in x and y")
         return _nan_result("within_seed_trend", n_models, 0, 0, n_boot, notes)
-    obs = np.asarray(observed)
-    p_less, p_greater, exact, count, min_p, more = _sum_test(enumerated, samplers, obs, n_permutations, rng_perm)
+    dens_ = np.asarray(dens)
+    obs = np.asarray(observed) / dens_  # each seed's Spearman rho
+    if np.allclose(dens_, dens_[0], rtol=1e-12, atol=0):  # one normaliser: sum of integers, compared exactly
+        p_less, p_greater, exact, count, min_p, more = _sum_test(enumerated, samplers, np.asarray(observed),
+                                                                 n_permutations, rng_perm, integer=True)
+    else:  # seeds with different counts or tie patterns: rho per seed, on the grid with the tie tolerance
+        enum_rho = [None if e is None else e / d for e, d in zip(enumerated, dens_)]
+        samp_rho = [_unused if e is not None else (lambda r, n, f=f_, d=d_: f(r, n) / d)
+                    for e, f_, d_ in zip(enumerated, samplers, dens_)]
+        p_less, p_greater, exact, count, min_p, more = _sum_test(enum_rho, samp_rho, obs, n_permutations, rng_perm)
     ci, dropped = _percentile(obs[rng_boot.integers(0, used, size=(n_boot, used))].mean(axis=1))
     return TestResult(design="within_seed_trend", statistic=STATISTICS["within_seed_trend"], effect=float(obs.mean()),
                       ci95=ci, p_less=p_less, p_greater=p_greater, exact=exact, n_permutations=count, min_p=min_p,
@@ -451,9 +496,9 @@ def category_arrays(
     obs = int(_to_grid(np.array([effect]), 1.0)[0])
     if exact:
         vals, cnt = np.unique(null, return_counts=True)
-        p_less, p_greater, min_p = _exact_p(vals, cnt / cnt.sum(), obs)
+        p_less, p_greater, min_p = _exact_p(vals, cnt / cnt.sum(), obs, tol=1)
     else:
-        p_less, p_greater, min_p = _mc_p(null, obs)
+        p_less, p_greater, min_p = _mc_p(null, obs, tol=1)
     means = np.empty((n_boot, k))
     for j, v in enumerate(ys):
         means[:, j] = v[rng_boot.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
