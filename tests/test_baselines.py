@@ -166,6 +166,60 @@ def test_frontier_is_a_monotone_envelope(front):
     assert table["pareto"].all() and set(table["preset"]) == set(PRESETS)
 
 
+def _random_points(rng, n):
+    bg = rng.uniform(20, 60, size=n)
+    rm = np.clip(1.2 - bg / 50 + rng.normal(0, 0.15, size=n), 0, 1)  # less faithful filters remove more, noisily
+    fam = rng.choice(["gaussian", "median"], size=n)
+    names = [f"{f}_{i}" for i, f in enumerate(fam)]
+    return pd.DataFrame({"baseline": ["identity", *names], "preset": "p", "bg_psnr": [75.0, *bg],
+                         "removal": [0.0, *rm]})
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_adding_a_filter_never_lowers_the_frontier(seed):
+    rng = np.random.default_rng(seed)
+    rows = _random_points(rng, 12)
+    grid = np.linspace(10, 90, 801)
+    small = baselines.frontier(rows.iloc[:7])
+    big = baselines.frontier(rows)
+    assert np.all(big.removal_at("p", grid) >= small.removal_at("p", grid) - 1e-12)
+    # every value is the removal of a filter that exists and is at least as faithful (inside the range)
+    inside = grid[grid <= 75.0]
+    vals = big.removal_at("p", inside)
+    for b, v in zip(inside, vals):
+        ok = rows[(rows["bg_psnr"] >= b - 1e-9)]
+        assert v == pytest.approx(ok["removal"].max())
+
+
+def test_the_frontier_credits_no_point_between_two_filters():
+    # two filters: (30 dB, 0.6) and (40 dB, 0.2). At 35 dB only the 40 dB filter is at least as faithful.
+    rows = pd.DataFrame({"baseline": ["identity", "gaussian_s1", "median_3"], "preset": "p",
+                         "bg_psnr": [80.0, 40.0, 30.0], "removal": [0.0, 0.2, 0.6]})
+    f = baselines.frontier(rows)
+    assert f.removal_at("p", 35.0) == pytest.approx(0.2)  # a straight line would give 0.4
+    assert f.removal_at("p", 30.0) == pytest.approx(0.6) and f.removal_at("p", 20.0) == pytest.approx(0.6)
+    assert f.removal_at("p", 40.0) == pytest.approx(0.2) and f.removal_at("p", 60.0) == pytest.approx(0.0)
+    assert f.removal_at("p", 90.0) == pytest.approx(0.0)
+    # the linear join of the earlier version fell when a filter was added; the staircase cannot
+    more = baselines.frontier(pd.concat([rows, pd.DataFrame({"baseline": ["median_5"], "preset": "p",
+                                                            "bg_psnr": [36.0], "removal": [0.45]})]))
+    assert more.removal_at("p", 35.0) == pytest.approx(0.45)
+    assert np.all(more.removal_at("p", np.linspace(20, 90, 300)) >= f.removal_at("p", np.linspace(20, 90, 300)))
+
+
+def test_frontier_of_one_family(front):
+    assert front.families() == ["identity", "gaussian", "median"]
+    g, m = front.only("gaussian"), front.only(["median"])
+    assert set(g.points["family"]) == {"identity", "gaussian"} and set(m.points["family"]) == {"identity", "median"}
+    grid = np.linspace(15, 60, 91)
+    for p in PRESETS:
+        full = front.removal_at(p, grid)
+        assert np.all(full >= g.removal_at(p, grid) - 1e-12) and np.all(full >= m.removal_at(p, grid) - 1e-12)
+        assert np.allclose(full, np.maximum(g.removal_at(p, grid), m.removal_at(p, grid)))
+    with pytest.raises(ValueError, match="families"):
+        front.only("box")
+
+
 def test_perfect_and_identity_derainers(eval_set, front):
     perfect = _score(eval_set, lambda o, b, r: b)
     identity = _score(eval_set, lambda o, b, r: o)
@@ -178,7 +232,7 @@ def test_perfect_and_identity_derainers(eval_set, front):
 
 
 def test_fixed_filters_off_the_grid_get_no_credit(eval_set, front):
-    """Filters that are not in the sweep land on or under the frontier (up to interpolation error)."""
+    """Filters that are not in the sweep land on or under the frontier (up to one step of the staircase)."""
     filters = {
         "gaussian 0.6": lambda o, b, r: baselines.apply(baselines.Baseline("gaussian", 0.6), o),
         "gaussian 2.5 blended 0.4": lambda o, b, r: baselines.apply(baselines.Baseline("gaussian", 2.5, 0.4), o),

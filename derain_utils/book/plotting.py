@@ -518,8 +518,8 @@ def draw_frontier(
     color: str = "0.35",
 ) -> Axes:
     """Draw the fixed-filter frontier of one group (:class:`derain_utils.measure.baselines.Frontier`) on a
-    removal (y) vs background PSNR (x) plot: the envelope as a dashed line, the other baselines as
-    faint crosses.
+    removal (y) vs background PSNR (x) plot: the staircase (best filter at least as faithful) as a
+    dashed line, the other baselines as faint crosses.
 
     Every figure that shows rain removal against background fidelity draws it, so that a reader
     sees what blur alone achieves at each fidelity: a model above the line removes rain that no
@@ -541,7 +541,8 @@ def draw_frontier(
             sel &= (pts[col] == v).to_numpy()
         ax.scatter(pts.loc[sel, "bg_psnr"], pts.loc[sel, "removal"], marker="x", s=12, color=color, alpha=0.35,
                    linewidths=0.8, zorder=1)
-    ax.plot(bg, rm, linestyle="--", color=color, linewidth=1.4, label=label, zorder=1.5)
+    # the staircase: at a background PSNR b, the best filter at least as faithful (the next tread to the right)
+    ax.plot(bg, rm, linestyle="--", color=color, linewidth=1.4, label=label, zorder=1.5, drawstyle="steps-pre")
     return ax
 
 

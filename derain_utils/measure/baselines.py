@@ -21,35 +21,49 @@ rainy input ``O`` and blended with it at weight ``t`` (``t = 1``: the filter alo
 deviation ``sigma`` px, reflected borders) or a median filter
 (``scipy.ndimage.median_filter``, ``size`` x ``size`` window, reflected borders),
 per channel. Nothing is learned. :data:`DEFAULT_BASELINES` sweeps sigma in
-{0.5, 0.75, 1, 1.5, 2, 3}, size in {3, 5, 7} and t in {0.05, 0.1, 0.25, 0.5, 0.75, 1},
-plus the identity (55 baselines); :data:`TABLE_BASELINES` holds the identity and the
-nine plain filters, the rows that sit in results tables.
+{0.5, 0.75, 1, 1.5, 2, 3}, size in {3, 5, 7} and the 14 blend weights of
+:data:`BLENDS`, plus the identity (127 baselines); :data:`TABLE_BASELINES` holds the
+identity and the nine plain filters, the rows that sit in results tables.
 
 Why blends: without them the frontier would jump from the identity (background PSNR
 69-80 dB on the crops above: only faint streak edges reach the background region) to
 the mildest blur (sigma 0.5: about 36 dB), and a straight line between the two
-would stand for every fidelity in between, the range where the quick models live
-(32-39 dB). Blends fill that range with filters that exist: on ``slanted`` rain the
-blend of the identity with a 7 x 7 median at t = 0.25 removes 0.29 at 35.5 dB,
-where the straight line would credit the fixed filters with 0.16.
+would be the only filter more faithful than 36 dB, the range where the quick models
+live (32-39 dB). Blends fill that range with filters that exist: on ``slanted`` rain
+the blend of the identity with a 7 x 7 median at t = 0.25 removes 0.29 at 35.5 dB.
 
 The frontier
 ------------
 For each rain preset (more generally, each group of ``by`` columns) every baseline
 gives one point: its *mean* background PSNR and *mean* removal over the test images
 (the same images and the same rainy inputs as the models: build both from one
-:func:`derain_utils.measure.scoring.make_eval_set`). The frontier is the monotone upper
-envelope of these points: the Pareto-optimal points (no other point has both a
-higher-or-equal background PSNR and a higher-or-equal removal), joined by straight
-lines in (background PSNR [dB], removal). :meth:`Frontier.removal_at` reads it off at
-any background PSNR ``b``:
+:func:`derain_utils.measure.scoring.make_eval_set`). The frontier at a background PSNR
+``b`` is **the best removal of a filter that is at least that faithful**:
 
-* between the least and the most faithful Pareto point: linear interpolation (the
-  envelope is non-increasing in ``b``);
-* above the most faithful point (normally the identity, removal 0): that point's
-  removal. A model more faithful than doing nothing is compared with doing nothing;
-* below the least faithful point (the strongest filter): that point's removal, the
-  most any baseline removes. No extrapolation beyond what a filter achieved.
+    frontier(b) = max { removal(f) : filter f with bg_psnr(f) >= b }
+
+a non-increasing staircase whose treads are the Pareto-optimal filters (no other
+filter has both a higher-or-equal background PSNR and a higher-or-equal removal),
+read by :meth:`Frontier.removal_at`. Two properties follow from the definition and
+are tested: adding a filter can never lower the frontier anywhere (a maximum over more
+filters), and every value of the frontier is the removal of a filter that exists and
+is at least as faithful (nothing is credited to a point between two filters, which is
+what an earlier version did by joining the Pareto points with straight lines: there,
+adding a filter could lower the line). Because the treads are actual filters, the
+staircase lies below the continuum of all blends; the blend grid :data:`BLENDS` is
+fine (14 weights) so that the steps stay small. Beyond the ends:
+
+* above the most faithful filter (normally the identity, removal 0): no filter is that
+  faithful; the model is compared with the most faithful one (doing nothing);
+* below the least faithful filter: the most any filter removes. No extrapolation.
+
+**The family is declared**: the identity, Gaussian blurs and median filters, each
+blended with the input. Gaussians stand for linear smoothing (what a network that
+learned only to low-pass does), medians for the classic non-linear rain/impulse
+filter; blends fill the range of fidelities between doing nothing and the mildest
+filter, where trained models live. :meth:`Frontier.only` restricts a frontier to some
+families (Gaussian-only, median-only) so that every notebook can show how its
+conclusion moves with the family.
 
 Points outside the frontier's range are flagged (``frontier_range`` = "above" or
 "below"; "inside" otherwise) so a table can say so.
@@ -107,8 +121,9 @@ GAUSSIAN_SIGMAS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 """Standard deviations [px] of the Gaussian blurs of :data:`DEFAULT_BASELINES`."""
 MEDIAN_SIZES: tuple[int, ...] = (3, 5, 7)
 """Window sides [px] of the median filters of :data:`DEFAULT_BASELINES`."""
-BLENDS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
-"""Weights t of the filtered image in ``(1 - t) O + t F(O)`` (1 = the plain filter)."""
+BLENDS: tuple[float, ...] = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+"""Weights t of the filtered image in ``(1 - t) O + t F(O)`` (1 = the plain filter): fine enough that the
+staircase frontier's steps stay small."""
 BASELINE_COLUMNS: tuple[str, ...] = ("baseline", "family", "param", "blend")
 """Columns that :func:`baseline_rows` puts before :data:`derain_utils.measure.scoring.EVAL_COLUMNS`."""
 
@@ -465,8 +480,8 @@ class Frontier:
     Attributes:
         by: the group columns (``("preset",)`` by default).
         points: one row per (group, baseline): the group columns, ``baseline``,
-            ``bg_psnr`` and ``removal`` (means over the images), ``n_images`` and
-            ``pareto`` (on the envelope).
+            ``bg_psnr`` and ``removal`` (means over the images), ``n_images``,
+            ``family`` and ``pareto`` (a tread of the staircase).
     """
 
     by: tuple[str, ...]
@@ -494,10 +509,17 @@ class Frontier:
         return pts["bg_psnr"].to_numpy(float)[order], pts["removal"].to_numpy(float)[order]
 
     def removal_at(self, key: Any, bg_psnr: Any) -> np.ndarray:
-        """The frontier's removal at background PSNR ``bg_psnr`` [dB] (array-like; NaN stays NaN)."""
+        """The frontier's removal at background PSNR ``bg_psnr`` [dB] (array-like; NaN stays NaN).
+
+        The best removal of a filter at least as faithful (``bg_psnr(filter) >= b``); above
+        the most faithful filter, that filter's removal; below the least faithful, the most
+        any filter removes (module docstring).
+        """
         bg, rm = self.curve(key)
         b = np.asarray(bg_psnr, dtype=float)
-        out = np.interp(b, bg, rm)  # flat beyond both ends
+        # first Pareto point (ascending bg) with bg >= b: the most removing of those at least as faithful
+        idx = np.clip(np.searchsorted(bg, b - _TOL, side="left"), 0, bg.size - 1)
+        out = rm[idx]
         return np.where(np.isfinite(b), out, np.nan)
 
     def range_of(self, key: Any, bg_psnr: Any) -> np.ndarray:
@@ -515,6 +537,33 @@ class Frontier:
         """The Pareto points, sorted by group and ascending background PSNR (for figures and reports)."""
         pts = self.points[self.points["pareto"]]
         return pts.sort_values([*self.by, "bg_psnr"], kind="stable").reset_index(drop=True)
+
+    def families(self) -> list[str]:
+        """The filter families behind the frontier, e.g. ``["identity", "gaussian", "median"]``."""
+        return list(dict.fromkeys(self.points["family"]))
+
+    def only(self, families: Sequence[str] | str) -> Frontier:
+        """The frontier of some families only (the identity is always kept), e.g. ``only("gaussian")``."""
+        fam = (families,) if isinstance(families, str) else tuple(families)
+        bad = [f for f in fam if f not in FAMILIES]
+        if not fam or bad:
+            raise ValueError(f"families must name some of {FAMILIES}, got {families!r}")
+        keep = self.points["family"].isin({*fam, "identity"}).to_numpy()
+        if not keep.any():
+            raise ValueError(f"the frontier holds no baseline of the families {fam}")
+        return _build(self.by, self.points[keep].drop(columns="pareto").reset_index(drop=True))
+
+
+def _family_of(name: str) -> str:
+    return "identity" if name == "identity" else name.split("_", 1)[0]
+
+
+def _build(by: tuple[str, ...], pts: pd.DataFrame) -> Frontier:
+    pareto = np.zeros(len(pts), dtype=bool)
+    for _, idx in pts.groupby(list(by), sort=False, dropna=False).indices.items():
+        pareto[idx] = _envelope(pts["bg_psnr"].to_numpy(float)[idx], pts["removal"].to_numpy(float)[idx])
+    pts = pts.assign(pareto=pareto)
+    return Frontier(by=by, points=pts)
 
 
 def frontier(rows: pd.DataFrame, by: Sequence[str] | str = ("preset",)) -> Frontier:
@@ -548,11 +597,8 @@ def frontier(rows: pd.DataFrame, by: Sequence[str] | str = ("preset",)) -> Front
     if len(bad):
         raise ValueError(f"baseline means are NaN for {len(bad)} (group, baseline) pair(s), e.g. "
                          f"{bad.iloc[0][[*by, 'baseline']].to_dict()}: no image had a rain mask / background region")
-    pareto = np.zeros(len(pts), dtype=bool)
-    for _, idx in pts.groupby(list(by), sort=False, dropna=False).indices.items():
-        pareto[idx] = _envelope(pts["bg_psnr"].to_numpy(float)[idx], pts["removal"].to_numpy(float)[idx])
-    pts["pareto"] = pareto
-    return Frontier(by=by, points=pts)
+    pts["family"] = [_family_of(str(b)) for b in pts["baseline"]]
+    return _build(by, pts)
 
 
 def frontier_of(
