@@ -776,3 +776,25 @@ def test_load_entry_enforces_the_checksums(golden, tmp_path):
         experiments.load_entry(tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         experiments.load_entry(tmp_path / "nope")
+
+
+def test_training_fit_scores_the_models_own_training_tiles(golden, tmp_path):
+    from derain_utils.lab import sweeps
+    from derain_utils.measure import scoring
+
+    root, res, _ = golden
+    cfg = res.config
+    fit = sweeps.training_fit([res])
+    assert list(fit.columns) == ["key", "name", "removal_fit", "bg_psnr_fit", "n_fit_tiles"]
+    assert fit.loc[0, "key"] == cfg.key() and fit.loc[0, "n_fit_tiles"] == min(cfg.n_train, sweeps.FIT_TILES)
+    # the same numbers by hand: the first training tiles, the training rain of the salted seed, the one scorer
+    tiles = experiments.training_split(cfg).train_tensor()[:sweeps.FIT_TILES]
+    inputs = scoring.make_eval_set(tiles, [cfg.train_rain], seed=cfg.eval_seed + sweeps.FIT_SEED_SALT)
+    ev = scoring.evaluate(res.load_model(), inputs, train_spec=cfg.train_rain, ssim=False)
+    assert fit.loc[0, "removal_fit"] == pytest.approx(ev.loc[ev["preset"] != "clean", "removal"].mean())
+    # configs read the cache (never train); a config without an entry is a clear error
+    assert sweeps.training_fit([cfg], cache_root=root).equals(fit)
+    with pytest.raises(ValueError, match="no finished cache entry"):
+        sweeps.training_fit([cfg.replace(seed=cfg.seed + 1)], cache_root=tmp_path)
+    with pytest.raises(ValueError, match="n_tiles"):
+        sweeps.training_fit([res], n_tiles=0)

@@ -53,7 +53,7 @@ def test_start_and_finish_write_the_three_files_and_one_record(tmp_path, capsys)
     assert prov["params"] == {"PROFILE": "smoke"} and prov["models"] == {"m": "k"} and prov["profile"] == {"steps": 3}
     assert "verdict.json" in prov["outputs"] and prov["wall_s"] == pytest.approx(v.wall_s)
     out = capsys.readouterr().out
-    assert out.startswith("01_set_size [smoke]: REPRODUCED: ") and "(32 models, 8 seeds)" in out
+    assert out.startswith("01_set_size [smoke]: REPRODUCED as the paper measured it: ") and "(32 models, 8 seeds)" in out
     assert not [p for p in os.listdir(nb.dir) if p.endswith(".tmp")]
 
 
@@ -104,3 +104,34 @@ def test_training_background_prefers_natural_photos(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     assert notebook.training_background("auto", tmp_path / "empty") == "deadleaves"
     assert notebook.training_background("skimage", tmp_path) == "skimage"
+
+
+def _two_records(paper_shift: float, beyond_shift: float) -> tuple[inference.VerdictRecord, inference.VerdictRecord]:
+    rows = [{"seed": s, "n_train": n, "removal": 0.3 - paper_shift * i + 0.01 * ((s * 7 + i * 3) % 5),
+             "excess_removal": 0.1 - beyond_shift * i + 0.01 * i * (1 if s % 2 else -1)}
+            for s in range(8) for i, n in enumerate((4, 16, 64, 256))]
+    decl = inference.declare_questions("01_set_size", "within_seed_trend", "negative", ("slanted", "dense"))
+    return tuple(inference.decide(inference.within_seed_trend(pd.DataFrame(rows), "n_train", decl[q].outcome),
+                                  decl[q], profile="quick") for q in ("paper", "beyond_fidelity"))
+
+
+@pytest.mark.parametrize("paper_shift, beyond_shift, words", [
+    (0.05, 0.05, "Reproduced as the paper measured it (raw removal of unseen rain), and reproduced beyond"),
+    (0.05, 0.0, "Reproduced as the paper measured it (raw removal of unseen rain); not shown beyond a fixed filter"),
+    (0.05, -0.05, "Reproduced as the paper measured it (raw removal of unseen rain); beyond a fixed filter of equal "
+                  "background fidelity (excess removal), the effect goes against the paper (contradicted"),
+    (-0.05, 0.0, "Contradicted as the paper measured it"),
+])
+def test_finish_writes_both_declared_questions(tmp_path, paper_shift, beyond_shift, words):
+    paper, beyond = _two_records(paper_shift, beyond_shift)
+    assert (paper.primary_outcome, beyond.primary_outcome) == ("removal", "excess_removal")
+    nb = notebook.start("01_set_size", "A finding.", "quick", str(tmp_path / "run"), params={"PROFILE": "quick"})
+    v = notebook.finish(nb, pd.DataFrame({"seed": [0]}), ["seed"], record=paper, beyond=beyond, summary="S.")
+    saved = json.loads((nb.dir / verdict.VERDICT_FILE).read_text())
+    assert saved["verdict"] == paper.verdict and saved["verdict_beyond_fidelity"] == beyond.verdict
+    assert saved["primary_outcome"] == "removal" and saved["beyond_fidelity"]["primary_outcome"] == "excess_removal"
+    assert saved["beyond_fidelity"]["p_value"] == pytest.approx(beyond.p_value)
+    assert saved["headline"].startswith(words) and saved["headline_paper"] == paper.headline
+    assert verdict.read_verdict(nb.dir).verdict_beyond_fidelity == beyond.verdict == v.verdict_beyond_fidelity
+    with pytest.raises(ValueError, match="beyond must be"):
+        notebook.verdict_record(nb, record=paper, beyond="reproduced", summary="S.")

@@ -77,7 +77,19 @@ def test_outcome_table(model_rows, front):
     assert o.loc["perfect", "removal_ratio"] == pytest.approx(1.0)
     assert o.loc["perfect", "excess_removal_train"] == pytest.approx(1.0)
     assert np.isnan(o.loc["identity", "removal_ratio"])  # no training-rain removal: ratio undefined
-    assert bool(o.loc["identity", "stalled"]) and not bool(o.loc["perfect", "stalled"])
+    assert not o["stalled"].any() and o["removal_fit"].isna().all()  # no training fit: no stall rule
+    keys = list(o.index.unique())
+    fit = pd.DataFrame({"key": keys, "removal_fit": [0.0 if k == "identity" else 0.9 for k in keys]})
+    with_fit = outcome.outcome_table(model_rows, front, model_cols=("key", "seed"), fit=fit).set_index("key")
+    assert bool(with_fit.loc["identity", "stalled"]) and not bool(with_fit.loc["perfect", "stalled"])
+    assert with_fit.loc["perfect", "removal_fit"] == pytest.approx(0.9)
+    # the rule reads only the training fit: the outcome columns are the same with and without it
+    pd.testing.assert_frame_equal(with_fit.drop(columns=["removal_fit", "stalled"]),
+                                  o.drop(columns=["removal_fit", "stalled"]))
+    with pytest.raises(ValueError, match="no row for 1 model"):
+        outcome.outcome_table(model_rows, front, model_cols=("key", "seed"), fit=fit.iloc[1:])
+    with pytest.raises(ValueError, match="must include it"):
+        outcome.outcome_table(model_rows.rename(columns={"key": "k"}), front, model_cols=("k", "seed"), fit=fit)
     med = o.loc["median_5"]
     assert med["removal_ratio"] == pytest.approx(med["removal"] / med["removal_train"])
     explicit = outcome.outcome_table(model_rows, front, presets=UNSEEN, train_presets="small",
@@ -98,24 +110,24 @@ def test_frontier_per_test_set(model_rows, eval_set):
 
 
 def test_stall_rule():
-    assert outcome.STALL_MIN_REMOVAL == 0.10
+    assert outcome.STALL_MIN_FIT == 0.25
     assert outcome.is_stalled(0.05) and outcome.is_stalled(float("nan")) and not outcome.is_stalled(0.5)
-    assert not outcome.is_stalled(0.10)
-    s = outcome.is_stalled(pd.Series([0.0, 0.2, np.nan], index=["a", "b", "c"]))
+    assert not outcome.is_stalled(0.25)
+    s = outcome.is_stalled(pd.Series([0.0, 0.3, np.nan], index=["a", "b", "c"]))
     assert list(s) == [True, False, True] and list(s.index) == ["a", "b", "c"]
-    assert list(outcome.is_stalled(np.array([0.09, 0.11]))) == [True, False]
+    assert list(outcome.is_stalled(np.array([0.24, 0.26]))) == [True, False]
 
 
 def test_stall_report():
     o = pd.DataFrame({"n_train": [4, 4, 4, 256, 256, 256], "name": list("abcdef"),
-                      "removal_train": [0.8, 0.02, 0.7, 0.9, 0.85, np.nan]})
-    o["stalled"] = outcome.is_stalled(o["removal_train"])
+                      "removal_fit": [0.8, 0.02, 0.7, 0.9, 0.85, np.nan]})
+    o["stalled"] = outcome.is_stalled(o["removal_fit"])
     rep = outcome.stall_report(o, "n_train", name_col="name").set_index("n_train")
     assert list(rep["n_models"]) == [3, 3]
     assert list(rep["n_stalled"]) == [1, 1]
     assert rep.loc[4, "stall_rate"] == pytest.approx(1 / 3)
     assert rep.loc[4, "stalled_models"] == ["b"] and rep.loc[256, "stalled_models"] == ["f"]
-    # the rule is applied from removal_train when there is no stalled column
+    # the rule is applied from removal_fit when there is no stalled column
     pd.testing.assert_frame_equal(outcome.stall_report(o.drop(columns="stalled"), ["n_train"]),
                                   outcome.stall_report(o, ["n_train"]))
 

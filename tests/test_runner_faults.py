@@ -311,7 +311,7 @@ def test_runs_dir_that_is_a_file_is_one_line(tmp_path: Path, where: str) -> None
 
 def test_nan_parameters_are_refused(tmp_path: Path) -> None:
     # was: MIN_REMOVAL=NaN was accepted and every model of notebook 02 counted as stalled; MIN_REMOVAL is gone
-    # (the stall rule is outcome.STALL_MIN_REMOVAL) and a NaN is refused for any parameter, here an int one
+    # (the stall rule is outcome.STALL_MIN_FIT) and a NaN is refused for any parameter, here an int one
     code, _, err = _main(["run", "--runs-dir", str(tmp_path / "runs"), "--only", "02", "--param", "N_TRAIN=NaN"])
     assert code == 2 and "parameter N_TRAIN" in err and "is NaN" in err
     params = tmp_path / "p.yaml"

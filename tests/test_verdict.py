@@ -90,3 +90,13 @@ def test_read_verdict_errors(tmp_path):
         _fields()).to_dict().items() if k != "statistic"}))
     with pytest.raises(ValueError, match="'statistic'"):
         verdict.read_verdict(tmp_path)
+
+
+def test_the_beyond_fidelity_verdict_is_optional_and_validated(tmp_path):
+    v = verdict.Verdict.from_dict(_fields(verdict_beyond_fidelity="inconclusive"))
+    v.write(tmp_path)
+    back = verdict.read_verdict(tmp_path)
+    assert back.verdict_beyond_fidelity == "inconclusive" and "verdict_beyond_fidelity" not in back.extra
+    assert "verdict_beyond_fidelity" not in verdict.Verdict.from_dict(_fields()).to_dict()
+    with pytest.raises(ValueError, match="verdict_beyond_fidelity"):
+        verdict.Verdict.from_dict(_fields(verdict_beyond_fidelity="maybe"))

@@ -186,6 +186,7 @@ VERDICT_CLASSES: dict[str, str] = {"REPRODUCED": "yes", "CONTRADICTED": "no", "I
 
 def _row(rec: RunRecord) -> dict[str, Any]:
     finding, label, result, n_seeds, p_value, n_models = rec.info.finding, "no verdict", "", None, None, None
+    beyond = ""
     if rec.status in INCOMPLETE:
         label = rec.status.upper()
     elif rec.status == "not run":
@@ -201,10 +202,12 @@ def _row(rec: RunRecord) -> dict[str, Any]:
             p_value = None if not math.isfinite(v.p_value) else float(f"{v.p_value:.3g}")
             if rec.status == "completed":
                 label = v.label
+                beyond = (v.verdict_beyond_fidelity or "").upper()
     return {
         "notebook": rec.info.stem,
         "finding": finding,
         "verdict": label,
+        "beyond_fidelity": beyond,
         "result": result,
         "p_value": p_value,
         "n_models": n_models,
@@ -216,12 +219,14 @@ def _row(rec: RunRecord) -> dict[str, Any]:
 
 
 def summary_table(records: Sequence[RunRecord]) -> pd.DataFrame:
-    """One row per record: notebook, finding, verdict (REPRODUCED, CONTRADICTED, INCONCLUSIVE, or the run's
-    status), result (effect and interval), p_value (one-sided, in the paper's direction), n_models,
+    """One row per record: notebook, finding, verdict (the paper's question, as the paper measured it:
+    REPRODUCED, CONTRADICTED, INCONCLUSIVE, or the run's status), beyond_fidelity (the control question's
+    verdict, the same effect on excess removal), result (effect and interval), p_value (one-sided, in the
+    paper's direction), n_models,
     n_seeds, wall_s, run folder, and ``incomplete``: the run folders newer than ``run`` that did not
     complete (name and status)."""
-    cols = ["notebook", "finding", "verdict", "result", "p_value", "n_models", "n_seeds", "wall_s", "run",
-            "incomplete"]
+    cols = ["notebook", "finding", "verdict", "beyond_fidelity", "result", "p_value", "n_models", "n_seeds",
+            "wall_s", "run", "incomplete"]
     return pd.DataFrame([_row(r) for r in records], columns=cols)
 
 
@@ -256,7 +261,7 @@ def _format_table(df: pd.DataFrame, width: int = 60, colour: bool = False) -> st
 
     def show(col: str, v: str, w: int) -> str:
         text = v.ljust(w)
-        if colour and col == "verdict" and v in _ANSI:
+        if colour and col in ("verdict", "beyond_fidelity") and v in _ANSI:
             return f"{_ANSI[v]}{v}\033[0m" + " " * (w - len(v))
         return text
 
@@ -317,8 +322,10 @@ def write_index(records: Sequence[RunRecord], profile: str, runs_dir: Path) -> P
         if rec.incomplete and rec.status == "completed":
             note = ('<br><span class="other">newer run(s) did not complete: '
                     + html.escape(", ".join(f"{f.name} ({st})" for f, st in rec.incomplete)) + "</span>")
+        bcls = VERDICT_CLASSES.get(r["beyond_fidelity"], "other")
         cells = [name, html.escape(str(r["finding"] or "")),
                  f'<span class="{cls}">{html.escape(r["verdict"])}</span>{note}',
+                 f'<span class="{bcls}">{html.escape(r["beyond_fidelity"])}</span>',
                  html.escape(r["result"] or ""), pval, nmod, seeds, wall]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     written = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -333,10 +340,13 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 <h1>Networks are slacking off: reproduction ({html.escape(profile)} profile)</h1>
 <p>Latest completed run of each notebook (runs that were interrupted, killed, failed or are still
 running are never shown as results, only noted); written {html.escape(written)}.</p>
-<p><span class="yes">REPRODUCED</span>: the paper's direction, one-sided p &lt; 0.05 and a 95% interval
-that excludes 0; <span class="no">CONTRADICTED</span>: the same, against the paper;
-<span class="maybe">INCONCLUSIVE</span>: anything else (smoke runs always).</p>
-<table><thead><tr><th>notebook</th><th>finding</th><th>verdict</th><th>effect [95% CI]</th>
+<p>Two declared questions per notebook: <em>verdict</em>, the paper's claim as the paper measured it (raw
+removal of unseen rain), and <em>beyond fidelity</em>, the same effect on removal beyond a fixed filter of
+equal background fidelity (this project's control). <span class="yes">REPRODUCED</span>: the paper's
+direction, one-sided p &lt; 0.05 and a 95% interval that excludes 0; <span class="no">CONTRADICTED</span>:
+the same, against the paper; <span class="maybe">INCONCLUSIVE</span>: anything else (smoke runs always).
+Effect and p are the paper's question's.</p>
+<table><thead><tr><th>notebook</th><th>finding</th><th>verdict</th><th>beyond fidelity</th><th>effect [95% CI]</th>
 <th>p (one-sided)</th><th>models</th><th>seeds</th><th>wall (s)</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}

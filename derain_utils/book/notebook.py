@@ -138,25 +138,37 @@ def verdict_record(
     *,
     record: inference.VerdictRecord,
     summary: str,
+    beyond: inference.VerdictRecord | None = None,
     **extra: Any,
 ) -> verdict.Verdict:
     """The notebook's verdict record: the ONE place it is built (fields: :data:`verdict.VERDICT_FIELDS`).
 
-    ``record`` is the three-way verdict of :func:`inference.decide` (the notebook's declared test
-    on the primary outcome): it gives ``verdict``, ``reproduced``, ``statistic``, ``effect``,
-    ``ci95``, ``p_value``, ``n_seeds``, ``n_models``, ``primary_outcome`` and ``primary_preset``,
-    and its other fields (the test, its exactness, the reason, the headline, ...) are kept too.
+    ``record`` is the verdict of the paper's question (:func:`inference.decide` on the paper's
+    own measure, :func:`inference.declare_questions`): it gives ``verdict``, ``reproduced``,
+    ``statistic``, ``effect``, ``ci95``, ``p_value``, ``n_seeds``, ``n_models``,
+    ``primary_outcome`` and ``primary_preset``, and its other fields (the test, its exactness,
+    the reason, the headline, ...) are kept too. ``beyond`` is the verdict of the control
+    question (the same effect beyond a fixed filter of equal fidelity): it gives
+    ``verdict_beyond_fidelity``, its whole record goes to ``beyond_fidelity``, and the
+    ``headline`` says both (:func:`inference.two_questions_headline`).
     ``notebook``, ``finding``, ``profile`` and ``wall_s`` come from ``nb``; ``extra`` follows, and
     ``figures`` (the run folder's ``fig_*.png``) comes last.
 
     """
     if not isinstance(record, inference.VerdictRecord):
         raise ValueError(f"record must be an inference.VerdictRecord (from inference.decide), got {type(record).__name__}")
+    if beyond is not None and not isinstance(beyond, inference.VerdictRecord):
+        raise ValueError(f"beyond must be an inference.VerdictRecord (from inference.decide), got {type(beyond).__name__}")
     r = record.to_dict()
     fields = {k: r.pop(k) for k in ("verdict", "reproduced", "statistic", "effect", "ci95", "p_value",
                                     "n_seeds", "n_models", "primary_outcome", "primary_preset")}
     r.pop("profile", None)
     fields.update({f"test_{k}" if k in ("exact", "alpha") else k: v for k, v in r.items()})
+    if beyond is not None:
+        fields["headline_paper"] = fields["headline"]
+        fields["headline"] = inference.two_questions_headline(record, beyond)
+        fields["verdict_beyond_fidelity"] = beyond.verdict
+        fields["beyond_fidelity"] = beyond.to_dict()
     return verdict.Verdict.from_dict({
         "notebook": nb.notebook,
         "finding": nb.finding,
@@ -195,6 +207,9 @@ def finish(
     nb.write_provenance(wall_s=record.wall_s, outputs=sorted(p.name for p in nb.dir.iterdir() if p.is_file()))
     effect = record.result if math.isfinite(record.effect) else f"{record.statistic} = nan"
     p = "" if not math.isfinite(record.p_value) else f", one-sided p = {record.p_value:.2g}"
-    print(f"{nb.notebook} [{nb.profile}]: {record.label}: {effect}{p} ({record.n_models} models, {record.n_seeds} seeds); "
-          f"wrote {verdict.VERDICT_FILE}, {runs.RESULTS_FILE} and {runs.PROVENANCE_FILE} in {nb.dir}")
+    beyond = ("" if record.verdict_beyond_fidelity is None else
+              f"; beyond fidelity: {record.verdict_beyond_fidelity.upper()}")
+    print(f"{nb.notebook} [{nb.profile}]: {record.label} as the paper measured it: {effect}{p} ({record.n_models} "
+          f"models, {record.n_seeds} seeds){beyond}; wrote {verdict.VERDICT_FILE}, {runs.RESULTS_FILE} and "
+          f"{runs.PROVENANCE_FILE} in {nb.dir}")
     return record

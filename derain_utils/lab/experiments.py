@@ -116,6 +116,7 @@ __all__ = [
     "ExperimentResult",
     "HeldOut",
     "held_out",
+    "training_split",
     "curve_steps",
     "curve_key",
     "entry_dir",
@@ -503,6 +504,13 @@ def held_out(config: ExperimentConfig, *, data_dir: str | Path | None = None) ->
     if not isinstance(config, ExperimentConfig):
         raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__}")
     return _held_out(config, _draw_data(config, data_dir)[1])
+
+
+def training_split(config: ExperimentConfig, *, data_dir: str | Path | None = None) -> backgrounds.BackgroundSplit:
+    """The background split ``config``'s model was trained on (``.train``: its N training tiles)."""
+    if not isinstance(config, ExperimentConfig):
+        raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__}")
+    return _draw_data(config, data_dir)[0]
 
 
 def _score(model: nn.Module, config: ExperimentConfig, inputs: HeldOut, *,

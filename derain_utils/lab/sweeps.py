@@ -7,6 +7,10 @@ preset, the config columns first, ready for ``seaborn`` and for the verdict stat
 learning curves. Both read every result back from the cache, so the table is the same
 whoever computed it.
 
+How well each model fits its own training data (:func:`training_fit`: removal of its training
+rain on its training tiles) is what the stall rule of :mod:`derain_utils.measure.outcome` reads:
+a fact about training, not about the unseen rain the verdicts are about.
+
 Executors: ``"inline"`` (this process), ``"process"`` (a ``spawn`` process pool, each worker
 with ``cpu_count // workers`` torch threads) and ``"submitit"`` (slurm, or local processes).
 Duplicate configs run once; an interrupted sweep reruns only what is missing. On a small
@@ -24,16 +28,22 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from derain_utils import store
 from derain_utils.lab import experiments
+from derain_utils.measure import scoring
 from derain_utils.lab.experiments import ExperimentConfig, ExperimentResult
 
-__all__ = ["EXECUTORS", "sweep", "sweep_curves"]
+__all__ = ["EXECUTORS", "FIT_TILES", "sweep", "sweep_curves", "training_fit"]
 
 EXECUTORS: tuple[str, ...] = ("inline", "process", "submitit")
+FIT_TILES: int = 8
+"""Training tiles (the first ones of the model's training set) that :func:`training_fit` scores."""
+FIT_SEED_SALT: int = 7919
+"""Added to a config's ``eval_seed`` for the rain of :func:`training_fit` (not the test rain)."""
 
 
 def _worker_threads(workers: int) -> int:
@@ -325,3 +335,54 @@ def _sweep_submitit(
         bar.set_postfix_str(c.name())
         bar.update()
     return failures
+
+
+def training_fit(
+    models: Iterable[ExperimentConfig | ExperimentResult],
+    *,
+    data_dir: str | Path | None = None,
+    cache_root: str | Path | None = None,
+    n_tiles: int = FIT_TILES,
+) -> pd.DataFrame:
+    """How well each model fits its own training data: its training rain removed from its own training tiles.
+
+    The first ``min(N, n_tiles)`` tiles of the model's training set (the tiles it saw) get
+    one fresh layer of its training rain (seed ``eval_seed + FIT_SEED_SALT``), and the
+    model is scored on them by :func:`derain_utils.measure.scoring.evaluate`. Nothing here
+    looks at test images or unseen rain, so a rule built on it (the stall rule of
+    :mod:`derain_utils.measure.outcome`) cannot depend on the outcome of a verdict.
+
+    Args:
+        models: finished runs, or configs whose verified cache entries exist (never trains).
+        data_dir: the folder of real image sets the models were trained from.
+        cache_root: the cache of the configs (default :func:`derain_utils.store.cache_root`).
+        n_tiles: at most this many training tiles per model.
+
+    Returns:
+        One row per model: ``key``, ``name``, ``removal_fit`` and ``bg_psnr_fit`` (means
+        over the tiles) and ``n_fit_tiles``.
+    """
+    if not _is_int(n_tiles) or n_tiles < 1:
+        raise ValueError(f"n_tiles must be an int >= 1, got {n_tiles!r}")
+    rows, seen = [], set()
+    for m in models:
+        if isinstance(m, ExperimentResult):
+            res = m
+        elif isinstance(m, ExperimentConfig):
+            res = experiments.load(m, cache_root=cache_root)
+            if res is None:
+                raise ValueError(f"training_fit: no finished cache entry for {m.name()} (key {m.key()}); "
+                                 "run the model first")
+        else:
+            raise ValueError(f"training_fit takes ExperimentConfigs or ExperimentResults, got {type(m).__name__}")
+        cfg = res.config
+        if cfg.key() in seen:
+            continue
+        seen.add(cfg.key())
+        tiles = experiments.training_split(cfg, data_dir=data_dir).train_tensor()[:n_tiles]
+        inputs = scoring.make_eval_set(tiles, [cfg.train_rain], seed=cfg.eval_seed + FIT_SEED_SALT)
+        ev = scoring.evaluate(res.load_model(), inputs, train_spec=cfg.train_rain, ssim=False)
+        ev = ev[ev["preset"] != "clean"]
+        rows.append({"key": cfg.key(), "name": cfg.name(), "removal_fit": float(np.nanmean(ev["removal"])),
+                     "bg_psnr_fit": float(np.nanmean(ev["bg_psnr"])), "n_fit_tiles": int(tiles.shape[0])})
+    return pd.DataFrame(rows, columns=["key", "name", "removal_fit", "bg_psnr_fit", "n_fit_tiles"])

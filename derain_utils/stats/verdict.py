@@ -33,6 +33,7 @@ __all__ = [
     "format_effect",
     "Verdict",
     "VERDICT_FIELDS",
+    "OPTIONAL_FIELDS",
     "VERDICT_FILE",
     "read_verdict",
 ]
@@ -91,6 +92,12 @@ VERDICT_FIELDS: dict[str, str] = {
     "n_models": "trained models behind the verdict (int >= 0)",
 }
 
+OPTIONAL_FIELDS: dict[str, str] = {
+    "verdict_beyond_fidelity": "reproduced, contradicted or inconclusive: the same declared effect on excess removal "
+                               "(beyond a fixed filter of equal background fidelity); 'verdict' is the paper's measure",
+}
+"""Validated when present; every notebook of the monograph writes them (``beyond_fidelity`` holds the record)."""
+
 #: The three verdicts (:func:`derain_utils.stats.inference.decide`), and their labels in summaries.
 VERDICTS: tuple[str, ...] = ("reproduced", "contradicted", "inconclusive")
 
@@ -130,6 +137,7 @@ class Verdict:
     primary_outcome: str
     primary_preset: str
     n_models: int
+    verdict_beyond_fidelity: str | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -163,9 +171,12 @@ class Verdict:
                 or self.n_models < 0:
             raise ValueError(f"verdict field 'n_models' must be an integer >= 0, got {self.n_models!r}")
         self.n_models = int(self.n_models)
+        if self.verdict_beyond_fidelity is not None and self.verdict_beyond_fidelity not in VERDICTS:
+            raise ValueError(f"verdict field 'verdict_beyond_fidelity' must be one of {VERDICTS} (or absent), got "
+                             f"{self.verdict_beyond_fidelity!r}")
         if not isinstance(self.extra, Mapping):
             raise ValueError(f"verdict 'extra' must be a mapping, got {type(self.extra).__name__}")
-        clash = set(self.extra) & set(VERDICT_FIELDS)
+        clash = set(self.extra) & (set(VERDICT_FIELDS) | set(OPTIONAL_FIELDS))
         if clash:
             raise ValueError(f"verdict extra fields {sorted(clash)} clash with required fields")
         self.extra = to_jsonable(dict(self.extra), where="verdict")
@@ -183,6 +194,7 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe dict: required fields first, then the extra ones (NaN -> None)."""
         d = {k: getattr(self, k) for k in VERDICT_FIELDS}
+        d.update({k: getattr(self, k) for k in OPTIONAL_FIELDS if getattr(self, k) is not None})
         d.update(self.extra)
         return to_jsonable(d, where="verdict")
 
@@ -194,8 +206,9 @@ class Verdict:
         missing = [k for k in VERDICT_FIELDS if k not in d]
         if missing:
             raise ValueError(f"verdict is missing required field(s) {missing}; required: {list(VERDICT_FIELDS)}")
-        extra = {k: v for k, v in d.items() if k not in VERDICT_FIELDS}
-        return cls(**{k: d[k] for k in VERDICT_FIELDS}, extra=extra)
+        extra = {k: v for k, v in d.items() if k not in VERDICT_FIELDS and k not in OPTIONAL_FIELDS}
+        optional = {k: d[k] for k in OPTIONAL_FIELDS if k in d}
+        return cls(**{k: d[k] for k in VERDICT_FIELDS}, **optional, extra=extra)
 
     def write(self, run_dir: str | Path) -> Path:
         """Write ``verdict.json`` into ``run_dir`` (created if needed); returns its path."""
