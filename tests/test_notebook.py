@@ -12,7 +12,8 @@ import pytest
 
 from derain_utils.book import notebook, runs
 from derain_utils.lab import profiles
-from derain_utils.stats import inference, verdict
+from derain_utils.stats import inference, questions, verdict
+
 
 def test_profile_knobs_rain_roles_and_background(monkeypatch):
     assert notebook.profile("smoke", steps=0, seeds=[], gray=False) is profiles.resolve("smoke")
@@ -53,7 +54,8 @@ def test_start_and_finish_write_the_three_files_and_one_record(tmp_path, capsys)
     assert prov["params"] == {"PROFILE": "smoke"} and prov["models"] == {"m": "k"} and prov["profile"] == {"steps": 3}
     assert "verdict.json" in prov["outputs"] and prov["wall_s"] == pytest.approx(v.wall_s)
     out = capsys.readouterr().out
-    assert out.startswith("01_set_size [smoke]: REPRODUCED as the paper measured it: ") and "(32 models, 8 seeds)" in out
+    assert out.startswith("01_set_size [smoke]: REPRODUCED as the paper measured it: ")
+    assert "(32 models, 8 seeds)" in out
     assert not [p for p in os.listdir(nb.dir) if p.endswith(".tmp")]
 
 
@@ -110,7 +112,7 @@ def _two_records(paper_shift: float, beyond_shift: float) -> tuple[inference.Ver
     rows = [{"seed": s, "n_train": n, "removal": 0.3 - paper_shift * i + 0.01 * ((s * 7 + i * 3) % 5),
              "excess_removal": 0.1 - beyond_shift * i + 0.01 * i * (1 if s % 2 else -1)}
             for s in range(8) for i, n in enumerate((4, 16, 64, 256))]
-    decl = inference.declare_questions("01_set_size", "within_seed_trend", "negative", ("slanted", "dense"))
+    decl = questions.declare_questions("01_set_size", "within_seed_trend", "negative", ("slanted", "dense"))
     return tuple(inference.decide(inference.within_seed_trend(pd.DataFrame(rows), "n_train", decl[q].outcome),
                                   decl[q], profile="quick") for q in ("paper", "beyond_fidelity"))
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from derain_utils.book import monograph, runner, runs
 from derain_utils.lab import designs, experiments, profiles
-from derain_utils.measure import baselines, outcome
+from derain_utils.measure import baselines
 from derain_utils.stats import verdict
 from derain_utils.synth import backgrounds
 
@@ -38,10 +38,10 @@ EXPECTED = {
                     "rain_kind", "removal", "bg_psnr", "rain_psnr", "psnr", "ssim", "baseline"],
         "figures": ["fig_backgrounds.png", "fig_rain.png", "fig_outcome_vs_n.png", "fig_frontier.png",
                     "fig_examples.png"],
-        "extra": ["per_arch", "ablation", "paired_ends", "stall_rates", "n_stalled", "excess_removal_by_n",
-                  "psnr_trends", "whole_image_psnr_hides", "n_list", "seeds", "archs", "steps", "background",
-                  "ood_presets"],
-        "tables": ["outcomes.csv", "stalls.csv"],
+        "extra": ["per_arch", "ablation", "paired_ends", "stall_rule", "stall_rates", "n_stalled", "stalled_models",
+                  "sensitivity", "excess_removal_by_n", "removal_by_n", "psnr_trends", "whole_image_psnr_hides",
+                  "n_list", "seeds", "archs", "steps", "background", "ood_presets", "beyond_fidelity"],
+        "tables": ["outcomes.csv", "stalls.csv", "sensitivity.csv", "training_fit.csv"],
     },
     "04_real_rain": {
         "params": ["STEPS=10"],  # 4 tiny models (notebook 01's, trained here): keep the smoke run short
@@ -50,8 +50,9 @@ EXPECTED = {
         "figures": ["fig_perspective.png", "fig_frontier.png", "fig_paired_example.png"],
         "extra": ["synthetic_verdict", "verdict_sets", "primary_scale", "unseen_rule", "rain_table", "scale_factors",
                   "exploratory", "effect_01", "power", "pairs_used", "pairs_for_80_power", "stall_rates", "groups",
-                  "paired_sets", "real_sets", "steps", "background"],
-        "tables": ["outcomes.csv", "rain.csv"],
+                  "paired_sets", "real_sets", "steps", "background", "per_set", "psnr_y", "psnr_y_verdict",
+                  "sensitivity", "stalled_models", "stall_rule", "pooling"],
+        "tables": ["outcomes.csv", "rain.csv", "per_set.csv", "sensitivity.csv", "training_fit.csv"],
     },
     "02_category_complexity": {
         "columns": [*designs.RESULT_COLUMNS, "png_bpp", "jpeg_bpp", "grad_mean", "grad_entropy", "spectral_slope",
@@ -61,7 +62,9 @@ EXPECTED = {
         "extra": ["verdict_source", "primary_measure", "complexity_order", "complexity", "excess_by_category",
                   "rho_by_measure", "best_measure", "power", "sd_model", "supplements", "interpretation",
                   "stall_rates", "stalled_models", "control_category", "control", "categories", "real_categories",
-                  "ladder", "common_test", "test", "reason", "headline"],
+                  "ladder", "common_test", "test", "reason", "headline", "stall_rule", "sensitivity",
+                  "removal_by_category"],
+        "tables": ["outcomes.csv", "sensitivity.csv", "training_fit.csv"],
     },
     "03_decoupled_metrics": {
         "columns": list(designs.RESULT_COLUMNS),
@@ -70,7 +73,8 @@ EXPECTED = {
         "extra": ["verdict_source", "groups", "illustration", "co_primary", "exploratory", "group_means",
                   "grey_means", "interpretation", "stall_rates", "stalled_models", "learned_first", "r2_by_preset",
                   "psnr_driven_by", "n_models_psnr", "equal_psnr_example", "eval_steps", "n_train", "seeds",
-                  "test", "reason", "headline"],
+                  "test", "reason", "headline", "matched", "confound", "sensitivity", "stall_rule"],
+        "tables": ["outcomes.csv", "sensitivity.csv", "training_fit.csv", "tests.csv"],
     },
 }
 
@@ -162,6 +166,12 @@ def test_smoke_run(path: Path, tmp_path: Path):
     assert v.summary
     for key in spec.get("extra", []):
         assert key in v.extra, f"verdict.json lacks {key}"
+    # both declared questions, both decided (a smoke run is always inconclusive)
+    assert v.verdict == v.verdict_beyond_fidelity == "inconclusive"
+    assert v.primary_outcome == "removal" and v.extra["beyond_fidelity"]["primary_outcome"] == "excess_removal"
+    sens = pd.read_csv(folder / "sensitivity.csv")
+    assert set(sens["question"]) == {"paper", "beyond_fidelity"} and "declared" in set(sens["variant"])
+    assert {"Gaussian-only frontier", "median-only frontier"} <= set(sens["variant"])
 
     results = pd.read_csv(folder / runs.RESULTS_FILE)
     assert len(results) > 0
@@ -179,8 +189,8 @@ def test_smoke_run(path: Path, tmp_path: Path):
         configs = designs.set_size(smoke.replace(steps=20), v.extra["background"])
         assert v.extra["steps"] == 20 and v.extra["n_list"] == list(smoke.n_list)
         assert v.extra["archs"] == list(smoke.archs) and set(v.extra["per_arch"]) == set(smoke.archs)
-        assert all(r["verdict"] == "inconclusive" for r in v.extra["per_arch"].values())
-        assert v.extra["ablation"]["arm"] == f"{smoke.archs[0]}, predicts background"
+        assert all(r["verdict"] == "inconclusive" for q in v.extra["per_arch"].values() for r in q.values())
+        assert v.extra["ablation"]["paper"]["arm"] == f"{smoke.archs[0]}, predicts background"
         models = results[results["arm"] != "fixed filter"]
         assert set(models["arm"]) == {designs.set_size_arm(c) for c in configs}
         assert set(models["n_train"]) == set(smoke.n_list) and set(models["seed"]) == set(smoke.seeds)
@@ -222,7 +232,7 @@ def test_smoke_run(path: Path, tmp_path: Path):
         # the verdict's effect is recomputed from outcomes.csv: rho(complexity, category mean), stalled left out
         out = pd.read_csv(folder / "outcomes.csv")
         main = out[(out["role"] == "main") & ~out["stalled"] & (out["kind"] == v.extra["verdict_source"])]
-        means = main.groupby("background")[outcome.PRIMARY_OUTCOME].mean()
+        means = main.groupby("background")["removal"].mean()  # the paper's measure carries the verdict
         if len(means) >= 3 and means.nunique() > 1:
             x = [v.extra["complexity"][c][primary] for c in means.index]
             assert v.effect == pytest.approx(scipy.stats.spearmanr(x, means).statistic, abs=1e-9)
@@ -242,10 +252,11 @@ def test_smoke_run(path: Path, tmp_path: Path):
         assert set(v.extra["co_primary"]) == {"excess removal", "grey probe"}
         models = results[results["role"] != "baseline"]
         assert set(models["key"]) == {c.key() for c in design.configs}
-        # the verdict's effect is recomputed from outcomes.csv: mean excess removal, simple minus complex
+        # the verdict's effect is recomputed from outcomes.csv: mean raw removal (the paper's measure), simple minus
+        # complex
         out = pd.read_csv(folder / "outcomes.csv")
         out = out[out["background"].isin(design.verdict_backgrounds) & ~out["stalled"]]
-        means = out.groupby("group")[outcome.PRIMARY_OUTCOME].mean()
+        means = out.groupby("group")["removal"].mean()
         if {"simple", "complex"} <= set(means.index):
             assert v.effect == pytest.approx(means["simple"] - means["complex"], abs=1e-9)
         else:

@@ -164,3 +164,34 @@ def test_bad_input(model_rows, front):
     fewer = model_rows[model_rows["image"] != model_rows["image"].iloc[0]]
     with pytest.raises(ValueError, match="same test images"):
         outcome.model_table(fewer, front, model_cols="key")
+
+
+def test_pooled_weights_presets_or_images(model_rows, front):
+    eq = outcome.pooled(model_rows, front, UNSEEN, model_cols="key")
+    assert np.allclose(eq["excess_removal"], outcome.primary_outcome(model_rows, front, UNSEEN, model_cols="key"))
+    # drop images of one preset for every model and frontier alike: image weights follow the counts
+    t = outcome.model_table(model_rows, front, model_cols="key").set_index(["key", "preset"])
+    by_img = outcome.pooled(model_rows, front, UNSEEN, model_cols="key", weights="images")
+    n = t["n_images"]
+    for key in by_img.index:
+        w = np.array([n[(key, p)] for p in UNSEEN], float)
+        v = np.array([t.loc[(key, p), "removal"] for p in UNSEEN])
+        assert by_img.loc[key, "removal"] == pytest.approx((w * v).sum() / w.sum())
+    with pytest.raises(ValueError, match="weights"):
+        outcome.pooled(model_rows, front, UNSEEN, model_cols="key", weights="sets")
+
+
+def test_pooled_by_images_weighs_a_small_set_less():
+    # set "two" has 2 pairs, set "eight" 8: by images, "two" weighs 2/10; by sets, 1/2
+    sizes = {"two": 2, "eight": 8}
+    base = pd.DataFrame([{"baseline": b, "preset": p, "image": f"{p}{i}", "bg_psnr": bg, "removal": rm}
+                         for p, n in sizes.items() for i in range(n)
+                         for b, bg, rm in (("identity", 80.0, 0.0), ("gaussian_s1", 30.0, 0.2))])
+    front = baselines.frontier(base)
+    rows = pd.DataFrame([{"key": "m", "preset": p, "image": f"{p}{i}", "bg_psnr": 40.0,
+                          "removal": 0.9 if p == "two" else 0.1} for p, n in sizes.items() for i in range(n)])
+    by_set = outcome.pooled(rows, front, ["two", "eight"], model_cols="key")
+    by_img = outcome.pooled(rows, front, ["two", "eight"], model_cols="key", weights="images")
+    assert by_set.loc["m", "removal"] == pytest.approx(0.5)
+    assert by_img.loc["m", "removal"] == pytest.approx((2 * 0.9 + 8 * 0.1) / 10)
+    assert by_img.loc["m", "excess_removal"] == pytest.approx((2 * 0.9 + 8 * 0.1) / 10)  # frontier 0 at 40 dB

@@ -125,6 +125,28 @@ def test_variance_components_recover_known_values():
         power.variance_components(df, "excess_removal")
 
 
+def test_a_clipped_variance_component_is_reported_as_clipped():
+    # no model effect at all and few models: the model mean square falls below the residual's for this seed
+    rng = np.random.default_rng(3)
+    rows = [{"key": f"m{m}", "image": f"i{i}", "y": rng.normal(0, 0.1)} for m in range(3) for i in range(4)]
+    vc = power.variance_components(pd.DataFrame(rows), "y")
+    assert vc["ms_model"] < vc["ms_resid"]
+    assert vc["sd_model_clipped"] and vc["sd_model"] == 0.0
+    big = power.variance_components(pd.DataFrame([{**r, "y": r["y"] + 0.5 * int(r["key"][1:])} for r in rows]), "y")
+    assert not big["sd_model_clipped"] and big["sd_model"] > 0
+
+
+def test_paired_power_from_the_measured_seed_to_seed_sd():
+    assert power.paired_power(0.3, 0.05, 8, n_sims=200, n_boot=200) == pytest.approx(1.0)
+    null = power.paired_power(0.0, 0.07, 8, n_sims=400, n_boot=200, seed=1)
+    assert null <= 0.08  # the rule's false-positive rate
+    mid = power.paired_power(0.05, 0.07, 8, n_sims=400, n_boot=200, seed=1)
+    assert null < mid < 1.0
+    assert power.paired_power(0.1, 0.0, 8) == 1.0 and power.paired_power(0.1, 0.0, 3) == 0.0  # 1/8 > 0.05
+    with pytest.raises(ValueError, match="sd_diff"):
+        power.paired_power(0.1, -1.0, 8)
+
+
 # --------------------------------------------------------------------------- bigger simulations
 @pytest.mark.slow
 @pytest.mark.parametrize("design", list(power.SIM_DESIGNS))

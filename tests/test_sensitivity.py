@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from derain_utils.measure import baselines
-from derain_utils.stats import inference, sensitivity
+from derain_utils.stats import inference, questions, sensitivity
 
 SIZES = (4, 16, 64, 256)
 UNSEEN = ("a", "b", "c")
@@ -36,7 +36,7 @@ def _rows(seed: int = 0) -> pd.DataFrame:
 
 
 def _table(profile="quick", fit=None):
-    decl = inference.declare_questions("01_set_size", "within_seed_trend", "negative", UNSEEN)
+    decl = questions.declare_questions("01_set_size", "within_seed_trend", "negative", UNSEEN)
     return sensitivity.sensitivity(
         _rows(), _frontier(), decl, lambda m, y: inference.within_seed_trend(m, "n_train", y),
         train_presets="small", model_cols=("key", "seed", "n_train"), fit=fit, profile=profile)
@@ -75,7 +75,7 @@ def test_per_preset_is_wide_and_bad_input_is_named():
     assert {"effect (paper)", "effect (beyond_fidelity)", "p_value (paper)"} <= set(wide.columns)
     with pytest.raises(ValueError, match="sensitivity"):
         sensitivity.per_preset(pd.DataFrame({"x": [1]}))
-    decl = inference.declare_questions("01_set_size", "within_seed_trend", "negative", UNSEEN)
+    decl = questions.declare_questions("01_set_size", "within_seed_trend", "negative", UNSEEN)
     with pytest.raises(ValueError, match="lack question"):
         sensitivity.sensitivity(_rows(), _frontier(), {"paper": decl["paper"]}, lambda m, y: None,
                                 train_presets="small", profile="quick")

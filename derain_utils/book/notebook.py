@@ -28,7 +28,7 @@ import pandas as pd
 from derain_utils import store
 from derain_utils.book import runs
 from derain_utils.lab import profiles
-from derain_utils.stats import inference, verdict
+from derain_utils.stats import inference, questions, verdict
 from derain_utils.synth import backgrounds, rain
 
 __all__ = ["NotebookRun", "start", "profile", "training_background", "rain_roles", "verdict_record", "finish"]
@@ -144,13 +144,13 @@ def verdict_record(
     """The notebook's verdict record: the ONE place it is built (fields: :data:`verdict.VERDICT_FIELDS`).
 
     ``record`` is the verdict of the paper's question (:func:`inference.decide` on the paper's
-    own measure, :func:`inference.declare_questions`): it gives ``verdict``, ``reproduced``,
+    own measure, :func:`questions.declare_questions`): it gives ``verdict``, ``reproduced``,
     ``statistic``, ``effect``, ``ci95``, ``p_value``, ``n_seeds``, ``n_models``,
     ``primary_outcome`` and ``primary_preset``, and its other fields (the test, its exactness,
     the reason, the headline, ...) are kept too. ``beyond`` is the verdict of the control
     question (the same effect beyond a fixed filter of equal fidelity): it gives
     ``verdict_beyond_fidelity``, its whole record goes to ``beyond_fidelity``, and the
-    ``headline`` says both (:func:`inference.two_questions_headline`).
+    ``headline`` says both (:func:`questions.two_questions_headline`).
     ``notebook``, ``finding``, ``profile`` and ``wall_s`` come from ``nb``; ``extra`` follows, and
     ``figures`` (the run folder's ``fig_*.png``) comes last.
 
@@ -158,7 +158,8 @@ def verdict_record(
     if not isinstance(record, inference.VerdictRecord):
         raise ValueError(f"record must be an inference.VerdictRecord (from inference.decide), got {type(record).__name__}")
     if beyond is not None and not isinstance(beyond, inference.VerdictRecord):
-        raise ValueError(f"beyond must be an inference.VerdictRecord (from inference.decide), got {type(beyond).__name__}")
+        raise ValueError(f"beyond must be an inference.VerdictRecord (from inference.decide), "
+                         f"got {type(beyond).__name__}")
     r = record.to_dict()
     fields = {k: r.pop(k) for k in ("verdict", "reproduced", "statistic", "effect", "ci95", "p_value",
                                     "n_seeds", "n_models", "primary_outcome", "primary_preset")}
@@ -166,7 +167,7 @@ def verdict_record(
     fields.update({f"test_{k}" if k in ("exact", "alpha") else k: v for k, v in r.items()})
     if beyond is not None:
         fields["headline_paper"] = fields["headline"]
-        fields["headline"] = inference.two_questions_headline(record, beyond)
+        fields["headline"] = questions.two_questions_headline(record, beyond)
         fields["verdict_beyond_fidelity"] = beyond.verdict
         fields["beyond_fidelity"] = beyond.to_dict()
     return verdict.Verdict.from_dict({

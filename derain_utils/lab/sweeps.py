@@ -34,8 +34,8 @@ import torch
 
 from derain_utils import store
 from derain_utils.lab import experiments
-from derain_utils.measure import scoring
 from derain_utils.lab.experiments import ExperimentConfig, ExperimentResult
+from derain_utils.measure import scoring
 
 __all__ = ["EXECUTORS", "FIT_TILES", "sweep", "sweep_curves", "training_fit"]
 

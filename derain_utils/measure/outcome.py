@@ -88,6 +88,7 @@ __all__ = [
     "STALL_MIN_FIT",
     "model_table",
     "primary_outcome",
+    "pooled",
     "outcome_table",
     "is_stalled",
     "stall_report",
@@ -201,8 +202,10 @@ def _preset_list(presets: Sequence[str] | str, name: str) -> list[str]:
     return items
 
 
-def _pooled(table: pd.DataFrame, presets: list[str], keys: list[str], name: str) -> pd.DataFrame:
-    """Equal-weight mean over ``presets`` of the per-(model, preset) table, one row per ``keys``."""
+def _pooled(table: pd.DataFrame, presets: list[str], keys: list[str], name: str,
+            weights: str = "presets") -> pd.DataFrame:
+    """Mean over ``presets`` of the per-(model, preset) table, one row per ``keys``: equal weight per preset
+    (``weights="presets"``) or per test image (``"images"``: each preset weighs its ``n_images``)."""
     have = set(table["preset"].unique())
     missing = [p for p in presets if p not in have]
     if missing:
@@ -212,7 +215,15 @@ def _pooled(table: pd.DataFrame, presets: list[str], keys: list[str], name: str)
     short = counts[counts < len(presets)]
     if len(short):
         raise ValueError(f"{name}: {len(short)} model(s) lack some of the presets {presets}, e.g. {short.index[0]!r}")
-    return sub.groupby(keys, sort=False, dropna=False)[["removal", "bg_psnr", "excess_removal"]].mean()
+    cols = ["removal", "bg_psnr", "excess_removal"]
+    if weights == "presets":
+        return sub.groupby(keys, sort=False, dropna=False)[cols].mean()
+    if weights != "images":
+        raise ValueError(f"weights must be 'presets' or 'images', got {weights!r}")
+    w = sub["n_images"].to_numpy(float)
+    weighted = sub[cols].mul(w, axis=0).assign(_w=w, **{k: sub[k] for k in keys})
+    sums = weighted.groupby(keys, sort=False, dropna=False)[[*cols, "_w"]].sum()
+    return sums[cols].div(sums["_w"], axis=0)
 
 
 def _model_keys(table: pd.DataFrame, model_cols: tuple[str, ...], by: tuple[str, ...]) -> list[str]:
@@ -244,6 +255,33 @@ def primary_outcome(
     table = model_table(rows, frontier, model_cols=model_cols)
     keys = _model_keys(table, model_cols, frontier.by)
     return _pooled(table, presets, keys, "presets")["excess_removal"].rename(PRIMARY_OUTCOME)
+
+
+def pooled(
+    rows: pd.DataFrame,
+    frontier: baselines.Frontier,
+    presets: Sequence[str] | str,
+    *,
+    model_cols: Sequence[str] | str = ("key",),
+    weights: str = "presets",
+) -> pd.DataFrame:
+    """Raw removal, background PSNR and excess removal per model, pooled over ``presets``.
+
+    ``weights="presets"``: every preset (or paired set) weighs the same (the synthetic pools of
+    notebooks 01-03); ``"images"``: every test image (pair) weighs the same, so a set of 2 pairs
+    weighs a quarter of a set of 8 (notebook 04's benchmark pools). The excess removal of a set
+    is read off that set's frontier at the model's mean background PSNR on the set, then pooled.
+
+    Returns:
+        DataFrame indexed by the model columns (and other frontier groups), columns ``removal``,
+        ``bg_psnr`` and ``excess_removal``.
+    """
+    model_cols = _cols(model_cols, "model_cols")
+    if "preset" not in frontier.by:
+        raise ValueError(f"the frontier must be grouped by 'preset' (it is grouped by {frontier.by})")
+    presets = _preset_list(presets, "presets")
+    table = model_table(rows, frontier, model_cols=model_cols)
+    return _pooled(table, presets, _model_keys(table, model_cols, frontier.by), "presets", weights=weights)
 
 
 def outcome_table(

@@ -65,22 +65,8 @@ types) to merge into ``verdict.json``. Its calibration (false-positive rate at o
 below 5% under each notebook's null, for 3 and 8 seeds) is tested with simulations
 in ``tests/test_power.py``; :mod:`derain_utils.stats.power` gives power and sample sizes.
 
-Two declared questions
-----------------------
-Every notebook asks two questions, both declared before training and both decided by
-the same rule (:func:`declare_questions`):
-
-* ``paper``: *the paper's claim as the paper measured it*: the effect on raw removal
-  of unseen rain (``removal``), the measure of the paper's figures. This verdict is the
-  notebook's ``verdict``, and only it can put "contradicted" in a headline.
-* ``beyond_fidelity``: *does the effect survive the fixed-filter control?* The same
-  effect on the excess removal over the frontier (``excess_removal``,
-  :mod:`derain_utils.measure.outcome`): removal that no blur or median of equal background
-  fidelity achieves. This is the project's control, never the paper's measure; its
-  verdict is ``verdict_beyond_fidelity``.
-
-:func:`two_questions_headline` says both in plain words ("reproduced as the paper
-measured it; not beyond a filter of equal fidelity at this scale").
+Every notebook asks two declared questions of the same models, each decided by :func:`decide`
+(:mod:`derain_utils.stats.questions`).
 
 Exploratory presets: the declared primary preset(s) carry the verdict. Any claim
 that uses other presets corrects their p-values with :func:`holm` (Holm 1979,
@@ -122,9 +108,6 @@ __all__ = [
     "VerdictRecord",
     "decide",
     "decide_jointly",
-    "QUESTIONS",
-    "declare_questions",
-    "two_questions_headline",
 ]
 
 ALPHA: float = 0.05
@@ -138,6 +121,11 @@ MAX_EXACT: int = 200_000
 """Largest number of permutations/combinations of one block (or of the K! category orderings) enumerated."""
 _MAX_SUPPORT: int = 4_000_000  # largest outer sum built while convolving block distributions
 _GRID = 2.0 ** 40  # integer grid of the statistics: values are rounded to |T| scale / 2^40
+
+EXTRA_OUTCOMES: dict[str, str] = {
+    "psnr_y": "whole-image PSNR of the luma channel [dB], the number of the deraining tables (benchmarks)",
+}
+"""Outcomes a :class:`Declaration` may name beyond :data:`derain_utils.measure.outcome.OUTCOME_COLUMNS`."""
 
 STATISTICS: dict[str, str] = {
     "within_seed_trend": "mean within-seed Spearman rho",
@@ -786,7 +774,7 @@ class Declaration:
         both = sorted(set(presets) & set(exploratory))
         if both:
             raise ValueError(f"Declaration: preset(s) {both} cannot be both primary and exploratory")
-        valid = [c for c in outcome.OUTCOME_COLUMNS if c not in ("stalled", "removal_fit")]
+        valid = [c for c in outcome.OUTCOME_COLUMNS if c not in ("stalled", "removal_fit")] + list(EXTRA_OUTCOMES)
         if self.outcome not in valid:
             raise ValueError(f"Declaration.outcome must be one of {valid}, got {self.outcome!r}")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 < self.alpha < 0.5:
@@ -995,57 +983,3 @@ def decide_jointly(records: Mapping[str, VerdictRecord], *, primary: str) -> Ver
         headline = f"{label} (every co-primary test; intersection-union p = {joint}): {numbers}."
     return dataclasses.replace(main, verdict=verdict, reproduced=verdict == "reproduced", p_value=p,
                                p_opposite=p_opp, min_p=min_p, reason=reason, headline=headline)
-
-
-# --------------------------------------------------------------------------- the two questions
-QUESTIONS: dict[str, str] = {
-    "paper": "removal",
-    "beyond_fidelity": outcome.PRIMARY_OUTCOME,
-}
-"""The two declared questions of every notebook and the outcome each is tested on (module docstring)."""
-_QUESTION_WORDS = {"paper": "as the paper measured it (raw removal of unseen rain)",
-                   "beyond_fidelity": "beyond a fixed filter of equal background fidelity (excess removal)"}
-
-
-def declare_questions(
-    notebook: str, design: str, direction: str, presets: Sequence[str] | str, *,
-    exploratory: Sequence[str] | str = (), alpha: float = ALPHA,
-) -> dict[str, Declaration]:
-    """The two declarations of a notebook: ``{"paper": ..., "beyond_fidelity": ...}`` (:data:`QUESTIONS`).
-
-    Same design, direction, presets and alpha; the paper's question is tested on raw removal
-    of unseen rain, the control on excess removal.
-    """
-    return {q: Declaration(notebook, design, direction, presets, outcome=o, exploratory=exploratory, alpha=alpha)
-            for q, o in QUESTIONS.items()}
-
-
-def two_questions_headline(paper: VerdictRecord, beyond: VerdictRecord, *, scale: str = "at this scale") -> str:
-    """Both verdicts in plain words, the paper's first, then the numbers of each.
-
-    "Reproduced as the paper measured it (raw removal of unseen rain); not beyond a fixed
-    filter of equal background fidelity (excess removal): inconclusive at this scale."
-    Only the paper's own measure can make the headline say "contradicted" first.
-    """
-    for name, r in (("paper", paper), ("beyond", beyond)):
-        if not isinstance(r, VerdictRecord):
-            raise ValueError(f"{name} must be an inference.VerdictRecord, got {type(r).__name__}")
-    if paper.reason.startswith("plumbing only"):
-        return f"Inconclusive (plumbing only): smoke profile. {paper.headline} {beyond.headline}"
-    first = f"{paper.verdict.capitalize()} {_QUESTION_WORDS['paper']}"
-    words = _QUESTION_WORDS["beyond_fidelity"]
-    if beyond.verdict == "reproduced":
-        second = f"reproduced {words} too"
-    elif beyond.verdict == "contradicted":
-        second = f"{words}, the effect goes against the paper (contradicted {scale})"
-    else:
-        second = f"not shown {words} (inconclusive {scale})"
-    joiner = ", and " if paper.verdict == beyond.verdict == "reproduced" else "; "
-
-    def numbers(r: VerdictRecord) -> str:
-        p = r.p_value if r.verdict != "contradicted" else r.p_opposite
-        side = "against the paper" if r.verdict == "contradicted" else "in the paper's direction"
-        return (f"{r.primary_outcome}: {r.statistic} = {_fmt(r.effect)} [{_fmt(r.ci95[0])}, {_fmt(r.ci95[1])}], "
-                f"one-sided p = {_fmt_p(p)} {side}")
-    return (f"{first}{joiner}{second}. ({numbers(paper)}; {numbers(beyond)}; {paper.n_models} models, "
-            f"{paper.n_seeds} seeds, {paper.primary_preset}.)")

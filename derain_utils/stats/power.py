@@ -59,6 +59,7 @@ __all__ = [
     "power",
     "seeds_for_power",
     "pairs_for_power",
+    "paired_power",
     "variance_components",
 ]
 
@@ -273,6 +274,27 @@ def _paired_power(effect: float, tau: float, z: np.ndarray, n_boot: int, seed: i
     return hits / len(z)
 
 
+def paired_power(
+    effect: float, sd_diff: float, n_seeds: int, *, n_sims: int = 1000, n_boot: int = 1000, seed: int = 0,
+) -> float:
+    """Power of the paired verdict when each seed's difference is ``effect + sd_diff * z`` (z standard normal).
+
+    ``sd_diff`` is the seed-to-seed sd of the per-seed differences as measured (for example
+    ``np.std(d, ddof=1)`` of notebook 04's per-seed differences on its own pairs): it holds the
+    model-to-model and the pair-sampling noise at the pairs used, so it needs no variance
+    components (which clip at 0 when a mean square falls below the residual's).
+    """
+    if isinstance(effect, bool) or not isinstance(effect, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(effect):
+        raise ValueError(f"effect must be a finite number, got {effect!r}")
+    sd_diff = _nonneg("sd_diff", sd_diff)
+    n_seeds = _pos_int("n_seeds", n_seeds)
+    z = np.random.default_rng(_pos_int("seed", seed, 0)).standard_normal((_pos_int("n_sims", n_sims), n_seeds))
+    if sd_diff == 0:
+        return 1.0 if effect > 0 and n_seeds >= inference.MIN_SEEDS and 0.5 ** n_seeds < inference.ALPHA else 0.0
+    return _paired_power(float(effect), sd_diff, z, _pos_int("n_boot", n_boot), seed)
+
+
 def pairs_for_power(
     effect: float,
     sd_model: float,
@@ -375,7 +397,11 @@ def variance_components(
 
     Returns:
         dict: ``sd_model``, ``sd_resid``, ``sd_image`` (the image main effect's sd),
-        ``n_models``, ``n_images``, ``n_groups``.
+        ``sd_model_clipped`` / ``sd_image_clipped`` (True when the component's mean square is
+        below the residual's, so its estimate is negative and reported as 0: **not** a
+        measured zero; size power from the measured spread instead, :func:`paired_power`),
+        the mean squares ``ms_model``, ``ms_image``, ``ms_resid``, and ``n_models``,
+        ``n_images``, ``n_groups``.
     """
     if not isinstance(rows, pd.DataFrame):
         raise ValueError(f"rows must be a DataFrame, got {type(rows).__name__}")
@@ -419,6 +445,11 @@ def variance_components(
         "sd_model": math.sqrt(max(0.0, (ms_m - ms_r) / ni)),
         "sd_resid": math.sqrt(ms_r),
         "sd_image": math.sqrt(max(0.0, (ms_i - ms_r) / nm_mean)),
+        "sd_model_clipped": bool(ms_m < ms_r),
+        "sd_image_clipped": bool(ms_i < ms_r),
+        "ms_model": ms_m,
+        "ms_image": ms_i,
+        "ms_resid": ms_r,
         "n_models": n_models,
         "n_images": ni,
         "n_groups": n_groups,

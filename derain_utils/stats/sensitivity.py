@@ -1,6 +1,6 @@
 """How a verdict moves when a choice changes: per-preset results and the sensitivity table of every notebook.
 
-Each notebook decides its two declared questions (:func:`derain_utils.stats.inference.declare_questions`)
+Each notebook decides its two declared questions (:func:`derain_utils.stats.questions.declare_questions`)
 on the unseen presets pooled with equal weight and, for the control question, against the declared
 frontier family (identity, Gaussian and median filters and their blends,
 :mod:`derain_utils.measure.baselines`). Those are choices. :func:`sensitivity` repeats the
@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from derain_utils.measure import baselines, outcome
-from derain_utils.stats import inference
+from derain_utils.stats import inference, questions
 
 __all__ = ["SENSITIVITY_COLUMNS", "sensitivity", "per_preset"]
 
@@ -67,18 +67,19 @@ def sensitivity(
     declarations: Mapping[str, inference.Declaration],
     test: Callable[[pd.DataFrame, str], inference.TestResult | None],
     *,
-    train_presets: Sequence[str] | str,
+    train_presets: Sequence[str] | str | None = None,
     model_cols: Sequence[str] | str = ("key",),
     fit: pd.DataFrame | None = None,
     select: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
     profile: str,
+    outcomes: Callable[[baselines.Frontier, list[str]], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """The declared tests of both questions under every variant (module docstring), one row each.
 
     Args:
         rows: the models' evaluation rows (as for :func:`derain_utils.measure.outcome.outcome_table`).
         frontier: the declared frontier (all families) on the same test inputs.
-        declarations: :func:`inference.declare_questions` of the notebook (``paper`` and
+        declarations: :func:`questions.declare_questions` of the notebook (``paper`` and
             ``beyond_fidelity``; their presets are the declared pool).
         test: ``test(models, y)``: the notebook's declared test of outcome column ``y`` on a
             table of models (one row per model, stalled ones already left out); None when it
@@ -88,23 +89,35 @@ def sensitivity(
         select: keeps the models of the verdict (e.g. one architecture), applied after the
             stall rule; default all.
         profile: the run's profile (a smoke run is always inconclusive).
+        outcomes: ``outcomes(frontier, presets)``: the per-model table of a frontier and a
+            preset pool (one row per model, the outcome columns and ``stalled``), for pools
+            that :func:`outcome.outcome_table` does not build (notebook 04 pools benchmark
+            pairs with image weights); default ``outcome_table(rows, frontier, presets=...,
+            train_presets=..., model_cols=..., fit=...)``.
 
     Returns:
         DataFrame with :data:`SENSITIVITY_COLUMNS`.
     """
-    missing = [q for q in inference.QUESTIONS if q not in declarations]
+    missing = [q for q in questions.QUESTIONS if q not in declarations]
     if missing:
-        raise ValueError(f"declarations lack question(s) {missing}: use inference.declare_questions")
+        raise ValueError(f"declarations lack question(s) {missing}: use questions.declare_questions")
     if not callable(test):
         raise ValueError(f"test must be callable(models, y), got {test!r}")
+    if outcomes is None:
+        if train_presets is None:
+            raise ValueError("give train_presets (for outcome.outcome_table) or an outcomes(frontier, presets) "
+                             "function")
+
+        def outcomes(front: baselines.Frontier, presets: list[str]) -> pd.DataFrame:
+            return outcome.outcome_table(rows, front, presets=presets, train_presets=train_presets,
+                                         model_cols=model_cols, fit=fit)
     base = declarations["paper"]
     if tuple(declarations["beyond_fidelity"].presets) != tuple(base.presets):
         raise ValueError("the two declarations must pool the same presets")
     out: list[dict[str, Any]] = []
     fronts = {"declared": frontier, **{n: frontier.only(f) for n, f in _FAMILY_VARIANTS.items()}}
     for name, presets, front_name in _variants(tuple(base.presets)):
-        table = outcome.outcome_table(rows, fronts[front_name], presets=list(presets), train_presets=train_presets,
-                                      model_cols=model_cols, fit=fit)
+        table = outcomes(fronts[front_name], list(presets))
         table = table[~table["stalled"].astype(bool)]
         if select is not None:
             table = select(table)
