@@ -118,10 +118,10 @@ _ALL = [
     Metric("clean_psnr", "PSNR on a clean input", "dB", True,
            "PSNR of the output for a rain-free input against that input (100 = untouched)",
            "Output on a clean input", bounds=_PSNR, group="learning curve"),
-    # per-model outcomes (outcome.outcome_table; the primary outcome first)
+    # per-model outcomes (outcome.outcome_table; the control question's outcome first)
     Metric("excess_removal", "excess removal over the filters", "", True,
-           "removal of unseen rain beyond the fixed-filter frontier at the model's background PSNR (the primary "
-           "outcome; 0 = no better than a blur or median as faithful to the background)",
+           "removal of unseen rain beyond the fixed-filter frontier at the model's background PSNR (the control "
+           "question's outcome; 0 = no better than a blur or median as faithful to the background)",
            "Excess removal of unseen rain", bounds=(-_INF, 1.0), group="outcome"),
     Metric("removal_train", "removal of the training rain", "ratio", True,
            "mean removal of the training rain", "Removal of the training rain", bounds=(-_INF, 1.0),
