@@ -335,7 +335,9 @@ SUMMARY = " ".join(
     f"{r.effect:.2f} [{r.ci95[0]:.2f}, {r.ci95[1]:.2f}], exact one-sided p = {r.p_value:.3g} (smallest attainable "
     f"{r.min_p:.3g}, {K}! orderings): {r.verdict}." for what, y, r in (
         ("as the paper measured it", "raw removal", RECORD), ("beyond fidelity", "excess removal", BEYOND)))
-display(Markdown(f"**{HEADLINE}**\n\n{INTERPRETATION}"))
+NOTES = [n for r in (PAPER_TESTS[VERDICT_GROUP], TESTS[VERDICT_GROUP][PRIMARY]) for n in r.notes]
+display(Markdown(f"**{HEADLINE}**\n\n{INTERPRETATION}" + ("\n\nNotes of the tests: " + "; ".join(
+    dict.fromkeys(NOTES)) + "." if NOTES else "")))
 
 # %%
 RESULTS = designs.results_table(
@@ -347,7 +349,7 @@ _ = notebook.finish(
     tables={"complexity_tiles.csv": TILE_TABLE, "outcomes.csv": OUT, "outcomes_own.csv": OWN, "measures.csv": RHO,
             "sensitivity.csv": SENS, "training_fit.csv": TRAIN_FIT},
     stall_rule=f"removal of the training rain from the model's own training tiles < {outcome.STALL_MIN_FIT:g}",
-    sensitivity=SENS.to_dict("records"),
+    sensitivity=SENS.to_dict("records"), test_notes=list(dict.fromkeys(NOTES)),
     removal_by_category=MAIN[MAIN["kind"] == VERDICT_GROUP].groupby("background")["removal"].mean().to_dict(),
     verdict_source=VERDICT_GROUP, primary_measure=PRIMARY, complexity_order=ORDER,
     complexity=CX.round(6).to_dict(orient="index"), excess_by_category=MEANS.to_dict(),

@@ -192,6 +192,16 @@ def test_category_known_answers():
     assert r.p_less == pytest.approx(np.mean(np.array(null) <= obs + 1e-12))
 
 
+def test_category_says_when_its_bootstrap_interval_is_one_value():
+    # models identical within each category: no resample can reorder the means, the interval is one value
+    r = inference.category_arrays(np.array([1.0, 2, 3, 4]), [np.full(5, v) for v in (0.9, 0.7, 0.8, 0.1)])
+    assert r.effect == pytest.approx(-0.8) and r.ci95 == pytest.approx((-0.8, -0.8))
+    assert any("single value" in n and "11 values" in n for n in r.notes)
+    noisy = inference.category_arrays(np.array([1.0, 2, 3, 4]),
+                                      [v + np.random.default_rng(0).normal(0, 0.3, 8) for v in (0.9, 0.7, 0.8, 0.1)])
+    assert noisy.ci95[0] < noisy.ci95[1] and not any("single value" in n for n in noisy.notes)
+
+
 def test_category_bad_input_and_degenerate():
     df = _categories()
     bad = df.copy()

@@ -507,10 +507,15 @@ def category_arrays(
         p_less, p_greater, min_p = _exact_p(vals, cnt / cnt.sum(), obs, tol=1)
     else:
         p_less, p_greater, min_p = _mc_p(null, obs, tol=1)
+    n_values = int(np.unique(null).size)  # distinct values rho takes under the null
     means = np.empty((n_boot, k))
     for j, v in enumerate(ys):
         means[:, j] = v[rng_boot.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
     ci, dropped = _percentile(_spearman_rows(np.broadcast_to(xc, means.shape), means))
+    if math.isfinite(ci[0]) and ci[0] == ci[1]:
+        notes.append(f"the bootstrap interval is a single value ({ci[0]:+.2f}): with {k} categories rho takes "
+                     f"only {n_values} values, and resampling models within categories did not reorder their "
+                     "means; the exact permutation p-value carries the verdict")
     return TestResult(design="category_trend", statistic=STATISTICS["category_trend"], effect=effect, ci95=ci,
                       p_less=p_less, p_greater=p_greater, exact=exact, n_permutations=count, min_p=min_p,
                       n_models=n_models, n_seeds=n_seeds, n_units=k, n_boot=n_boot, n_boot_dropped=dropped,
