@@ -105,7 +105,7 @@ print(f"profile {PROFILE}: {PROF.arch} ({PROF.model_size}), {PROF.steps} steps, 
 
 # %%
 DECLS = questions.declare_questions("02_category_complexity", "category_trend", "negative", OOD)
-DECLS_CONTROL = questions.declare_questions("02_category_complexity", "two_group", "positive", OOD)
+DECL_CONTROL = inference.Declaration("02_category_complexity", "two_group", "positive", presets=OOD)
 DECL = DECLS["beyond_fidelity"]
 VERDICT_GROUP = DESIGN.verdict_group
 display(Markdown(
@@ -230,7 +230,7 @@ if CONTROL:
     CTRL_OWN = OWN[OWN["key"].isin({c.key() for c in DESIGN.configs if c.background == CTRL_CAT}) & ~OWN["stalled"]]
     R_CTRL = inference.two_group(CTRL_OWN, outcome.PRIMARY_OUTCOME, "train_rain", designs.CONTROL_RAIN, TRAIN_RAIN,
                                  seed=SEED) if CTRL_OWN["train_rain"].nunique() == 2 else None  # None: a group stalled
-    CTRL_RECORD = inference.decide(R_CTRL, DECLS_CONTROL["beyond_fidelity"], profile=PROFILE)
+    CTRL_RECORD = inference.decide(R_CTRL, DECL_CONTROL, profile=PROFILE)
     ctrl_means = CTRL_OWN.groupby("train_rain")[[outcome.PRIMARY_OUTCOME, "removal", "bg_psnr"]].mean()
     CONTROL_TEXT = (f"Negative control on {CTRL_CAT} (own test images): mean excess removal of unseen rain "
                     + ", ".join(f"{v:+.3f} ({r} rain)" for r, v in ctrl_means[outcome.PRIMARY_OUTCOME].items())

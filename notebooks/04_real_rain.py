@@ -276,7 +276,8 @@ def test(sets, scale, y=DECL.outcome):
 
 PSNR_Y = (ROWS[(ROWS["scale"] == PRIMARY_SCALE) & ROWS["set"].isin(DECL.presets)]
           .groupby(["key", "group", "seed"])["psnr_y"].mean().reset_index().assign(stalled=lambda d: d["key"].isin(STALLED)))
-RES = {q: test(list(DECL.presets), PRIMARY_SCALE, d.outcome) for q, d in DECLS.items()}
+VERDICT_POOL = pooled(list(DECL.presets), PRIMARY_SCALE)  # one row per network: the declared pool
+RES = {q: paired_test(VERDICT_POOL, d.outcome) for q, d in DECLS.items()}
 RES_PSNR = paired_test(PSNR_Y, "psnr_y")
 PER_SET = pd.DataFrame([{"set": s, "question": q, "outcome": d.outcome, "pairs": int(
     ROWS.loc[(ROWS["set"] == s) & (ROWS["scale"] == PRIMARY_SCALE), "image"].nunique()),
@@ -302,8 +303,7 @@ per_pair = per_pair.assign(excess=per_pair["removal"] - per_pair["frontier_remov
                            pair=per_pair["set"] + "/" + per_pair["image"])
 VC, POWER = None, {"pairs_needed": None, "reason": "no network left in a group after the stall rule"}
 R_B = RES["beyond_fidelity"]
-SEED_DIFFS = (pooled(list(DECL.presets), PRIMARY_SCALE).query("~stalled").pivot(index="seed", columns="group",
-                                                                               values=DECL.outcome).dropna())
+SEED_DIFFS = VERDICT_POOL.query("~stalled").pivot(index="seed", columns="group", values=DECL.outcome).dropna()
 SD_DIFF = float((SEED_DIFFS["few"] - SEED_DIFFS["many"]).std(ddof=1)) if {"few", "many"} <= set(SEED_DIFFS) and len(
     SEED_DIFFS) > 1 else np.nan
 if per_pair["group"].nunique() == 2:
@@ -357,7 +357,7 @@ display(SENS.set_index(["question", "variant"]).drop(columns=["outcome"]).round(
 # what each network removed, `luma(O − D)`, next to the true rain `O − B` (one contrast stretch).
 
 # %%
-sc = "native" if SYNTHETIC else SCALE
+sc = PRIMARY_SCALE
 fig = plotting.frontier_panels(MT[MT["scale"] == sc], baselines.frontier(BROWS[BROWS["scale"] == sc]), ALL_SETS,
                                hue="n_train", hue_label="N", suptitle=f"Removal against background PSNR ({sc} scale)")
 fig.savefig(RUN / "fig_frontier.png", dpi=120, bbox_inches="tight")
@@ -409,7 +409,7 @@ else:
 kept = MT[(MT["scale"] == sc) & ~MT["key"].isin(STALLED)]
 means = kept.groupby(["preset", "group"])[["removal", "bg_psnr", "excess_removal"]].mean()
 VSETS = list(DECL.presets)
-POOL = pooled(VSETS, sc).query("~stalled")
+POOL = VERDICT_POOL.query("~stalled")
 vm = POOL.groupby("group")[["removal", "bg_psnr", "excess_removal"]].mean().reindex(["few", "many"])
 
 

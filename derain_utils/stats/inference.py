@@ -108,6 +108,8 @@ __all__ = [
     "VerdictRecord",
     "decide",
     "decide_jointly",
+    "format_number",
+    "format_p",
 ]
 
 ALPHA: float = 0.05
@@ -831,11 +833,13 @@ class VerdictRecord:
         return _jsonable(dataclasses.asdict(self))
 
 
-def _fmt(v: float, digits: int = 2) -> str:
+def format_number(v: float, digits: int = 2) -> str:
+    """``v`` with ``digits`` decimals, ``nan`` for a NaN (headlines)."""
     return "nan" if not math.isfinite(v) else f"{v:.{digits}f}"
 
 
-def _fmt_p(p: float) -> str:
+def format_p(p: float) -> str:
+    """A p-value as headlines write it: two significant digits, scientific below 0.001."""
     if not math.isfinite(p):
         return "nan"
     return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
@@ -881,7 +885,7 @@ def decide(
     expected_side = (hi < 0) if direction == "negative" else (lo > 0)
     other_side = (lo > 0) if direction == "negative" else (hi < 0)
     finite = all(math.isfinite(v) for v in (effect, lo, hi, p, p_opp))
-    numbers = f"{statistic} = {_fmt(effect)} [{_fmt(lo)}, {_fmt(hi)}], one-sided p = {_fmt_p(p)}"
+    numbers = f"{statistic} = {format_number(effect)} [{format_number(lo)}, {format_number(hi)}], one-sided p = {format_p(p)}"
     scope = (f"{n_models} models, {seeds} seeds; {declaration.outcome} on {declaration.preset_label}")
     if profile.strip().lower() == "smoke":
         verdict, reason = "inconclusive", "plumbing only: a smoke run tests the code, its numbers mean nothing"
@@ -898,7 +902,7 @@ def decide(
         verdict = "inconclusive"
         if math.isfinite(min_p) and min_p >= alpha:
             reason = (f"this design cannot reach p < {alpha:g} with these counts (smallest attainable p = "
-                      f"{_fmt_p(min_p)}): add seeds")
+                      f"{format_p(min_p)}): add seeds")
         elif p < alpha or p_opp < alpha:
             reason = f"p < {alpha:g} but the 95% interval includes 0"
         else:
@@ -912,8 +916,8 @@ def decide(
     else:
         headline = f"{label}: {numbers} in the paper's direction ({direction}) ({scope})."
         if verdict == "contradicted":
-            headline = (f"{label}: {statistic} = {_fmt(effect)} [{_fmt(lo)}, {_fmt(hi)}], one-sided p = "
-                        f"{_fmt_p(p_opp)} against the paper's direction ({direction}) ({scope}).")
+            headline = (f"{label}: {statistic} = {format_number(effect)} [{format_number(lo)}, {format_number(hi)}], one-sided p = "
+                        f"{format_p(p_opp)} against the paper's direction ({direction}) ({scope}).")
     return VerdictRecord(verdict=verdict, reproduced=verdict == "reproduced", p_value=p, p_opposite=p_opp,
                          effect=effect, ci95=ci, statistic=statistic, test=declaration.design, exact=exact,
                          n_permutations=count, min_p=min_p, primary_outcome=declaration.outcome,
@@ -976,15 +980,15 @@ def decide_jointly(records: Mapping[str, VerdictRecord], *, primary: str) -> Ver
         reason = f"the co-primary tests differ: {parts}"
     label = {"reproduced": "Reproduced", "contradicted": "Contradicted", "inconclusive": "Inconclusive"}[verdict]
     numbers = "; ".join(
-        f"{n}: {r.statistic} = {_fmt(r.effect)} [{_fmt(r.ci95[0])}, {_fmt(r.ci95[1])}], one-sided p = "
-        f"{_fmt_p(r.p_value)} ({r.primary_outcome} on {r.primary_preset}, {r.n_models} models)"
+        f"{n}: {r.statistic} = {format_number(r.effect)} [{format_number(r.ci95[0])}, {format_number(r.ci95[1])}], one-sided p = "
+        f"{format_p(r.p_value)} ({r.primary_outcome} on {r.primary_preset}, {r.n_models} models)"
         for n, r in records.items())
     if main.reason.startswith("plumbing only"):
         headline = f"Inconclusive (plumbing only): smoke profile; {numbers}."
     elif verdict == "inconclusive":
         headline = f"Inconclusive (co-primary tests: {', '.join(f'{n} {v}' for n, v in verdicts.items())}): {numbers}."
     else:
-        joint = _fmt_p(p if verdict == "reproduced" else p_opp)
+        joint = format_p(p if verdict == "reproduced" else p_opp)
         headline = f"{label} (every co-primary test; intersection-union p = {joint}): {numbers}."
     return dataclasses.replace(main, verdict=verdict, reproduced=verdict == "reproduced", p_value=p,
                                p_opposite=p_opp, min_p=min_p, reason=reason, headline=headline)

@@ -339,18 +339,14 @@ def pairs_for_power(
     max_pairs = _pos_int("max_pairs", max_pairs)
     if not (isinstance(target, (int, float)) and 0 < target < 1):
         raise ValueError(f"target must be in (0, 1), got {target!r}")
-    z = np.random.default_rng(_pos_int("seed", seed, 0)).standard_normal((_pos_int("n_sims", n_sims), n_seeds))
     base = {"effect": float(effect), "sd_model": sd_model, "sd_resid": sd_resid, "n_seeds": n_seeds,
             "target": float(target)}
 
     def tau(n: float) -> float:
         return math.sqrt(2 * sd_model ** 2 + (2 * sd_resid ** 2 / n if math.isfinite(n) else 0.0))
 
-    def pw(n: float) -> float:
-        t = tau(n)
-        if t == 0:
-            return 1.0 if effect > 0 and n_seeds >= inference.MIN_SEEDS and 0.5 ** n_seeds < inference.ALPHA else 0.0
-        return _paired_power(effect, t, z, n_boot, seed)
+    def pw(n: float) -> float:  # the same seed gives every n the same normal draws (common random numbers)
+        return paired_power(effect, tau(n), n_seeds, n_sims=n_sims, n_boot=n_boot, seed=seed)
 
     if 0.5 ** n_seeds >= inference.ALPHA:
         return {**base, "pairs_needed": None, "power": None, "power_limit": 0.0,

@@ -31,16 +31,6 @@ QUESTIONS: dict[str, str] = {
     "beyond_fidelity": outcome.PRIMARY_OUTCOME,
 }
 """The two declared questions of every notebook and the outcome each is tested on (module docstring)."""
-def _fmt(v: float) -> str:
-    return "nan" if v != v else f"{v:.2f}"
-
-
-def _fmt_p(p: float) -> str:
-    if p != p:
-        return "nan"
-    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
-
-
 _QUESTION_WORDS = {"paper": "as the paper measured it (raw removal of unseen rain)",
                    "beyond_fidelity": "beyond a fixed filter of equal background fidelity (excess removal)"}
 
@@ -85,7 +75,7 @@ def two_questions_headline(
     def numbers(r: inference.VerdictRecord) -> str:
         p = r.p_value if r.verdict != "contradicted" else r.p_opposite
         side = "against the paper" if r.verdict == "contradicted" else "in the paper's direction"
-        return (f"{r.primary_outcome}: {r.statistic} = {_fmt(r.effect)} [{_fmt(r.ci95[0])}, {_fmt(r.ci95[1])}], "
-                f"one-sided p = {_fmt_p(p)} {side}")
+        return (f"{r.primary_outcome}: {r.statistic} = {inference.format_number(r.effect)} [{inference.format_number(r.ci95[0])}, {inference.format_number(r.ci95[1])}], "
+                f"one-sided p = {inference.format_p(p)} {side}")
     return (f"{first}{joiner}{second}. ({numbers(paper)}; {numbers(beyond)}; {paper.n_models} models, "
             f"{paper.n_seeds} seeds, {paper.primary_preset}.)")
