@@ -102,11 +102,21 @@ print(f"profile {PROFILE}: {PROF.arch} ({PROF.model_size}), {PROF.steps} steps, 
 # **Negative control:** the most complex category of the verdict group (by PNG bits per pixel) trained on the
 # `mixed` rain, which covers every test preset; it should remove more unseen rain than the same category trained
 # on `small` rain (two-group test of the excess removal on its own test images, declared below).
+#
+# **A dose-response, declared beside the paper's view** (its own two verdicts, same rule): training sets that mix
+# the simplest category with a complex one in 5 proportions (0, ¼, ½, ¾, 1 of the tiles complex, at the same N;
+# faces→urban and faces→manga with the real sets, blobs→noise without). The mixed set of a seed is cut from the
+# two pure draws of that seed (`backgrounds.mix_name`), so only the share of complex content changes. Per seed,
+# each proportion's outcome is the mean over the mixes (the pure simple category is shared by both); the test is
+# notebook 01's within-seed trend (Spearman ρ of outcome on proportion, mean over seeds, exact over 5! orderings
+# per seed), direction negative. Unlike 4 category means, it can reach p < 0.05 without a perfect ordering.
+# Complexity (PNG bits per pixel) is measured on each mixed set to check that it rises with the proportion.
 
 # %%
 DECLS = questions.declare_questions("02_category_complexity", "category_trend", "negative", OOD)
 DECL_CONTROL = inference.Declaration("02_category_complexity", "two_group", "positive", presets=OOD)
 DECL = DECLS["beyond_fidelity"]
+DECLS_DOSE = questions.declare_questions("02_category_complexity", "within_seed_trend", "negative", OOD)
 VERDICT_GROUP = DESIGN.verdict_group
 display(Markdown(
     f"Verdict group: **{VERDICT_GROUP}** categories {list(GROUPS.get(VERDICT_GROUP, ()))}"
@@ -220,6 +230,58 @@ display(Markdown("Best predictor (most negative ρ): " + "; ".join(f"{g}: {', '.
                                                                    for g, b in BEST.items()) + "."))
 
 # %% [markdown]
+# ## A dose-response: the simplest category mixed with a complex one
+#
+# The mixed sets are trained like the pure ones and scored on the same common test set, against the same
+# frontier; the pure categories' models are the two ends. Left: the complexity of each training set; then the
+# two outcomes against the share of complex tiles, per mix (mean and 95% t-interval over seeds), pooled (black:
+# the declared unit) and per seed (grey).
+
+# %%
+DOSE_ON = bool(DESIGN.mix_configs)
+if DOSE_ON:
+    t = time.perf_counter()
+    MIXED = designs.train([], DESIGN.mix_configs, points=DESIGN.curve_points, data_dir=DATA, workers=PROF.workers)
+    MIX_ROWS = designs.score_on(MIXED.results, TEST)
+    MIX_FIT = sweeps.training_fit(MIXED.results.values(), data_dir=DATA)
+    MIX_OUT = outcome.outcome_table(MIX_ROWS, FRONT, presets=OOD, train_presets=IN_DIST,
+                                    model_cols=(*COLS, "background"), fit=MIX_FIT)
+    MIX_OUT["stalled"] = MIX_OUT["stalled"].astype(bool)
+    DOSE_MODELS = pd.concat([OUT.loc[OUT["role"] == "main", list(MIX_OUT.columns)], MIX_OUT], ignore_index=True)
+    DOSE_ROWS = DESIGN.dose_rows(DOSE_MODELS)  # one row per (mix, model): the shared simple category twice
+    DOSE_SEED = DESIGN.dose_by_seed(DOSE_MODELS, ["removal", outcome.PRIMARY_OUTCOME])  # the declared unit
+    DOSE_TESTS = {q: inference.within_seed_trend(DOSE_SEED, "proportion", d.outcome, seed=SEED)
+                  for q, d in DECLS_DOSE.items()}
+    DOSE_RECORDS = {q: inference.decide(DOSE_TESTS[q], DECLS_DOSE[q], profile=PROFILE) for q in DECLS_DOSE}
+    MIX_CX = complexity.measure_categories(designs.training_tiles(DESIGN.mix_configs, DATA), learned=False)[2]
+    DOSE_CX = DESIGN.dose_cells.assign(value=lambda d: d["background"].map(
+        pd.concat([CX[PRIMARY], MIX_CX[PRIMARY]])))
+    PER_MIX = pd.DataFrame([
+        {"mix": m, "question": q, "outcome": d.outcome, "rho": r.effect, "ci_low": r.ci95[0], "ci_high": r.ci95[1],
+         "p": r.p_less, "n_seeds": r.n_seeds,
+         "rho_complexity": float(DOSE_CX[DOSE_CX["mix"] == m][["proportion", "value"]].corr("spearman").iloc[0, 1])}
+        for m, g in DOSE_ROWS[~DOSE_ROWS["stalled"]].groupby("mix", sort=False) for q, d in DECLS_DOSE.items()
+        for r in [inference.within_seed_trend(g, "proportion", d.outcome, seed=SEED)]],
+        columns=["mix", "question", "outcome", "rho", "ci_low", "ci_high", "p", "n_seeds", "rho_complexity"])
+    PER_MIX["p_holm"] = PER_MIX.groupby("question")["p"].transform(lambda p: inference.holm(list(p)))
+    DOSE_STALLS = outcome.stall_report(MIX_OUT, ["background"], name_col="name")
+    DOSE_HEADLINE = questions.two_questions_headline(DOSE_RECORDS["paper"], DOSE_RECORDS["beyond_fidelity"])
+    print(f"{len(MIXED.results)} mixed-set models ready and scored in {time.perf_counter() - t:.0f} s; stalled: "
+          f"{int(MIX_OUT['stalled'].sum())} of {len(MIX_OUT)}")
+    fig = category_plots.dose_response(
+        DOSE_ROWS, DOSE_SEED, {"removal": "raw removal of unseen rain (paper)",
+                               outcome.PRIMARY_OUTCOME: "excess removal of unseen rain (beyond fidelity)"},
+        complexity=DOSE_CX, complexity_label=f"{PRIMARY} of the training set",
+        suptitle=f"Dose-response on the common test set ({COMMON}), {len(PROF.seeds)} seeds")
+    fig.savefig(RUN / "fig_dose_response.png", dpi=120, bbox_inches="tight")
+    display(PER_MIX.set_index(["mix", "question"]).round(3))
+    display(Markdown(f"**Dose-response ({', '.join(m for m in DOSE_ROWS['mix'].unique())}; pooled over the mixes):** "
+                     f"{DOSE_HEADLINE}"))
+else:
+    DOSE_RECORDS, DOSE_HEADLINE, PER_MIX, DOSE_CX, DOSE_ROWS, MIX_FIT = {}, "", pd.DataFrame(), None, None, None
+    display(Markdown("No dose-response: the design has no pair of a simple and a complex category to mix."))
+
+# %% [markdown]
 # ## Negative control: the unseen rains in training
 #
 # On the control category's own held-out images (there the only thing that differs between training and test is
@@ -322,6 +384,17 @@ SENS = sensitivity.sensitivity(
     train_presets=IN_DIST, model_cols=(*COLS, "background"), fit=TRAIN_FIT,
     select=lambda t: t[t["background"].isin(VERDICT_CATS) & (t["train_rain"] == TRAIN_RAIN)], profile=PROFILE)
 display(SENS.set_index(["question", "variant"]).drop(columns=["outcome"]).round(3))
+if DOSE_ON:
+    DOSE_BGS = set(DESIGN.dose_cells["background"])
+    SENS_DOSE = sensitivity.sensitivity(
+        pd.concat([COMMON_ROWS, MIX_ROWS], ignore_index=True), FRONT, DECLS_DOSE,
+        lambda m, y: inference.within_seed_trend(DESIGN.dose_by_seed(m, [y]), "proportion", y, seed=SEED),
+        train_presets=IN_DIST, model_cols=(*COLS, "background"), fit=pd.concat([TRAIN_FIT, MIX_FIT]),
+        select=lambda t: t[t["background"].isin(DOSE_BGS) & (t["train_rain"] == TRAIN_RAIN)], profile=PROFILE)
+    display(Markdown("The dose-response under the same variants:"))
+    display(SENS_DOSE.set_index(["question", "variant"]).drop(columns=["outcome"]).round(3))
+else:
+    SENS_DOSE = pd.DataFrame()
 
 # %% [markdown]
 # ## Verdict
@@ -335,19 +408,32 @@ SUMMARY = " ".join(
     f"{r.effect:.2f} [{r.ci95[0]:.2f}, {r.ci95[1]:.2f}], exact one-sided p = {r.p_value:.3g} (smallest attainable "
     f"{r.min_p:.3g}, {K}! orderings): {r.verdict}." for what, y, r in (
         ("as the paper measured it", "raw removal", RECORD), ("beyond fidelity", "excess removal", BEYOND)))
+if DOSE_ON:
+    SUMMARY += " Dose-response (declared beside it; " + ", ".join(DESIGN.dose_cells["mix"].unique()) + \
+        ", pooled): " + " ".join(
+            f"{what}: mean within-seed rho(proportion, {r.primary_outcome}) = {r.effect:.2f} [{r.ci95[0]:.2f}, "
+            f"{r.ci95[1]:.2f}], exact one-sided p = {r.p_value:.3g} ({r.n_seeds} seeds): {r.verdict}."
+            for what, r in (("as the paper measured it", DOSE_RECORDS["paper"]),
+                            ("beyond fidelity", DOSE_RECORDS["beyond_fidelity"])))
 NOTES = [n for r in (PAPER_TESTS[VERDICT_GROUP], TESTS[VERDICT_GROUP][PRIMARY]) for n in r.notes]
-display(Markdown(f"**{HEADLINE}**\n\n{INTERPRETATION}" + ("\n\nNotes of the tests: " + "; ".join(
+display(Markdown(f"**{HEADLINE}**\n\n" + (f"**Dose-response:** {DOSE_HEADLINE}\n\n" if DOSE_ON else "")
+                 + f"{INTERPRETATION}" + ("\n\nNotes of the tests: " + "; ".join(
     dict.fromkeys(NOTES)) + "." if NOTES else "")))
 
 # %%
 RESULTS = designs.results_table(
-    {"own": TRAINED.eval, "common": COMMON_ROWS},
+    {"own": TRAINED.eval, "common": pd.concat([COMMON_ROWS, MIX_ROWS]) if DOSE_ON else COMMON_ROWS},
     {"own": OWN_BASE, "common": COMMON_BASE},
-    kind=DESIGN.kind, stalled=OUT.set_index("key")["stalled"].to_dict(), train_rain=TRAIN_RAIN, per_background=CX)
+    kind={**DESIGN.kind, **{b: "mix" for b in DESIGN.dose_cells["background"] if b not in DESIGN.kind}},
+    stalled={**OUT.set_index("key")["stalled"].to_dict(), **(MIX_OUT.set_index("key")["stalled"].to_dict()
+                                                            if DOSE_ON else {})},
+    train_rain=TRAIN_RAIN, per_background=CX)
 _ = notebook.finish(
     NB, RESULTS, designs.RESULT_COLUMNS, record=RECORD, beyond=BEYOND, summary=SUMMARY,
     tables={"complexity_tiles.csv": TILE_TABLE, "outcomes.csv": OUT, "outcomes_own.csv": OWN, "measures.csv": RHO,
-            "sensitivity.csv": SENS, "training_fit.csv": TRAIN_FIT},
+            "sensitivity.csv": SENS, "training_fit.csv": pd.concat([TRAIN_FIT, MIX_FIT]) if DOSE_ON else TRAIN_FIT,
+            **({"dose_response.csv": DOSE_ROWS, "dose_by_seed.csv": DOSE_SEED, "dose_sensitivity.csv": SENS_DOSE,
+                "dose_per_mix.csv": PER_MIX} if DOSE_ON else {})},
     stall_rule=f"removal of the training rain from the model's own training tiles < {outcome.STALL_MIN_FIT:g}",
     sensitivity=SENS.to_dict("records"), test_notes=list(dict.fromkeys(NOTES)),
     removal_by_category=MAIN[MAIN["kind"] == VERDICT_GROUP].groupby("background")["removal"].mean().to_dict(),
@@ -359,4 +445,10 @@ _ = notebook.finish(
     stalled_models=list(OUT.loc[OUT["stalled"], "name"]), control_category=CTRL_CAT or None,
     control=CTRL_RECORD.to_dict() if CTRL_RECORD else None, categories=list(DESIGN.categories),
     real_categories=list(DESIGN.real), ladder=list(DESIGN.ladder), common_test=COMMON, n_train=PROF.category_n,
-    seeds=list(PROF.seeds), steps=PROF.steps, in_distribution_presets=IN_DIST, ood_presets=OOD)
+    seeds=list(PROF.seeds), steps=PROF.steps, in_distribution_presets=IN_DIST, ood_presets=OOD,
+    dose_response={"mixes": [list(m) for m in DESIGN.mixes], "proportions": list(DESIGN.proportions),
+                   "headline": DOSE_HEADLINE, **{q: r.to_dict() for q, r in DOSE_RECORDS.items()},
+                   "per_mix": PER_MIX.to_dict("records"), "complexity": DOSE_CX.to_dict("records"),
+                   "stalled_models": list(MIX_OUT.loc[MIX_OUT["stalled"], "name"]),
+                   "stall_rates": DOSE_STALLS.drop(columns="stalled_models").to_dict("records"),
+                   "sensitivity": SENS_DOSE.to_dict("records")} if DOSE_ON else None)

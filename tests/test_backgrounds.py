@@ -590,3 +590,52 @@ def test_random_crops_on_cuda_match_cpu_for_a_cpu_generator():
     assert gpu.device.type == "cuda" and torch.equal(gpu.cpu(), cpu)
     g = torch.Generator(device="cuda").manual_seed(0)
     assert bg.random_crops(images.cuda(), 8, 16, g).shape == (8, 3, 16, 16)
+
+
+# --------------------------------------------------------------------------- mixed sets
+def test_mix_names_round_trip_and_refuse_bad_input():
+    assert bg.mix_name("faces", "urban", 0.25) == "faces+urban@0.25"
+    assert bg.mix_name("blobs", "noise", 0.5) == "blobs+noise@0.5"
+    assert bg.parse_mix("faces+urban@0.25") == ("faces", "urban", 0.25)
+    for other in ("faces", "faces+urban", "faces+faces@0.5", "faces+urban@1.0", "a+b@0", 3, None):
+        assert bg.parse_mix(other) is None
+    for args, match in ((("faces", "faces", 0.5), "two different"), (("faces", "urban", 0.0), "strictly between"),
+                        (("faces", "urban", 1), "strictly between"), (("faces", "urban", 1e-9), "6 decimals"),
+                        (("faces", "urban", "half"), "a number"), (("fa+ces", "urban", 0.5), "without '\\+'"),
+                        (("faces", "urban", float("nan")), "strictly between")):
+        with pytest.raises(ValueError, match=match):
+            bg.mix_name(*args)
+    assert bg.mix_counts(64, 0.25) == (48, 16) and bg.mix_counts(8, 0.5) == (4, 4) and bg.mix_counts(5, 0.5) == (2, 3)
+    with pytest.raises(ValueError, match="mixed training set"):
+        bg.get_source("faces+urban@0.25")
+
+
+def test_a_mixed_set_is_the_two_pure_draws_of_its_seed_cut_to_the_proportion():
+    for seed in (0, 3):
+        mix = bg.draw_split("blobs+noise@0.25", 8, 4, tile=32, test_size=32, seed=seed)
+        a = bg.draw_split("blobs", 8, 4, tile=32, test_size=32, seed=seed)
+        b = bg.draw_split("noise", 8, 4, tile=32, test_size=32, seed=seed)
+        assert mix.source == "blobs+noise@0.25" and mix.train.shape == (8, 32, 32, 3) and mix.test.shape[0] == 4
+        # 6 blobs at (k + 1/2)/6 and 2 noise at (j + 1/2)/2, interleaved: b b N b b b N b (ties to blobs)
+        order = [("a", 0), ("a", 1), ("b", 0), ("a", 2), ("a", 3), ("a", 4), ("b", 1), ("a", 5)]
+        for pos, (src, k) in enumerate(order):
+            np.testing.assert_array_equal(mix.train[pos], (a if src == "a" else b).train[k])
+        assert mix.train_ids == [f"blobs/{a.train_ids[k]}" if src == "a" else f"noise/{b.train_ids[k]}"
+                                 for src, k in order]
+        # test crops: 3 blobs and 1 noise
+        np.testing.assert_array_equal(mix.test[[0, 1, 3]], a.test[:3])
+        np.testing.assert_array_equal(mix.test[2], b.test[0])
+    gray = bg.draw_split("blobs+noise@0.5", 4, 2, tile=16, test_size=16, seed=1, gray=True)
+    assert gray.train.shape == (4, 16, 16, 1) and gray.channels == 1
+
+
+def test_a_mixed_set_of_image_folders_splits_without_leakage(coded_folder, tmp_path_factory):
+    folder, _ = coded_folder
+    other = tmp_path_factory.mktemp("other")
+    for k in range(12):
+        Image.fromarray(coded_image(100 + k, 128, 128)).save(other / f"o{k:02d}.png")
+    name = f"{folder}+{other}@0.5"
+    mix = bg.draw_split(name, 10, 2, tile=32, test_size=32, seed=2)
+    assert mix.source == name and len(mix.train_ids) == 10
+    test_images = {i.rsplit("@", 1)[0] for i in mix.test_ids}
+    assert not test_images & set(mix.train_images)  # held-out images of both sources stay held out

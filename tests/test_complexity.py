@@ -451,3 +451,14 @@ def test_measure_categories_orders_simple_below_complex():
     assert again.equals(complexity.measure_categories(tiles, ae_steps=20)[2])  # deterministic
     with pytest.raises(ValueError, match="non-empty mapping"):
         complexity.measure_categories({})
+
+
+def test_measure_categories_without_the_learned_measure_matches_the_per_image_measures():
+    flat = procedural.procedural("flat", 64, seed=0, n=4)
+    noise = procedural.procedural("noise", 64, seed=0, n=4)
+    tiles = {"flat": ([f"f{i}" for i in range(4)], flat), "noise": ([f"n{i}" for i in range(4)], noise)}
+    _, summary, means = complexity.measure_categories(tiles, learned=False)
+    full = complexity.measure_categories(tiles, ae_steps=20)[2]
+    assert "ae_loss" not in set(summary["measure"]) and means["ae_loss"].isna().all()
+    others = [m for m in complexity.ALL_MEASURES if m != "ae_loss"]
+    pd.testing.assert_frame_equal(means[others], full[others])

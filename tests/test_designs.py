@@ -86,11 +86,13 @@ def test_category_design_counts_and_roles():
     d = designs.category_complexity(QUICK, real=designs.REAL)
     seeds = len(QUICK.seeds)
     assert d.verdict_group == "real" and d.real == designs.REAL and d.ladder == designs.LADDER_RUNGS
-    assert d.n_models == (len(designs.REAL) + len(designs.LADDER_RUNGS)) * seeds + seeds  # + the control
+    n_mixed = len(designs.REAL_MIXES) * (len(designs.MIX_PROPORTIONS) - 2) * seeds  # the dose-response's new sets
+    assert d.n_models == (len(designs.REAL) + len(designs.LADDER_RUNGS)) * seeds + seeds + n_mixed  # + the control
     assert d.control_category == "manga"  # True: the last category of the verdict group as listed
     assert {c.train_rain for c in d.control_configs} == {designs.CONTROL_RAIN}
     assert {c.background for c in d.control_configs} == {"manga"}
     assert {c.n_train for c in d.configs} == {QUICK.category_n}
+    assert d.mixes == designs.REAL_MIXES and not _keys(d.mix_configs) & _keys(d.main_configs)
     assert d.kind == {**{c: "real" for c in designs.REAL}, **{c: "procedural" for c in designs.LADDER_RUNGS}}
     # the curve runs are exactly the models notebook 03 reads; everything else is a plain run
     assert {c.background for c in d.curve_configs} == {"faces", "urban", "manga", "blobs", "noise"}
@@ -116,7 +118,8 @@ def test_designs_without_real_data_are_procedural():
     d02 = designs.category_complexity(QUICK, real=())
     d03 = designs.decoupled_metrics(QUICK, real=())
     assert d02.verdict_group == "procedural" and d02.control_category == designs.LADDER_RUNGS[-1]
-    assert d02.n_models == len(designs.LADDER_RUNGS) * len(QUICK.seeds) + len(QUICK.seeds)
+    assert d02.mixes == designs.PROCEDURAL_MIXES
+    assert d02.n_models == (len(designs.LADDER_RUNGS) + 1 + len(designs.MIX_PROPORTIONS) - 2) * len(QUICK.seeds)
     assert d03.source == "procedural" and d03.illustration is None and d03.groups == designs.PROCEDURAL_CONTRAST
     assert _keys(d03.configs) == _keys(d02.curve_configs)
     # faces without a complex real category cannot carry 03's real contrast
@@ -128,6 +131,54 @@ def test_control_choices():
     assert designs.category_complexity(QUICK, real=(), control=False).control_configs == ()
     d = designs.category_complexity(QUICK, real=(), control="blobs")
     assert {c.background for c in d.control_configs} == {"blobs"}
+
+
+def test_dose_response_design():
+    d = designs.category_complexity(QUICK, real=designs.REAL)
+    cells = d.dose_cells
+    assert list(cells["mix"].unique()) == ["faces->urban", "faces->manga"]
+    assert list(cells["proportion"][:5]) == list(designs.MIX_PROPORTIONS)
+    # the ends are the pure categories' models, shared: proportion 0 is faces for both mixes
+    ends = cells[cells["proportion"].isin([0.0, 1.0])]
+    assert list(ends["background"]) == ["faces", "urban", "faces", "manga"]
+    inner = cells[~cells["proportion"].isin([0.0, 1.0])]
+    assert {c.background for c in d.mix_configs} == set(inner["background"])
+    assert inner["background"].map(backgrounds.parse_mix).tolist()[0] == ("faces", "urban", 0.25)
+    assert len(d.mix_configs) == len(inner) * len(QUICK.seeds)
+    assert {(c.n_train, c.train_rain) for c in d.mix_configs} == {(QUICK.category_n, QUICK.train_rain)}
+    models = pd.DataFrame({"background": ["faces", "urban", "faces+urban@0.5", "natural"], "seed": 0, "y": [1, 2, 3, 4]})
+    rows = d.dose_rows(models)
+    assert sorted(zip(rows["mix"], rows["proportion"], rows["y"])) == [
+        ("faces->manga", 0.0, 1), ("faces->urban", 0.0, 1), ("faces->urban", 0.5, 3), ("faces->urban", 1.0, 2)]
+    table = pd.DataFrame({"background": ["faces", "urban", "manga", "faces+urban@0.5", "faces+manga@0.5"] * 2,
+                          "seed": [0] * 5 + [1] * 5, "y": [1.0, 2, 4, 3, 5, 10, 20, 40, 30, 50],
+                          "stalled": [False] * 9 + [True]})
+    by_seed = d.dose_by_seed(table, ["y"]).set_index(["seed", "proportion"])
+    assert by_seed.loc[(0, 0.0), "y"] == 1 and by_seed.loc[(0, 0.0), "n_models"] == 2  # faces, once per mix
+    assert by_seed.loc[(0, 0.5), "y"] == 4 and by_seed.loc[(0, 1.0), "y"] == 3  # the mean over the two mixes
+    assert by_seed.loc[(1, 0.5), "y"] == 30 and by_seed.loc[(1, 0.5), "n_models"] == 1  # the stalled one is out
+    with pytest.raises(ValueError, match="lacks the column"):
+        d.dose_by_seed(table.drop(columns="stalled"), ["y"])
+    # only pairs of trained categories; none on request; the choice of pairs and levels
+    assert designs.category_complexity(QUICK, real=("faces", "natural", "manga")).mixes == (("faces", "manga"),)
+    assert designs.category_complexity(QUICK, real=designs.REAL, dose=False).mix_configs == ()
+    own = designs.category_complexity(QUICK, real=(), dose=[("shapes", "texture")], proportions=(0, 0.5, 1))
+    assert [c.background for c in own.mix_configs][:1] == ["shapes+texture@0.5"]
+    assert len(own.mix_configs) == len(QUICK.seeds)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"dose": [("faces", "sky")]}, "must pair two different trained"),
+    ({"dose": [("blobs", "blobs")]}, "must pair two different trained"),
+    ({"proportions": (0.0, 1.0)}, "at least one level between"),
+    ({"proportions": (0.0, 0.5, 0.4, 1.0)}, "ascend strictly"),
+    ({"proportions": (0.1, 0.5, 1.0)}, "from 0 to 1"),
+])
+def test_dose_response_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        designs.category_complexity(QUICK, real=(), **kwargs)
+    with pytest.raises(ValueError, match="no 'background' column"):
+        designs.category_complexity(QUICK, real=()).dose_rows(pd.DataFrame({"x": [1]}))
 
 
 def test_real_none_reads_the_data_folder(tmp_path):

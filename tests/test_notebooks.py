@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+import numpy as np
 import pandas as pd
 import papermill
 import pytest
@@ -58,13 +59,14 @@ EXPECTED = {
         "columns": [*designs.RESULT_COLUMNS, "png_bpp", "jpeg_bpp", "grad_mean", "grad_entropy", "spectral_slope",
                     "ae_loss"],
         "figures": ["fig_backgrounds.png", "fig_measures.png", "fig_frontier_procedural.png",
-                    "fig_excess_vs_complexity.png", "fig_examples.png"],
+                    "fig_excess_vs_complexity.png", "fig_examples.png", "fig_dose_response.png"],
         "extra": ["verdict_source", "primary_measure", "complexity_order", "complexity", "excess_by_category",
                   "rho_by_measure", "best_measure", "power", "sd_model", "supplements", "interpretation",
                   "stall_rates", "stalled_models", "control_category", "control", "categories", "real_categories",
                   "ladder", "common_test", "test", "reason", "headline", "stall_rule", "sensitivity",
-                  "removal_by_category"],
-        "tables": ["outcomes.csv", "sensitivity.csv", "training_fit.csv"],
+                  "removal_by_category", "dose_response"],
+        "tables": ["outcomes.csv", "sensitivity.csv", "training_fit.csv", "dose_response.csv", "dose_by_seed.csv",
+                   "dose_per_mix.csv", "dose_sensitivity.csv"],
     },
     "03_decoupled_metrics": {
         "columns": list(designs.RESULT_COLUMNS),
@@ -215,9 +217,28 @@ def test_smoke_run(path: Path, tmp_path: Path):
         cats, real = v.extra["categories"], v.extra["real_categories"]
         assert real == backgrounds.available_categories() and v.extra["ladder"] == list(designs.LADDER_RUNGS)
         assert v.extra["verdict_source"] == ("real" if len(real) >= 3 else "procedural")
-        models = results[results["role"] != "baseline"]
+        everything = results[results["role"] != "baseline"]
+        mixed = everything[everything["kind"] == "mix"]
+        models = everything[everything["kind"] != "mix"]
         assert set(models["background"]) == set(cats) and set(models["seed"]) == set(smoke.seeds)
         assert (models.groupby("key")["test_set"].nunique() == 2).all()  # every model on its own and the common set
+        # the dose-response: the mixed sets' models on the common set; its verdict recomputed from its tables
+        dose = v.extra["dose_response"]
+        mixes = [tuple(m) for m in dose["mixes"]]
+        assert mixes == list(designs.REAL_MIXES if v.extra["verdict_source"] == "real" else designs.PROCEDURAL_MIXES)
+        assert dose["proportions"] == list(designs.MIX_PROPORTIONS)
+        assert mixed["key"].nunique() == len(mixes) * (len(designs.MIX_PROPORTIONS) - 2) * len(smoke.seeds)
+        assert set(mixed["test_set"]) == {"common"}
+        assert {backgrounds.parse_mix(b)[:2] for b in mixed["background"]} == set(mixes)
+        by_seed = pd.read_csv(folder / "dose_by_seed.csv")
+        assert set(by_seed["proportion"]) <= set(designs.MIX_PROPORTIONS)
+        for q, col in (("paper", "removal"), ("beyond_fidelity", "excess_removal")):
+            rhos = [scipy.stats.spearmanr(g["proportion"], g[col]).statistic for _, g in by_seed.groupby("seed")
+                    if len(g) >= 2 and g[col].nunique() > 1]
+            rhos = [r for r in rhos if np.isfinite(r)]
+            assert dose[q]["verdict"] == "inconclusive"  # smoke: plumbing only
+            if rhos:
+                assert dose[q]["effect"] == pytest.approx(np.mean(rhos), abs=1e-9)
         assert set(results.loc[results["role"] == "baseline", "name"]) == {"identity", "gaussian_s0.5",
             "gaussian_s0.75", "gaussian_s1", "gaussian_s1.5", "gaussian_s2", "gaussian_s3", "median_3", "median_5",
             "median_7"}

@@ -7,7 +7,9 @@ table to one point per (category, seed) and one mean with a t-interval per categ
 :func:`category_scatter` draws both (e.g. OOD rain removal against a complexity
 measure, or removal against background PSNR); :func:`measures_by_category` shows every
 complexity measure of every category (mean ± sd over its images), and
-:func:`rank_agreement` a correlation matrix between measures as an annotated heatmap.
+:func:`rank_agreement` a correlation matrix between measures as an annotated heatmap;
+:func:`dose_response` the outcomes (and the complexity) of training sets that mix a simple and a
+complex category in several proportions.
 
 Notebook 03's figures: :func:`decoupled_regions` (what the rain mask and the background region of a
 test image are), :func:`psnr_vs_metrics` (whole-image PSNR against the decoupled metrics) and
@@ -50,6 +52,7 @@ __all__ = [
     "category_scatter",
     "measures_by_category",
     "rank_agreement",
+    "dose_response",
 ]
 
 
@@ -472,3 +475,61 @@ def rank_agreement(
     if title:
         ax.set_title(title)
     return ax
+
+
+def dose_response(
+    rows: pd.DataFrame,
+    by_seed: pd.DataFrame,
+    outcomes: Mapping[str, str],
+    *,
+    complexity: pd.DataFrame | None = None,
+    complexity_label: str = "complexity",
+    x: str = "proportion",
+    suptitle: str | None = None,
+) -> Figure:
+    """Outcomes against the share of complex tiles: per mix (mean and t-interval over seeds), pooled, per seed.
+
+    Args:
+        rows: one row per (mix, model) with ``mix``, ``x``, ``seed``, ``stalled`` and the outcomes
+            (``CategoryDesign.dose_rows``); stalled models are left out.
+        by_seed: the declared unit, one row per (seed, ``x``) with the outcomes pooled over the
+            mixes (``CategoryDesign.dose_by_seed``): a thin grey line per seed, the mean in black.
+        outcomes: column -> axis label, one panel each.
+        complexity: optional ``mix``, ``x``, ``value`` rows (e.g. PNG bits per pixel of each
+            training set): a first panel, the check that the mixes do rise in complexity.
+    """
+    _check_columns(rows, ["mix", x, "seed", "stalled", *outcomes])
+    _check_columns(by_seed, ["seed", x, *outcomes])
+    if not outcomes:
+        raise ValueError("outcomes must name at least one column")
+    live = rows[~rows["stalled"].astype(bool)]
+    mixes = list(dict.fromkeys(rows["mix"]))
+    palette = dict(zip(mixes, sns.color_palette("colorblind", len(mixes))))
+    n = len(outcomes) + (complexity is not None)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.8), layout="constrained", squeeze=False)
+    axes = list(axes[0])
+    if complexity is not None:
+        _check_columns(complexity, ["mix", x, "value"])
+        ax = axes.pop(0)
+        for m, g in complexity.groupby("mix", sort=False):
+            g = g.sort_values(x)
+            ax.plot(g[x], g["value"], "o-", color=palette.get(m, "grey"), label=m)
+        ax.set(xlabel="share of complex tiles", ylabel=complexity_label, title="training sets")
+        ax.legend(fontsize="small")
+    for ax, (col, label) in zip(axes, outcomes.items()):
+        for _, g in by_seed.groupby("seed"):
+            ax.plot(g[x], g[col], color="0.8", lw=0.8, zorder=1)
+        for m in mixes:
+            stats = [(v, *t_interval(g[col].to_numpy(float)), float(g[col].mean())) for v, g in
+                     live[live["mix"] == m].groupby(x)]
+            if stats:
+                v, lo, hi, mean = (np.array(c, float) for c in zip(*stats))
+                ax.errorbar(v, mean, yerr=[mean - lo, hi - mean], fmt="o-", ms=4, capsize=3, color=palette[m],
+                            label=m, zorder=2)
+        pooled = by_seed.groupby(x)[col].mean()
+        ax.plot(pooled.index, pooled.to_numpy(), "s-", color="black", lw=2, label="pooled (declared)", zorder=3)
+        ax.set(xlabel="share of complex tiles", ylabel=label)
+        ax.legend(fontsize="small")
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig

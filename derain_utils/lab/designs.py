@@ -66,6 +66,9 @@ __all__ = [
     "CONTROL_RAIN",
     "REAL_CONTRAST",
     "PROCEDURAL_CONTRAST",
+    "MIX_PROPORTIONS",
+    "REAL_MIXES",
+    "PROCEDURAL_MIXES",
     "CategoryDesign",
     "ContrastDesign",
     "category_complexity",
@@ -176,6 +179,14 @@ REAL_CONTRAST: dict[str, tuple[str, ...]] = {"simple": ("faces",), "complex": ("
 """Notebook 03's declared contrast on real data: faces against urban and manga pooled."""
 PROCEDURAL_CONTRAST: dict[str, tuple[str, ...]] = {"simple": ("blobs",), "complex": ("noise",)}
 """Notebook 03's procedural contrast: the illustration when real data exist, the verdict otherwise."""
+MIX_PROPORTIONS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""Notebook 02's dose-response: shares of complex tiles in a training set (the ends are the pure categories).
+Five levels give 5! = 120 orderings per seed, so the exact within-seed trend test over 8 seeds can reach
+p far below 0.05 without a perfect ordering in every seed."""
+REAL_MIXES: tuple[tuple[str, str], ...] = (("faces", "urban"), ("faces", "manga"))
+"""The dose-response on real data: faces (the simplest category) mixed with each complex one."""
+PROCEDURAL_MIXES: tuple[tuple[str, str], ...] = (("blobs", "noise"),)
+"""The dose-response without real data: notebook 03's procedural pair."""
 
 
 def _names(v: Sequence[str] | str | None, name: str, valid: Sequence[str]) -> tuple[str, ...]:
@@ -285,6 +296,10 @@ class CategoryDesign:
         curve_configs: models trained as curve runs (notebook 03 reads their curves).
         plain_configs: the other main models.
         control_configs: the control: ``control_category`` trained on :data:`CONTROL_RAIN`.
+        mixes: the (simple, complex) pairs of the dose-response (empty: none).
+        proportions: the shares of complex tiles of the dose-response, 0 and 1 included.
+        mix_configs: the dose-response's new models, at the proportions strictly between 0 and
+            1 (``backgrounds.mix_name``); the ends are the pure categories' main models.
     """
 
     real: tuple[str, ...]
@@ -295,10 +310,48 @@ class CategoryDesign:
     curve_configs: tuple[ExperimentConfig, ...]
     plain_configs: tuple[ExperimentConfig, ...]
     control_configs: tuple[ExperimentConfig, ...]
+    mixes: tuple[tuple[str, str], ...] = ()
+    proportions: tuple[float, ...] = MIX_PROPORTIONS
+    mix_configs: tuple[ExperimentConfig, ...] = ()
 
     @property
     def categories(self) -> tuple[str, ...]:
         return (*self.real, *self.ladder)
+
+    @property
+    def dose_cells(self) -> pd.DataFrame:
+        """The dose-response's training sets: one row per (mix, proportion) with its ``background``.
+
+        ``mix`` is ``"<simple>-><complex>"``; at proportion 0 every mix names the same simple category
+        (one set of models shared by the mixes), at 1 its complex category.
+        """
+        rows = [{"mix": f"{a}->{b}", "proportion": float(p),
+                 "background": a if p == 0 else b if p == 1 else backgrounds.mix_name(a, b, p)}
+                for a, b in self.mixes for p in self.proportions]
+        return pd.DataFrame(rows, columns=["mix", "proportion", "background"])
+
+    def dose_rows(self, models: pd.DataFrame) -> pd.DataFrame:
+        """Per-model rows of the dose-response: ``models`` (one row per model, with ``background``)
+        joined to :attr:`dose_cells`, so a model at proportion 0 appears once per mix."""
+        if "background" not in models.columns:
+            raise ValueError(f"dose_rows: the table has no 'background' column (columns {list(models.columns)})")
+        return self.dose_cells.merge(models, on="background", how="inner")
+
+    def dose_by_seed(self, models: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
+        """The dose-response's declared unit: per (seed, proportion), the mean of ``outcomes`` over the mixes.
+
+        ``models``: one row per model with ``background``, ``seed``, the ``outcomes`` and
+        ``stalled``; stalled models are left out first (a level whose every model stalled is
+        missing for that seed). Returns ``seed``, ``proportion``, the outcomes and ``n_models``
+        (the models averaged; the shared simple category counts once per mix).
+        """
+        need = ["seed", "stalled", *outcomes]
+        missing = [c for c in need if c not in models.columns]
+        if missing:
+            raise ValueError(f"dose_by_seed: the table lacks the column(s) {missing}")
+        rows = self.dose_rows(models[~models["stalled"].astype(bool)])
+        out = rows.groupby(["seed", "proportion"], sort=True)[list(outcomes)].mean()
+        return out.assign(n_models=rows.groupby(["seed", "proportion"]).size()).reset_index()
 
     @property
     def kind(self) -> dict[str, str]:
@@ -314,11 +367,24 @@ class CategoryDesign:
 
     @property
     def configs(self) -> tuple[ExperimentConfig, ...]:
-        return (*self.main_configs, *self.control_configs)
+        return (*self.main_configs, *self.control_configs, *self.mix_configs)
 
     @property
     def n_models(self) -> int:
         return len({c.key() for c in self.configs})
+
+
+def _mixes(dose: bool | Sequence[tuple[str, str]], group: str, trained: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    if dose is False or dose is None:
+        return ()
+    if dose is True:
+        pairs = REAL_MIXES if group == "real" else PROCEDURAL_MIXES
+        return tuple((a, b) for a, b in pairs if a in trained and b in trained)
+    out = tuple((str(a), str(b)) for a, b in dose)
+    bad = [pair for pair in out if pair[0] not in trained or pair[1] not in trained or pair[0] == pair[1]]
+    if bad:
+        raise ValueError(f"dose: the mixes {bad} must pair two different trained categories of {list(trained)}")
+    return out
 
 
 def category_complexity(
@@ -329,6 +395,8 @@ def category_complexity(
     control: bool | str = True,
     data_dir: str | Path | None = None,
     points: int | None = None,
+    dose: bool | Sequence[tuple[str, str]] = True,
+    proportions: Sequence[float] = MIX_PROPORTIONS,
 ) -> CategoryDesign:
     """The models of notebook 02.
 
@@ -341,10 +409,14 @@ def category_complexity(
             last category of the verdict group as listed (the notebook passes the one
             its complexity measure ranks highest; the count is the same), False for none.
         points: curve points (default the profile's ``dynamics_points``).
+        dose: the (simple, complex) mixes of the dose-response: True for :data:`REAL_MIXES`
+            when the real categories carry the verdict, else :data:`PROCEDURAL_MIXES` (the pairs
+            whose two categories are trained); False for none.
+        proportions: the shares of complex tiles, ascending, starting at 0 and ending at 1.
 
     Raises:
         ValueError: unknown or repeated categories or rungs, no category at all, a
-            control category that is not trained.
+            control category that is not trained, a mix of untrained categories, bad proportions.
     """
     prof = profiles.resolve(prof)
     cats = _real(real, data_dir)
@@ -367,11 +439,17 @@ def category_complexity(
     p = _points(prof, points)
     curved = set(decoupled_metrics(prof, real=cats, points=p).group_of)
     all_cats = [*cats, *rungs]
+    mixes = _mixes(dose, group, all_cats)
+    props = tuple(float(x) for x in proportions)
+    if len(props) < 3 or props[0] != 0.0 or props[-1] != 1.0 or any(b <= a for a, b in zip(props, props[1:])):
+        raise ValueError(f"proportions must ascend strictly from 0 to 1 with at least one level between, got {props}")
+    mixed = [backgrounds.mix_name(a, b, x) for a, b in mixes for x in props[1:-1]]
     return CategoryDesign(
         real=cats, ladder=rungs, verdict_group=group, control_category=ctrl, curve_points=p,
         curve_configs=tuple(_grid(prof, [c for c in all_cats if c in curved])),
         plain_configs=tuple(_grid(prof, [c for c in all_cats if c not in curved])),
-        control_configs=tuple(_grid(prof, [ctrl], train_rain=CONTROL_RAIN)) if ctrl else ())
+        control_configs=tuple(_grid(prof, [ctrl], train_rain=CONTROL_RAIN)) if ctrl else (),
+        mixes=mixes, proportions=props, mix_configs=tuple(_grid(prof, mixed)))
 
 
 # --------------------------------------------------------------------------- training and reading back

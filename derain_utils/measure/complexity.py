@@ -721,12 +721,15 @@ def measure_categories(
     *,
     ae_steps: int = AE_STEPS,
     seed: int = 0,
+    learned: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every measure of :data:`ALL_MEASURES` for several sets of tiles (e.g. the training tiles per category).
 
     Args:
         tiles: set name -> (tile names, tiles as accepted by :func:`measure_set`).
         ae_steps, seed: the autoencoder of ``ae_loss`` (:func:`fit_autoencoder`, on one torch thread).
+        learned: fit the autoencoders; False leaves ``ae_loss`` out of the summary and NaN in the
+            means (the per-image measures only, seconds instead of an autoencoder per set).
 
     Returns:
         ``(per_tile, summary, means)``: the per-tile table of :func:`measure_set` for all
@@ -738,13 +741,15 @@ def measure_categories(
         raise ValueError("tiles must be a non-empty mapping {set name: (tile names, tiles)}")
     per_tile = pd.concat([measure_set(t, names=list(n), set_name=str(s)) for s, (n, t) in tiles.items()],
                          ignore_index=True)
-    ae = {s: fit_autoencoder(t, steps=ae_steps, seed=seed, threads=1) for s, (_, t) in tiles.items()}
-    summary = pd.concat([summarize(per_tile), pd.DataFrame(
-        [{"set": s, "measure": "ae_loss", "n": len(f.tile_losses), "mean": f.heldout_loss,
-          "std": float(np.std(f.tile_losses, ddof=1)) if len(f.tile_losses) > 1 else float("nan")}
-         for s, f in ae.items()])], ignore_index=True)
-    means = summary.pivot(index="set", columns="measure", values="mean").loc[[str(s) for s in tiles],
-                                                                             list(ALL_MEASURES)]
+    ae = {s: fit_autoencoder(t, steps=ae_steps, seed=seed, threads=1) for s, (_, t) in tiles.items()} if learned else {}
+    summary = summarize(per_tile)
+    if ae:
+        summary = pd.concat([summary, pd.DataFrame(
+            [{"set": s, "measure": "ae_loss", "n": len(f.tile_losses), "mean": f.heldout_loss,
+              "std": float(np.std(f.tile_losses, ddof=1)) if len(f.tile_losses) > 1 else float("nan")}
+             for s, f in ae.items()])], ignore_index=True)
+    means = summary.pivot(index="set", columns="measure", values="mean").reindex(
+        index=[str(s) for s in tiles], columns=list(ALL_MEASURES))
     means.columns.name = None
     return per_tile, summary, means
 

@@ -30,6 +30,11 @@ how many training images are drawn: test images are disjoint from every training
 draw. Training samples are distinct, non-overlapping grid tiles of the training
 images, taken in a seeded order that is *nested*: the first N tiles of a larger
 draw are exactly the smaller draw, so "more backgrounds" only ever adds images.
+
+**Mixed sets** (:func:`mix_name`). A training set that mixes a simple and a complex source in a
+given proportion, ``"faces+urban@0.25"``: of N tiles, ``round(0.25 N)`` are the first tiles of
+the complex source's seeded draw and the rest the first tiles of the simple source's, so the mixed
+set of a seed is a subset of the two pure draws of that seed (notebook 02's dose-response).
 """
 from __future__ import annotations
 
@@ -72,6 +77,9 @@ __all__ = [
     "split_ids",
     "BackgroundSplit",
     "draw_split",
+    "mix_name",
+    "parse_mix",
+    "mix_counts",
     "random_crops",
 ]
 
@@ -582,6 +590,9 @@ def get_source(name: str | os.PathLike | Source, data_dir: str | os.PathLike | N
                 f"(from data_dir / DERAIN_DATA); categories present there: {available_categories(root)}"
             )
         return ImageFolder(folder, name=category)
+    if parse_mix(key) is not None:
+        raise ValueError(f"source {key!r} is a mixed training set (backgrounds.mix_name), not one source: draw it "
+                         f"with backgrounds.draw_split, or name one of its two sources")
     if key == "skimage":
         return SkimageSource()
     if key in PROCEDURAL_KINDS:
@@ -746,8 +757,13 @@ def draw_split(
     come from a separate stream (:data:`PROCEDURAL_TEST_SEED`, spawn key 1), the same for
     every seed.
 
+    Mixed sets (a :func:`mix_name` name): the two sources' draws of the same seed, cut to
+    :func:`mix_counts` (training tiles and test crops alike) and interleaved evenly in draw order
+    (the k-th of a source's n samples at (k + 1/2) / n), so any prefix holds both in about the
+    mixed proportion; ids are prefixed with the source's name (``"faces/<id>"``).
+
     Args:
-        source: a name or folder for :func:`get_source`, or a :class:`Source`.
+        source: a name or folder for :func:`get_source`, a :func:`mix_name`, or a :class:`Source`.
         n_train, n_test: numbers of training tiles and test crops (>= 0).
         tile, test_size: sides in px of training tiles and test crops.
         seed: orders the training tiles (non-negative int).
@@ -763,6 +779,10 @@ def draw_split(
     tile = _check_int(tile, "tile", 1)
     test_size = _check_int(test_size, "test_size", 1)
     seed = _check_int(seed, "seed", 0)
+    mix = parse_mix(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else None
+    if mix is not None:
+        return _draw_mix(mix, os.fspath(source), n_train, n_test, tile=tile, test_size=test_size, seed=seed,
+                         gray=gray, data_dir=data_dir)
     src = get_source(source, data_dir)
 
     if isinstance(src, ProceduralSource):
@@ -814,6 +834,70 @@ def draw_split(
         train, test = to_gray(train), to_gray(test)
     return BackgroundSplit(train=train, test=test, train_ids=train_ids, test_ids=test_ids, source=src.name,
                            tile=tile, test_size=test_size, seed=seed)
+
+
+# =========================================================================== mixed sets
+_MIX = re.compile(r"^(?P<a>[^+@]+)\+(?P<b>[^+@]+)@(?P<p>0\.\d+)$")
+
+
+def mix_name(simple: str, complex_: str, proportion: float) -> str:
+    """The source name of a training set mixing ``simple`` and ``complex_``: ``"<simple>+<complex>@<p>"``.
+
+    ``proportion`` is the share of ``complex_`` tiles, strictly between 0 and 1 (the ends are
+    the pure sources themselves, so each training set has one name). Printed with at most 6
+    decimals (``0.25``, ``0.5``).
+    """
+    for name, v in (("simple", simple), ("complex_", complex_)):
+        if not isinstance(v, str) or not v or "+" in v or "@" in v:
+            raise ValueError(f"{name} must be a source name without '+' or '@', got {v!r}")
+    if simple == complex_:
+        raise ValueError(f"a mix needs two different sources, got {simple!r} twice")
+    try:
+        p = float(proportion)
+    except (TypeError, ValueError):
+        raise ValueError(f"proportion must be a number strictly between 0 and 1, got {proportion!r}") from None
+    text = f"{p:.6f}".rstrip("0") if np.isfinite(p) else ""
+    if not 0.0 < p < 1.0 or not 0.0 < float(text + "0") < 1.0:
+        raise ValueError(f"proportion must be strictly between 0 and 1 with at most 6 decimals (the ends are the "
+                         f"pure sources {simple!r} and {complex_!r}), got {proportion!r}")
+    return f"{simple}+{complex_}@{text}"
+
+
+def parse_mix(name: object) -> tuple[str, str, float] | None:
+    """``(simple, complex, proportion)`` of a :func:`mix_name` name, None for any other source name."""
+    m = _MIX.match(name) if isinstance(name, str) else None
+    if m is None:
+        return None
+    p = float(m["p"])
+    if not 0.0 < p < 1.0 or m["a"] == m["b"]:
+        return None
+    return m["a"], m["b"], p
+
+
+def mix_counts(n: int, proportion: float) -> tuple[int, int]:
+    """``(n_simple, n_complex)`` of ``n`` samples at ``proportion`` complex: ``n_complex = floor(p n + 1/2)``."""
+    n_complex = int(np.floor(proportion * n + 0.5))
+    return n - n_complex, n_complex
+
+
+def _draw_mix(mix: tuple[str, str, float], name: str, n_train: int, n_test: int, *, tile: int, test_size: int,
+              seed: int, gray: bool, data_dir: str | os.PathLike | None) -> BackgroundSplit:
+    simple, complex_, p = mix
+    (a_train, b_train), (a_test, b_test) = mix_counts(n_train, p), mix_counts(n_test, p)
+    parts = [draw_split(src, n, m, tile=tile, test_size=test_size, seed=seed, gray=gray, data_dir=data_dir)
+             for src, n, m in ((simple, a_train, a_test), (complex_, b_train, b_test))]
+
+    def merge(arrays: list[np.ndarray], ids: list[list[str]]) -> tuple[np.ndarray, list[str]]:
+        # interleaved evenly: the k-th of n samples of a source sits at (k + 1/2) / n, ties to the simple one
+        keys = sorted(((k + 0.5) / len(a), j, k) for j, a in enumerate(arrays) for k in range(len(a)))
+        out = [arrays[j][k] for _, j, k in keys]
+        return (np.stack(out) if out else np.concatenate(arrays),
+                [f"{parts[j].source}/{ids[j][k]}" for _, j, k in keys])
+
+    train, train_ids = merge([s.train for s in parts], [s.train_ids for s in parts])
+    test, test_ids = merge([s.test for s in parts], [s.test_ids for s in parts])
+    return BackgroundSplit(train=train, test=test, train_ids=train_ids, test_ids=test_ids, source=name, tile=tile,
+                           test_size=test_size, seed=seed)
 
 
 # =========================================================================== crops
