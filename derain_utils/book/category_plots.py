@@ -494,7 +494,8 @@ def dose_response(
             (``CategoryDesign.dose_rows``); stalled models are left out.
         by_seed: the declared unit, one row per (seed, ``x``) with the outcomes pooled over the
             mixes (``CategoryDesign.dose_by_seed``): a thin grey line per seed, the mean in black.
-        outcomes: column -> axis label, one panel each.
+        outcomes: column -> panel title (e.g. the question it answers), one panel each; the
+            y axis names the column.
         complexity: optional ``mix``, ``x``, ``value`` rows (e.g. PNG bits per pixel of each
             training set): a first panel, the check that the mixes do rise in complexity.
     """
@@ -528,7 +529,7 @@ def dose_response(
                             label=m, zorder=2)
         pooled = by_seed.groupby(x)[col].mean()
         ax.plot(pooled.index, pooled.to_numpy(), "s-", color="black", lw=2, label="pooled (declared)", zorder=3)
-        ax.set(xlabel="share of complex tiles", ylabel=label)
+        ax.set(xlabel="share of complex tiles", ylabel=f"{col.replace('_', ' ')} of unseen rain", title=label)
         ax.legend(fontsize="small")
     if suptitle:
         fig.suptitle(suptitle)

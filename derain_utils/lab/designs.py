@@ -20,10 +20,16 @@ lists the same configs, so 03 reads their curves from the cache that 02 filled. 
 models of 02 (the natural scenes, the other rungs, the control) are plain runs: the natural
 ones are notebook 01's models at the same size when 01 trains on natural scenes.
 
+Notebook 02's dose-response (:data:`MIX_PROPORTIONS`, :data:`REAL_MIXES`) adds training sets
+that mix the simplest category with a complex one (``backgrounds.mix_name``): the models of
+the proportions strictly between 0 and 1 are ``mix_configs``; the ends are the pure
+categories' models above, so they are not trained twice.
+
 Budget (quick profile, measured on 2 busy cores for this module, see the README): one
 model trains and evaluates in about 10 s on one thread whether or not it is scored at
 the 10 curve points, and a sweep with 2 workers makes about 12 models a minute; 4 real
-categories + 4 rungs + the control at 8 seeds are 72 models, about 6 minutes.
+categories + 4 rungs + the control at 8 seeds are 72 models, about 6 minutes, and the
+dose-response's 2 mixes x 3 proportions x 8 seeds 48 more, about 4 minutes.
 
 Notebooks 01 and 04
 -------------------

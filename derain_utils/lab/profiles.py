@@ -28,8 +28,9 @@ What each profile sets (:func:`sizes_markdown`; a test keeps this table current)
 | paper | resnet paper (18 conv x 64, residual) | 4000 (400) | 32 x 64 px | 64 px | 16 x 128 px | 0, 1, 2, 3, 4 | 4, 16, 64, 256, 1024 | resnet, unet | 256 | 20 | 8 |
 
 Notebooks 02 and 03 (:mod:`derain_utils.lab.designs`) train one model per category and seed at ``category_n``
-tiles: (real categories + 4 ladder rungs + 1 negative control) x ``seeds``, i.e. 72 quick models with the four
-real sets and 40 without; notebook 03 reads the learning curves (``dynamics_points``) of 02's faces, urban,
+tiles: (real categories + 4 ladder rungs + 1 negative control) x ``seeds``, plus the dose-response's mixed sets
+(2 mixes x 3 proportions with the real sets, 1 x 3 without) x ``seeds``, i.e. 120 quick models with the four
+real sets and 64 without; notebook 03 reads the learning curves (``dynamics_points``) of 02's faces, urban,
 manga, blobs and noise models and trains nothing of its own. The budget set these choices: one training-set
 size per category (the paper profile's earlier second size, 64, is gone), learning curves at that size only,
 and four ladder rungs (the fewest that can reach p < 0.05 with the category-level test).
