@@ -250,8 +250,15 @@ if DOSE_ON:
     DOSE_MODELS = pd.concat([OUT.loc[OUT["role"] == "main", list(MIX_OUT.columns)], MIX_OUT], ignore_index=True)
     DOSE_ROWS = DESIGN.dose_rows(DOSE_MODELS)  # one row per (mix, model): the shared simple category twice
     DOSE_SEED = DESIGN.dose_by_seed(DOSE_MODELS, ["removal", outcome.PRIMARY_OUTCOME])  # the declared unit
-    DOSE_TESTS = {q: inference.within_seed_trend(DOSE_SEED, "proportion", d.outcome, seed=SEED)
-                  for q, d in DECLS_DOSE.items()}
+    DOSE_BGS = set(DESIGN.dose_cells["background"])
+
+    def dose_trend(models, y):  # the declared test: within-seed trend of the per-(seed, proportion) means
+        used = models[models["background"].isin(DOSE_BGS) & ~models["stalled"].astype(bool)]
+        return questions.on_pooled_units(
+            inference.within_seed_trend(DESIGN.dose_by_seed(used, [y]), "proportion", y, seed=SEED),
+            int(used["key"].nunique()), "the mean over the mixes of one seed's models at one share of complex tiles")
+
+    DOSE_TESTS = {q: dose_trend(DOSE_MODELS, d.outcome) for q, d in DECLS_DOSE.items()}
     DOSE_RECORDS = {q: inference.decide(DOSE_TESTS[q], DECLS_DOSE[q], profile=PROFILE) for q in DECLS_DOSE}
     MIX_CX = complexity.measure_categories(designs.training_tiles(DESIGN.mix_configs, DATA), learned=False)[2]
     DOSE_CX = DESIGN.dose_cells.assign(value=lambda d: d["background"].map(
@@ -385,10 +392,8 @@ SENS = sensitivity.sensitivity(
     select=lambda t: t[t["background"].isin(VERDICT_CATS) & (t["train_rain"] == TRAIN_RAIN)], profile=PROFILE)
 display(SENS.set_index(["question", "variant"]).drop(columns=["outcome"]).round(3))
 if DOSE_ON:
-    DOSE_BGS = set(DESIGN.dose_cells["background"])
     SENS_DOSE = sensitivity.sensitivity(
-        pd.concat([COMMON_ROWS, MIX_ROWS], ignore_index=True), FRONT, DECLS_DOSE,
-        lambda m, y: inference.within_seed_trend(DESIGN.dose_by_seed(m, [y]), "proportion", y, seed=SEED),
+        pd.concat([COMMON_ROWS, MIX_ROWS], ignore_index=True), FRONT, DECLS_DOSE, dose_trend,
         train_presets=IN_DIST, model_cols=(*COLS, "background"), fit=pd.concat([TRAIN_FIT, MIX_FIT]),
         select=lambda t: t[t["background"].isin(DOSE_BGS) & (t["train_rain"] == TRAIN_RAIN)], profile=PROFILE)
     display(Markdown("The dose-response under the same variants:"))

@@ -19,12 +19,13 @@ measured it; not beyond a filter of equal fidelity at this scale").
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from derain_utils.measure import outcome
 from derain_utils.stats import inference
 
-__all__ = ["QUESTIONS", "declare_questions", "two_questions_headline"]
+__all__ = ["QUESTIONS", "declare_questions", "two_questions_headline", "on_pooled_units"]
 
 QUESTIONS: dict[str, str] = {
     "paper": "removal",
@@ -79,3 +80,16 @@ def two_questions_headline(
                 f"one-sided p = {inference.format_p(p)} {side}")
     return (f"{first}{joiner}{second}. ({numbers(paper)}; {numbers(beyond)}; {paper.n_models} models, "
             f"{paper.n_seeds} seeds, {paper.primary_preset}.)")
+
+
+def on_pooled_units(result: inference.TestResult, n_models: int, unit: str) -> inference.TestResult:
+    """A test whose rows are means over several models (e.g. notebook 02's dose-response: per seed and
+    proportion, the mean over the mixes) reports the models behind it, not its rows.
+
+    Returns ``result`` with ``n_models`` set and a note naming the ``unit`` of its rows.
+    """
+    if not isinstance(result, inference.TestResult):
+        raise ValueError(f"result must be an inference.TestResult, got {type(result).__name__}")
+    if isinstance(n_models, bool) or not isinstance(n_models, int) or n_models < 0:
+        raise ValueError(f"n_models must be an int >= 0, got {n_models!r}")
+    return dataclasses.replace(result, n_models=n_models, notes=(*result.notes, f"each value is {unit}"))
