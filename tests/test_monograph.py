@@ -258,6 +258,17 @@ def test_unknown_parameter_fails_before_anything_runs(good_dir, tmp_path):
     assert code == 2 and "unknown parameter SIZES" in err and not runs.exists()
 
 
+def test_a_model_cache_that_is_a_file_is_one_line_before_any_kernel(good_dir, tmp_path, monkeypatch):
+    # was: every notebook started, and the first one failed with a 12-run RuntimeError traceback naming the file
+    monkeypatch.setenv("DERAIN_RUNS", str(tmp_path))
+    (tmp_path / "cache").write_text("not a folder")
+    runs = tmp_path / "runs"
+    code, out, err = _run(["run", "--notebooks-dir", str(good_dir), "--runs-dir", str(runs), "--profile", "smoke"])
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert f"model cache ($DERAIN_RUNS/cache or <repo>/runs/cache) {str(tmp_path / 'cache')!r} is a file" in err
+    assert not runs.exists()
+
+
 def test_bad_usage_is_reported_not_executed(good_dir, tmp_path):
     runs = tmp_path / "runs"
     base = ["run", "--notebooks-dir", str(good_dir), "--runs-dir", str(runs)]

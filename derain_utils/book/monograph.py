@@ -520,6 +520,7 @@ def _stream_cell_output(enabled: bool) -> Iterator[None]:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     runs_dir = _checked_runs_dir(store.runs_root(args.runs_dir))
+    _checked_runs_dir(store.cache_root(), "the model cache ($DERAIN_RUNS/cache or <repo>/runs/cache)")  # the kernels'
     infos = _load_infos(args.notebooks_dir)
     selected = select_notebooks(infos, args.only)
     given: list[_Param] = []
