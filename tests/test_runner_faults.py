@@ -176,6 +176,8 @@ def test_kills_at_any_moment_leave_marked_folders_and_the_rerun_uses_the_cache(t
     # every folder so far is marked incomplete; none is latest
     assert [runner.run_status(f) for f in _folders(runs)] == ["killed", "interrupted", "killed"]
     assert run_folders.latest_run("01_kill", "smoke", runs) is None
+    # was: runner.json kept saying "running" after the SIGKILLs; the next run marks the folders
+    assert json.loads((killed_late / runner.RUNNER_FILE).read_text())["status"] == "running"
 
     # 4. the rerun completes, reusing the model that finished before the kills, and streams output
     (sig / "go").write_text("go")
@@ -187,6 +189,9 @@ def test_kills_at_any_moment_leave_marked_folders_and_the_rerun_uses_the_cache(t
     assert run_folders.latest_run("01_kill", "smoke", runs) == final and runner.run_status(final) == "completed"
     assert pd.read_csv(final / run_folders.RESULTS_FILE)["cached"].tolist() == [True, False]
     assert [runner.run_status(f) for f in _folders(runs)] == ["killed", "interrupted", "killed", "completed"]
+    for f in (killed_early, killed_late):
+        marked = json.loads((f / runner.RUNNER_FILE).read_text())
+        assert marked["status"] == "killed" and marked["killed_found_utc"] and "gone" in marked["error"]
     summary = pd.read_csv(runs / "smoke" / "summary.csv", keep_default_na=False)
     assert summary.loc[0, "verdict"] == "REPRODUCED" and summary.loc[0, "incomplete"] == ""
 
@@ -234,6 +239,12 @@ def test_run_status_reads_the_marker_and_the_process(tmp_path: Path) -> None:
     assert runner.run_status(reused) == ("killed" if Path("/proc/self/stat").exists() else "running")
     empty = run_folders.new_run_dir("01_a", "smoke", runs, stamp="20260101T000006Z")
     assert runner.run_status(empty) == "killed"  # killed between creating the folder and marking it
+    assert json.loads((dead / runner.RUNNER_FILE).read_text())["status"] == "running"  # reading alone writes nothing
+    assert runner.run_status(dead, mark=True) == runner.run_status(empty, mark=True) == "killed"
+    for f in (dead, empty):
+        marked = json.loads((f / runner.RUNNER_FILE).read_text())
+        assert marked["status"] == "killed" and marked["killed_found_utc"] and marked["error"]
+        assert runner.run_status(f) == "killed" and not list(f.glob(".*.tmp"))
     garbled = _fake_run(runs, "01_a", "20260101T000007Z", None)
     (garbled / runner.RUNNER_FILE).write_text("{not json")
     assert runner.run_status(garbled) == "unmarked"

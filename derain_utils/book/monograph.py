@@ -280,9 +280,10 @@ def latest_records(infos: Sequence[NotebookInfo], profile: str, runs_dir: Path) 
     out = []
     for info in infos:
         folder = runs.latest_run(info.stem, profile, runs_dir)
-        newer = [f for f in run_folders(info.stem, profile, runs_dir)
-                 if folder is None or _stamp_key(f.name) > _stamp_key(folder.name)]
-        incomplete = [(f, st) for f in newer if (st := run_status(f)) in INCOMPLETE]
+        every = run_folders(info.stem, profile, runs_dir)
+        status = {f: run_status(f, mark=True) for f in every}  # a run killed outright is marked so in its folder
+        newer = [f for f in every if folder is None or _stamp_key(f.name) > _stamp_key(folder.name)]
+        incomplete = [(f, status[f]) for f in newer if status[f] in INCOMPLETE]
         if folder is None:
             if incomplete:
                 last, status = incomplete[-1]

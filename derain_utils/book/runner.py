@@ -572,36 +572,63 @@ def _write_runner_json(rec: RunRecord, profile: str, started: str) -> None:
     os.replace(tmp, path)
 
 
-def run_status(folder: str | Path) -> str:
+def _mark_killed(folder: Path, record: dict[str, Any], why: str) -> None:
+    """Write ``status: killed`` into a run folder whose runner is gone, with when and how it was found
+    (best effort: a folder that cannot be written keeps its record and is still read as killed)."""
+    record = {**record, "status": "killed", "killed_found_utc": store.utc_stamp(), "error": why}
+    tmp = folder / f".{RUNNER_FILE}.{os.getpid()}.tmp"
+    try:
+        tmp.write_text(json.dumps(store.to_jsonable(record, strict=False), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, folder / RUNNER_FILE)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def run_status(folder: str | Path, *, mark: bool = False) -> str:
     """What a run folder's ``runner.json`` says, checked against the process that wrote it.
 
-    ``completed``, ``failed`` or ``interrupted`` (SIGTERM, SIGINT) as recorded; ``running`` while the
-    runner that writes it is alive (or on another host, where that cannot be checked); ``killed``
-    when it says running but its process is gone (SIGKILL, power loss); ``unmarked`` without a
-    readable ``runner.json`` (a folder made by an interactive run, or by a runner before 2026-12).
+    ``completed``, ``failed``, ``interrupted`` (SIGTERM, SIGINT) or ``killed`` as recorded; ``running``
+    while the runner that writes it is alive (or on another host, where that cannot be checked);
+    ``killed`` when it says running but its process is gone (SIGKILL, power loss, out of memory);
+    ``unmarked`` without a readable ``runner.json`` (a folder made by an interactive run, or by a
+    runner before 2026-12). With ``mark``, a run found killed is marked so in its ``runner.json``
+    (``status``, ``killed_found_utc`` and the reason in ``error``), so the folder tells the truth to
+    anyone who reads it; the summary, ``list`` and ``html`` mark what they find.
     """
-    path = Path(folder) / RUNNER_FILE
+    folder = Path(folder)
+    path = folder / RUNNER_FILE
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         status = str(record.get("status", ""))
     except (OSError, ValueError, AttributeError):
         # an empty folder is a run killed between creating its folder and marking it
-        return "killed" if Path(folder).is_dir() and not any(Path(folder).iterdir()) else "unmarked"
+        if folder.is_dir() and not any(folder.iterdir()):
+            if mark:
+                _mark_killed(folder, {"notebook": folder.parent.name, "started_utc": None},
+                             "killed before its runner wrote anything (the folder was empty)")
+            return "killed"
+        return "unmarked"
     if status != "running":
         return status or "unmarked"
     if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
         return "running"
     pid = record["pid"]
+    why = None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return "killed"
+        why = f"its runner (pid {pid} on {record.get('host')}) was gone: killed outright (SIGKILL, power loss)"
     except PermissionError:
         pass  # alive, another user's
     started = record.get("pid_start")
-    if started is not None and _process_start(pid) not in (None, started):
-        return "killed"  # the pid now belongs to another process
-    return "running"
+    if why is None and started is not None and _process_start(pid) not in (None, started):
+        why = f"its runner (pid {pid}) was gone and the pid belongs to another process now"
+    if why is None:
+        return "running"
+    if mark:
+        _mark_killed(folder, record, why)
+    return "killed"
 
 
 def _stamp_key(name: str) -> tuple[str, int]:
@@ -655,6 +682,8 @@ def execute(
     import papermill
     from papermill.exceptions import PapermillExecutionError, strip_color
 
+    for earlier in run_folders(info.stem, profile, runs_dir):  # earlier runs killed outright say so from now on
+        run_status(earlier, mark=True)
     folder = runs.new_run_dir(info.stem, profile, runs_dir)
     output = folder / f"{info.stem}.ipynb"
     parameters = {"PROFILE": profile, "RUN_DIR": str(folder), **params}
