@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,8 +58,9 @@ def test_suite_command_line_writes_one_record_per_model(tmp_path):
     assert alb is None or alb > 0
     table = bench.format_suite(written)
     assert "| resnet/quick | 48 px x 16 |" in table and "rain synthesis" in table
-    with pytest.raises(SystemExit, match="unknown model"):
+    with pytest.raises(SystemExit) as exit_info:
         bench.main(["--models", "vgg/huge"])
+    assert exit_info.value.code == 2
 
 
 def test_suite_cases_are_the_issue_sizes():
@@ -73,7 +75,8 @@ def test_paper_workload_known_answers():
     assert w["new_models"]["01_set_size"] == a * n * s + 2 * s  # every architecture at every N + the ablation
     n_cats = len(designs.REAL) + len(designs.LADDER_RUNGS)  # at category_n tiles, + one control per seed
     shared = s if p.category_n in p.n_list else 0  # natural at category_n: notebook 01's models
-    assert w["new_models"]["02_category_complexity"] == n_cats * s + s - shared
+    n_mixed = len(designs.REAL_MIXES) * (len(designs.MIX_PROPORTIONS) - 2)  # the dose-response's mixed sets
+    assert w["new_models"]["02_category_complexity"] == n_cats * s + s - shared + n_mixed * s
     assert w["new_models"]["03_decoupled_metrics"] == 0  # 02's curve runs, from the cache
     assert w["curve_models"]["02_category_complexity"] == 5 * s  # faces, urban, manga + blobs, noise
     assert w["new_models"]["04_real_rain"] == 0  # notebook 01's models, from the cache
@@ -81,7 +84,7 @@ def test_paper_workload_known_answers():
     assert w["background"] == "natural" and w["archs"] == list(p.archs)
     smoke = workload.paper_workload("smoke", real_categories=0)  # offline: the ladder only, nothing cached
     assert smoke["background"] == "deadleaves"
-    assert smoke["new_models"] == {"01_set_size": 2 * 2 * 2 + 2 * 2, "02_category_complexity": 4 * 2 + 2,
+    assert smoke["new_models"] == {"01_set_size": 2 * 2 * 2 + 2 * 2, "02_category_complexity": 4 * 2 + 2 + 3 * 2,
                                    "03_decoupled_metrics": 0, "04_real_rain": 0}
     assert smoke["curve_models"] == {"02_category_complexity": 2 * 2}  # blobs and noise
     with pytest.raises(ValueError, match="real_categories"):
@@ -203,3 +206,38 @@ def test_quick_timing_on_the_smoke_profile(tmp_path):
     assert rep["speedup"] == pytest.approx(
         rep["paths"]["old_fp32_nchw"]["model_s"] / rep["paths"]["default"]["model_s"], rel=0.02)
     assert rep["sweep"]["models"] == 2 and rep["sweep"]["models_per_minute"] > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "0"], r"--steps must be >= 1 \(timed steps\), got 0"),  # was: 30 steps, silently
+    (["--steps", "-3"], r"--steps must be >= 1"),
+    (["--threads", "-2"], r"--threads must be >= 1"),
+    (["--warmup", "-1"], r"--warmup must be >= 0"),
+    (["--arch", "resnet", "--size", "huge"], r"--size must be a size of resnet \(tiny, quick, paper\), got 'huge'"),
+    (["--batch", "0"], r"--batch must be >= 1"),
+    (["--precision", "fp8"], r"--precision must be one of auto, fp32, bf16, got 'fp8'"),
+    (["--memory-format", "nhwc"], r"--memory-format must be one of auto, channels_last, contiguous"),
+    (["--rain", "nope"], r"--rain must be a rain preset \(small, "),
+    (["--seeds", "a,b", "--precision-check", "p.json"], r"--seeds must be integers separated by commas"),
+    (["--workers-report", "w.json", "--seconds", "-1"], r"--seconds must be > 0"),  # was: wrote a report
+    (["--models", "vgg/huge"], r"--models: unknown model 'vgg/huge'"),
+])
+def test_bad_options_are_one_line_before_anything_is_measured(argv, message, tmp_path, capsys, monkeypatch):
+    # was: raw ValueError tracebacks (or silently wrong runs) from deep inside the measurements
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("python -m derain_utils.lab.bench: error: ") and re.search(message, err), err
+    assert not list(tmp_path.iterdir())  # no report, no JSON
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+@pytest.mark.parametrize("argv, what", [(["--device", "cuda"], "--device cuda"),
+                                        (["--gpu-report", "g.json"], "--gpu-report (on its default device, cuda)")])
+def test_cuda_without_cuda_is_one_line(argv, what, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+    assert exit_info.value.code == 2 and f"{what} needs CUDA" in capsys.readouterr().err

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -657,7 +658,7 @@ def _parse_models(text: str | None) -> tuple[BenchCase, ...]:
     out = []
     for name in (t.strip() for t in text.split(",") if t.strip()):
         if name not in by_name:
-            raise SystemExit(f"--models: unknown model {name!r}; valid: {', '.join(by_name)}")
+            raise ValueError(f"--models: unknown model {name!r}; valid: {', '.join(by_name)}")
         out.append(by_name[name])
     return tuple(out)
 
@@ -701,14 +702,60 @@ def main(argv: Sequence[str] | None = None) -> Any:
     p.add_argument("--synth-n", type=int, default=256)
     p.add_argument("--synth-size", type=int, default=128)
     args = p.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ValueError as err:  # bad values found by the checks below or by the code they reach: one line
+        print(f"{p.prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+_LIMITS: dict[str, tuple[int | float, str]] = {
+    "steps": (1, "timed steps"), "warmup": (0, "warm-up steps"), "threads": (1, "torch threads"),
+    "batch": (1, "crops per step"), "patch": (1, "crop side in px"), "synth_n": (1, "images"),
+    "synth_size": (1, "image side in px"), "rounds": (1, "alternations"), "sweep_models": (0, "models"),
+    "workers": (1, "worker processes"), "seconds": (1e-9, "seconds"), "budget_s": (1e-9, "seconds"),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {"precision": ("auto", "fp32", "bf16"),
+                                        "memory_format": ("auto", "channels_last", "contiguous")}
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Every numeric option in range and every named choice valid, before anything is measured."""
+    for name, (low, what) in _LIMITS.items():
+        v = getattr(args, name)
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= low):
+            bound = f">= {low:g}" if low >= 1 or low == 0 else "> 0"
+            raise ValueError(f"--{name.replace('_', '-')} must be {bound} ({what}), got {v!r}")
+    for name, valid in _CHOICES.items():
+        if getattr(args, name) not in valid:
+            raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(valid)}, got {getattr(args, name)!r}")
+    if args.rain not in rain.PRESETS:
+        raise ValueError(f"--rain must be a rain preset ({', '.join(rain.PRESETS)}), got {args.rain!r}")
+    if args.arch is not None and args.size not in models.MODEL_SIZES[args.arch]:
+        raise ValueError(f"--size must be a size of {args.arch} ({', '.join(models.MODEL_SIZES[args.arch])}), "
+                         f"got {args.size!r}")
+    try:
+        args.seed_list = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds must be integers separated by commas, got {args.seeds!r}") from None
+    if not args.seed_list or min(args.seed_list) < 0:
+        raise ValueError(f"--seeds must name at least one seed >= 0, got {args.seeds!r}")
+    device = args.device or ("cuda" if args.gpu_report is not None else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        what = "--gpu-report (on its default device, cuda)" if args.device is None else f"--device {device}"
+        raise ValueError(f"{what} needs CUDA, which this machine lacks (torch {torch.__version__}); "
+                         f"use --device cpu")
+
+
+def _dispatch(args: argparse.Namespace) -> Any:
+    _check_args(args)
     # the profile-level measurements live in workload, which builds on this module's timing
     from derain_utils.lab.workload import gpu_report, precision_check, quick_timing, workers_report  # noqa: PLC0415
 
     if args.gpu_report is not None:
         return gpu_report(args.gpu_report, device=args.device or "cuda", tiny=args.tiny, budget_s=args.budget_s)
     if args.precision_check is not None:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        out = precision_check(seeds=seeds, cache_root=args.cache, workers=args.workers, path=args.precision_check)
+        out = precision_check(seeds=args.seed_list, cache_root=args.cache, workers=args.workers, path=args.precision_check)
         curve = {k: v for k, v in out["loss_curve"].items() if k != "steps"}
         print(json.dumps({"compare": out["compare"], "loss_curve": curve}, indent=2, default=str))
         return out
