@@ -914,6 +914,26 @@ def test_report_real_folder_with_a_non_utf8_name(tmp_path: Path, capsys: pytest.
     assert "caf\\xe9.png" in set(rows.loc[rows["kind"] == "real", "image"])
 
 
+@pytest.mark.parametrize("option", ["--data", "--real", "--presets"])
+def test_report_refuses_a_set_named_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch, option: str) -> None:
+    # was: `--data S S` scored the set twice (n doubled, the interval narrower than the data allow)
+    from derain_utils.book import report
+
+    root = tmp_path / "data"
+    (root / "set").mkdir(parents=True)
+    monkeypatch.setenv("DERAIN_DATA", str(root))
+    named = {"--data": ["set", str(root / "set")], "--real": [str(root / "set"), str(root / "set" / ".")],
+             "--presets": ["small", "small"]}[option]
+    args = [a for a in _REPORT_ARGS if a not in ("--presets", "small")]
+    identity = Path(__file__).parent / "_identity_model.py"
+    out = tmp_path / "card"
+    status = report.main([f"{identity}:Identity", "--out", str(out), option, *named, *args])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and f"{option} names {named[1]!r} twice" in err, err
+    assert "it would be scored twice" in err and not out.exists()
+
+
 def test_report_writes_all_files_or_none(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from derain_utils.book import report

@@ -77,6 +77,7 @@ from derain_utils.measure import metric_table, metrics, realscores, scoring
 from derain_utils.nets import models, training
 from derain_utils.stats import bootstrap
 from derain_utils.synth import backgrounds, rain, realsets
+from derain_utils.synth.data import data_root
 from derain_utils.synth.perspective import PerspectiveRain, synthesize_perspective
 
 __all__ = [
@@ -962,6 +963,22 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _no_repeats(option: str, items: Sequence[Any] | None, data_dir: str | None) -> None:
+    """A set, folder or preset named twice would be scored twice (n doubled, intervals too narrow)."""
+    root = data_root(data_dir) if option in ("--data", "--real") and items else None
+    seen: dict[str, str] = {}
+    for x in items or ():
+        text = str(x)
+        path = Path(text).expanduser()
+        if not path.exists() and root is not None and (root / text).exists():
+            path = root / text
+        key = os.path.realpath(path) if path.exists() else text
+        if key in seen:
+            same = "" if seen[key] == text else f" (as {seen[key]!r} and {text!r}, the same {key!r})"
+            raise ValueError(f"{option} names {text!r} twice{same}: it would be scored twice")
+        seen[key] = text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns 0 on success, 2 on bad input (the message names it)."""
     parser = _parser()
@@ -970,6 +987,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.out is not None and args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out {str(args.out)!r} is a file, not a folder")
+        for option, items in (("--data", args.data), ("--real", args.real), ("--presets", args.presets)):
+            _no_repeats(option, items, args.data_dir)
         loaded = load_model(args.model, cache_root=args.cache_root, data_dir=args.data_dir, train=args.train,
                             train_rain=args.train_rain)
         device = training.select_device(args.device)
