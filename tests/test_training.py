@@ -153,6 +153,18 @@ def test_history_layout(train_images):
     assert not res.model.training  # returned in eval mode
 
 
+@pytest.mark.parametrize("lr", [1e6, 1e3, 10.0])
+def test_a_diverged_run_is_refused_not_returned(train_images, lr):
+    # was (lr 1e3 and 10): the loss came back below 1 after exploding, and the broken model (removal -4 to -8)
+    # was returned and cached as a normal one; only NaN or inf was caught
+    with pytest.raises(FloatingPointError, match=r"training diverged: mean loss .* above 1, the most an output"):
+        run(train_images, steps=20, lr=lr, warmup_steps=2)
+
+
+def test_a_healthy_run_stays_far_below_the_divergence_bound(train_images):
+    assert run(train_images, steps=20).history["loss"].max() < 0.1 * training.MAX_LOSS
+
+
 def test_history_loss_is_window_mean(train_images):
     losses: list[float] = []
     res = run(train_images, steps=6, log_every=3, callback=lambda s, l: losses.append(l))

@@ -130,6 +130,11 @@ _CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = "derain_utils.training/1"  # a frozen format tag (older checkpoints carry it), not a module path
 HISTORY_COLUMNS: tuple[str, ...] = ("step", "loss", "lr", "elapsed_s")
+MAX_LOSS: float = 1.0
+"""The largest mean L1 loss of a training window that is not a divergence: an output on the [0, 1] scale
+cannot lose more than 1 against a target on it, so a window above it means outputs left the image scale
+(lr far too high). A quick model starts near 0.03; lr = 10 and 1000 reach 1e8 and 6e21 in their first
+window and then come back below 1 to a broken model, which the check refuses instead of caching."""
 # --------------------------------------------------------------------------- errors
 
 
@@ -789,10 +794,11 @@ def train(
                 window.append(loss)
                 if step % log_every == 0 or step == steps:
                     mean = torch.stack(window).cpu().double().mean().item()
-                    if not math.isfinite(mean):
+                    if not math.isfinite(mean) or mean > MAX_LOSS:
                         raise FloatingPointError(
-                            f"training diverged: mean loss {mean} over steps {step - len(window) + 1}-{step} "
-                            f"(lr={step_lr:.3g}); lower lr or add warmup_steps"
+                            f"training diverged: mean loss {mean:.4g} over steps {step - len(window) + 1}-{step} "
+                            f"(lr={step_lr:.3g}; above {MAX_LOSS:g}, the most an output on the [0, 1] scale "
+                            f"can lose, the outputs left the image scale); lower lr or add warmup_steps"
                         )
                     history.append({"step": step, "loss": mean, "lr": float(step_lr), "elapsed_s": elapsed()})
                     window = []
