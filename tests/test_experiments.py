@@ -324,6 +324,15 @@ def test_run_writes_a_complete_entry_and_reuses_it(golden, tmp_path, monkeypatch
     pd.testing.assert_frame_equal(again.history, r.history)
 
 
+def test_provenance_records_the_threads_that_trained_the_model(root):
+    # was: run(cfg, threads=2) recorded torch_threads = 1 (read after training had restored the caller's count)
+    r = experiments.run(tiny(seed=5), cache_root=root, threads=2)
+    assert torch.get_num_threads() == 1  # restored for the caller
+    assert json.loads((r.dir / "provenance.json").read_text())["torch_threads"] == 2
+    r = experiments.run(tiny(seed=6), cache_root=root)
+    assert json.loads((r.dir / "provenance.json").read_text())["torch_threads"] == 1
+
+
 def test_run_is_deterministic_and_load_model_reproduces_the_eval(golden, tmp_path):
     c = tiny()
     a = golden[1]

@@ -955,7 +955,7 @@ def _compute(
             memory_format=res.memory_format,
             cpu_bf16=training.cpu_bf16_support()[1],
             resumed_from=res.resumed_from,
-            torch_threads=torch.get_num_threads(),
+            torch_threads=int(threads) if threads is not None and dev.type == "cpu" else torch.get_num_threads(),
             data=_fingerprint(split, test),
             eval_background=inputs.source,
         ),
