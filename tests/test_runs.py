@@ -63,6 +63,17 @@ def test_latest_falls_back_to_a_text_file(tmp_path, monkeypatch):
     assert runs.latest_run("02_x", "quick", tmp_path) == a
 
 
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_a_real_file_or_folder_named_latest_is_an_error_not_a_silent_latest_txt(tmp_path, kind):
+    # was: os.replace failed on the real folder and the pointer went to latest.txt without a word
+    a = runs.new_run_dir("01_x", "smoke", tmp_path)
+    real = a.parent / "latest"
+    real.mkdir() if kind == "folder" else real.write_text("mine")
+    with pytest.raises(store.StoreError, match=rf"'{re.escape(str(real))}' is a real {kind}, not the pointer"):
+        runs.update_latest(a)
+    assert not (a.parent / "latest.txt").exists() and not list(a.parent.glob(".latest.*"))
+
+
 def test_resolve_run_dir(tmp_path):
     given = tmp_path / "from_runner"
     assert runs.resolve_run_dir(str(given), "01_set_size", "smoke") == given and given.is_dir()

@@ -83,12 +83,17 @@ def update_latest(folder: str | Path) -> Path:
 
     The pointer is a relative symlink (so the runs tree can be moved), swapped in
     atomically. Where symlinks are unavailable it is a ``latest.txt`` file holding
-    the folder name instead.
+    the folder name instead. A real file or folder named ``latest`` is a StoreError
+    (it was silently bypassed by ``latest.txt``).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"run folder {folder} does not exist")
     link = folder.parent / LATEST
+    if link.exists() and not link.is_symlink():
+        raise store.StoreError(
+            f"{str(link)!r} is a real {'folder' if link.is_dir() else 'file'}, not the pointer to the newest run "
+            f"that this name is kept for; move it away (run folders are named by their UTC start stamp)")
     tmp = folder.parent / f".{LATEST}.{os.getpid()}.tmp"
     try:
         if tmp.is_symlink() or tmp.exists():
