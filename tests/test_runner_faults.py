@@ -471,3 +471,15 @@ def test_html_command_exports_the_latest_runs(tmp_path: Path) -> None:
     assert 'href="01_offline/20260101T000000Z/01_offline.reader.html"' in index
     code, _, err = _main(["html", "--notebooks-dir", str(nbdir), "--runs-dir", str(tmp_path / "none")])
     assert code == 2 and "no runs of profile quick" in err
+
+
+def test_a_summary_that_is_a_folder_is_a_named_error_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    # was: an IsADirectoryError from a hand-rolled write, and .summary.csv.<pid>.tmp left behind
+    from derain_utils import store
+    from derain_utils.book import monograph
+
+    runs = tmp_path / "runs"
+    (runs / "smoke" / "summary.csv").mkdir(parents=True)
+    with pytest.raises(store.StoreError, match=r"summary table .*summary\.csv"):
+        monograph._write_state([], "smoke", runs, html=False)
+    assert sorted(p.name for p in (runs / "smoke").iterdir()) == ["summary.csv"]

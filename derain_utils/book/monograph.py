@@ -360,13 +360,7 @@ Effect and p are the paper's question's.</p>
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    store.write_text(path, text, what="page")
 
 
 # --------------------------------------------------------------------------------------
@@ -603,9 +597,7 @@ def _write_state(infos: Sequence[NotebookInfo], profile: str, runs_dir: Path, *,
     root.mkdir(parents=True, exist_ok=True)
     state_table = summary_table(state)
     state_table["run"] = [os.path.relpath(r, root) if r else "" for r in state_table["run"]]
-    tmp = root / f".summary.csv.{os.getpid()}.tmp"
-    state_table.to_csv(tmp, index=False)
-    os.replace(tmp, root / "summary.csv")
+    store.write_csv(root / "summary.csv", state_table, what="summary table")  # atomic; no temporary file left
     print(f"\nsummary of the latest run of every notebook: {root / 'summary.csv'}")
     if html:
         for rec in state:
