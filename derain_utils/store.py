@@ -110,12 +110,14 @@ def repo_root() -> Path:
 
 
 def runs_root(base: str | os.PathLike | None = None) -> Path:
-    """Root of all run folders: ``base`` > ``$DERAIN_RUNS`` > ``<repo>/runs``."""
+    """Root of all run folders: ``base`` > ``$DERAIN_RUNS`` > ``<repo>/runs``, as an absolute path
+    (a relative one is taken from the current folder now, so it names the same folder after a
+    ``chdir``, e.g. in a notebook kernel that papermill starts in ``notebooks/``)."""
     if base is not None and str(base) != "":
-        return Path(base).expanduser()
+        return Path(base).expanduser().absolute()
     env = os.environ.get(RUNS_ENV)
     if env:
-        return Path(env).expanduser()
+        return Path(env).expanduser().absolute()
     return repo_root() / "runs"
 
 

@@ -476,10 +476,26 @@ def test_html_command_exports_the_latest_runs(tmp_path: Path) -> None:
 def test_a_summary_that_is_a_folder_is_a_named_error_and_leaves_no_temporary_file(tmp_path: Path) -> None:
     # was: an IsADirectoryError from a hand-rolled write, and .summary.csv.<pid>.tmp left behind
     from derain_utils import store
-    from derain_utils.book import monograph
 
     runs = tmp_path / "runs"
     (runs / "smoke" / "summary.csv").mkdir(parents=True)
     with pytest.raises(store.StoreError, match=r"summary table .*summary\.csv"):
         monograph._write_state([], "smoke", runs, html=False)
     assert sorted(p.name for p in (runs / "smoke").iterdir()) == ["summary.csv"]
+
+
+def test_relative_runs_and_data_folders_name_the_same_place_inside_the_kernel(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # was: a relative DERAIN_RUNS or --runs-dir failed every run (FileNotFoundError '.../kernel.log'): papermill
+    # starts the kernel in notebooks/, where the relative folder names another place
+    from derain_utils import store
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DERAIN_RUNS", "rel_runs")
+    monkeypatch.setenv("DERAIN_DATA", "rel_data")
+    assert store.runs_root() == tmp_path / "rel_runs" and store.runs_root("other") == tmp_path / "other"
+    assert store.cache_root() == tmp_path / "rel_runs" / "cache"
+    with runner._kernel_environment():
+        assert os.environ["DERAIN_RUNS"] == str(tmp_path / "rel_runs")
+        assert os.environ["DERAIN_DATA"] == str(tmp_path / "rel_data")
+    assert os.environ["DERAIN_RUNS"] == "rel_runs" and os.environ["DERAIN_DATA"] == "rel_data"  # restored

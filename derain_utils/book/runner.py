@@ -78,6 +78,8 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 ``MPLBACKEND`` says in the runner's own environment (``.ci/run`` sets ``Agg``)."""
 
 
+FOLDER_ENV: tuple[str, ...] = ("DERAIN_RUNS", "DERAIN_DATA")
+"""Environment variables naming folders, made absolute for the kernels (:func:`_kernel_environment`)."""
 KERNEL_ENV = {
     "MPLBACKEND": INLINE_BACKEND,
     "DERAIN_PROGRESS": "text",  # derain_utils draws text progress bars: --log-output shows them
@@ -439,15 +441,20 @@ def _kernel_environment() -> Iterator[None]:
     """The environment the runner's kernels start in, restored afterwards.
 
     * the folder holding this ``derain_utils`` is prepended to ``PYTHONPATH``;
+    * the folders of :data:`FOLDER_ENV` (``DERAIN_RUNS``, ``DERAIN_DATA``) made absolute, since the
+      kernel runs in the notebooks' folder;
     * :data:`KERNEL_ENV`: matplotlib's inline backend (figures are saved into the executed
       notebook even when the runner runs with ``MPLBACKEND=Agg``), and text progress bars
       (``DERAIN_PROGRESS=text``) that ``--log-output`` streams to the terminal.
     """
     root = str(store.repo_root())
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "JPY_PARENT_PID", *KERNEL_ENV)}
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "JPY_PARENT_PID", *FOLDER_ENV, *KERNEL_ENV)}
     old = saved["PYTHONPATH"]
     parts = [root] + ([p for p in old.split(os.pathsep) if p and p != root] if old else [])
     os.environ["PYTHONPATH"] = os.pathsep.join(parts)
+    for key in FOLDER_ENV:  # the kernel starts in notebooks/: a relative folder would name another place there
+        if saved[key]:
+            os.environ[key] = str(Path(saved[key]).expanduser().absolute())
     os.environ.update(KERNEL_ENV)
     os.environ["JPY_PARENT_PID"] = str(os.getpid())  # ipykernel exits when this runner dies (even by SIGKILL)
     try:
