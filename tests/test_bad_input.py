@@ -914,6 +914,29 @@ def test_report_real_folder_with_a_non_utf8_name(tmp_path: Path, capsys: pytest.
     assert "caf\\xe9.png" in set(rows.loc[rows["kind"] == "real", "image"])
 
 
+@pytest.mark.parametrize("h, w, extra, message", [
+    (1, 1, [], r"real photo '.*tiny\.png' is 1x1 px: too small for the no-ground-truth proxies"),  # named no file
+    (7, 7, [], r"is 7x7 px: too small"),  # was: scored, coherence 0.70
+    (4, 200, [], r"is 200x4 px: too small"),  # was: scored, coherence 0.34
+    (64, 640, ["--real-long-side", "100"], r"is 100x10 px after downscaling from 640x64 px: too small.*"
+                                          r"or raise --real-long-side"),
+])
+def test_report_refuses_real_photos_too_small_to_measure(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          h: int, w: int, extra: list[str], message: str) -> None:
+    from derain_utils.book import report
+
+    real = tmp_path / "real"
+    real.mkdir()
+    _save_png(real / "a.png")
+    _save_png(real / "tiny.png", h=h, w=w)
+    identity = Path(__file__).parent / "_identity_model.py"
+    out = tmp_path / "card"
+    status = report.main([f"{identity}:Identity", "--out", str(out), "--real", str(real), *extra, *_REPORT_ARGS])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and re.search(message, err), err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("option", ["--data", "--real", "--presets"])
 def test_report_refuses_a_set_named_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch, option: str) -> None:

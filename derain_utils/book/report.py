@@ -547,7 +547,8 @@ def load_real(
 
     With a ``limit`` smaller than the folder, the photos are spread evenly over the file-name order
     (indices ``round(linspace(0, n - 1, limit))``), so that a folder of video frames gives frames of
-    every clip rather than the first frames of one. ``None``/0 = all photos, full size.
+    every clip rather than the first frames of one. ``None``/0 = all photos, full size. A photo whose
+    short side is below :data:`~derain_utils.measure.realscores.MIN_SIDE` is a ValueError naming it.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0):
         raise ValueError(f"limit must be None or an int >= 0, got {limit!r}")
@@ -555,7 +556,18 @@ def load_real(
     names = src.names
     if limit and limit < len(names):
         names = [names[i] for i in np.unique(np.round(np.linspace(0, len(names) - 1, limit)).astype(int))]
-    return [(n, realsets.resize_long_side(src.load(n), long_side)) for n in names]
+    out = []
+    for n in names:
+        img = src.load(n)
+        small = realsets.resize_long_side(img, long_side)
+        if min(small.shape[:2]) < realscores.MIN_SIDE:
+            was = "" if small.shape == img.shape else f" after downscaling from {img.shape[1]}x{img.shape[0]} px"
+            raise ValueError(
+                f"real photo {str(Path(src.root) / n) if hasattr(src, 'root') else n!r} is {small.shape[1]}x"
+                f"{small.shape[0]} px{was}: too small for the no-ground-truth proxies (short side at least "
+                f"{realscores.MIN_SIDE} px); remove it from the folder" + (" or raise --real-long-side" if was else ""))
+        out.append((n, small))
+    return out
 
 
 # --------------------------------------------------------------------------- statistics

@@ -91,6 +91,12 @@ RAINFREE_MARGIN: int = 2
 """px by which candidate rain is dilated before its complement is called rain-free."""
 
 
+MIN_SIDE: int = 32
+"""Smallest short side (px) of a photo the proxies are computed on: the orientation statistics integrate
+over rho = 4 px (a window of about 25 px) and the top-hat needs room around 7-px structures, so a smaller
+photo (a 7x7 icon, a 4 px strip) gives numbers that describe its border, not its rain."""
+
+
 PROXY_KEYS: tuple[str, ...] = ("removed_rms", "brightening_share", "coherence", "global_coherence",
                                "angle_deg", "rainfree_change", "rainfree_fraction")
 """Keys of :func:`no_gt_proxies`, in order."""
