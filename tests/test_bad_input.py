@@ -487,6 +487,34 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return status, out, err
 
 
+def _interrupt(*args: Any, **kwargs: Any) -> Any:
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_the_complexity_meter_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # was: a KeyboardInterrupt traceback
+    _save_png(tmp_path / "a.png")
+    monkeypatch.setattr(complexity, "measure_set", _interrupt)
+    status, out, err = _cli(capsys, str(tmp_path), "--csv", str(tmp_path / "out.csv"))
+    assert status == 130 and out == "" and err.count("\n") == 1 and "interrupted; nothing written" in err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_ctrl_c_in_the_report_card_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # was: a KeyboardInterrupt traceback
+    from derain_utils.book import report
+
+    monkeypatch.setattr(report, "evaluate", _interrupt)
+    identity = Path(__file__).parent / "_identity_model.py"
+    out = tmp_path / "card"
+    status = report.main([f"{identity}:Identity", "--out", str(out), *_REPORT_ARGS])
+    err = capsys.readouterr().err
+    assert status == 130 and err.count("\n") == 1 and "interrupted; no report card written" in err
+    assert not out.exists()
+
+
 def test_cli_on_an_empty_folder_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -1020,6 +1020,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # OSError: store.StoreError, FileNotFoundError, an unwritable --out, a full disk
         print(f"{parser.prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; the card is written whole or not at all
+        print(f"{parser.prog}: interrupted; no report card written", file=sys.stderr)
+        return 130
     h = headline(summarize(df))
     print(_sentence(h, loaded))
     print(f"report card: {paths['md']} (figure {paths['png']})")

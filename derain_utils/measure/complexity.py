@@ -835,6 +835,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; nothing was written
+        print(f"{parser.prog}: interrupted; nothing written", file=sys.stderr)
+        return 130
     df = pd.concat(frames, ignore_index=True)
     summary = summarize(df)
     counts = summary.groupby("set", sort=False)["n"].max()
