@@ -435,6 +435,13 @@ def test_cli_learned_adds_ae_loss_for_held_out_images(tmp_path, capsys):
     assert held.set_index("set").loc["simple", "ae_loss"] < held.set_index("set").loc["busy", "ae_loss"]
     assert main([str(simple), "--learned", "--ae-steps", "0", "--no-progress"]) == 2
     assert "--ae-steps" in capsys.readouterr().err
+    # was: "Maximum allowed dimension exceeded" from numpy, deep inside the autoencoder
+    assert main([str(simple), "--learned", "--ae-steps", "99999999999999999999", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--ae-steps must be an integer from 1 to 1,000,000, got 99999999999999999999" in err
+    assert err.count("\n") == 1
+    with pytest.raises(ValueError, match="steps must be at most 1,000,000"):
+        complexity.fit_autoencoder(_noise(48, seed=0)[None].repeat(4, 0), steps=10**7)
 
 
 def test_measure_categories_orders_simple_below_complex():

@@ -450,6 +450,8 @@ ALL_MEASURES: dict[str, str] = {**MEASURES, **LEARNED_MEASURES}
 AE_PATCH: int = 32
 """Side (px) of the tiles the autoencoder is trained and evaluated on (a multiple of 4)."""
 AE_STEPS: int = 300
+MAX_AE_STEPS: int = 1_000_000
+"""The most steps :func:`fit_autoencoder` accepts (hours on a CPU; beyond it a typo, not a choice)."""
 """Default optimiser steps of the autoencoder (batches of 16 tiles; about 1-2 s on one CPU core)."""
 AE_WIDTH: int = 16
 """Feature channels of the autoencoder's hidden layers."""
@@ -606,6 +608,8 @@ def fit_autoencoder(
             or images too small to give a tile on one side of the split.
     """
     steps = _check_positive_int("steps", steps)
+    if steps > MAX_AE_STEPS:
+        raise ValueError(f"steps must be at most {MAX_AE_STEPS:,} (hours of training on a CPU), got {steps:,}")
     if threads is not None:
         threads = _check_positive_int("threads", threads)
     batch_size = _check_positive_int("batch_size", batch_size)
@@ -815,8 +819,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.max_images is not None and args.max_images < 1:
             raise ValueError(f"--max-images must be a positive integer, got {args.max_images}")
-        if args.ae_steps < 1:
-            raise ValueError(f"--ae-steps must be a positive integer, got {args.ae_steps}")
+        if not 1 <= args.ae_steps <= MAX_AE_STEPS:
+            raise ValueError(f"--ae-steps must be an integer from 1 to {MAX_AE_STEPS:,}, got {args.ae_steps}")
         if args.csv is not None:
             _check_output_file(args.csv, "--csv")
         frames = []
