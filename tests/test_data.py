@@ -312,6 +312,30 @@ def test_main_fetch_and_offline(server, tmp_path, capsys):
         data.main([])  # a command is required
 
 
+def test_main_fetch_bad_destinations_and_protocols_are_one_line(server, tmp_path, capsys, monkeypatch):
+    # was: NotADirectoryError tracebacks for --dest or DERAIN_CACHE that is a file, and a bad protocol
+    # headlined as a checksum mismatch
+    reg = two_set_registry(server, tmp_path)
+    reg_path = tmp_path / "reg.tsv"
+    reg.to_csv(reg_path, sep="\t", index=False)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    common = ["--base-url", server.url, "--registry", str(reg_path), "--quiet"]
+    assert data.main(["fetch", "toy", "--dest", str(a_file), *common]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{a_file} is a file" in err and "Traceback" not in err
+    monkeypatch.setenv("DERAIN_CACHE", str(a_file))
+    assert data.main(["fetch", "toy", *common]) == 2
+    assert f"{a_file} is a file" in capsys.readouterr().err
+    monkeypatch.delenv("DERAIN_CACHE")
+    dest = tmp_path / "out"
+    assert data.main(["fetch", "toy", "--dest", str(dest), "--base-url", "xyz://host", "--registry", str(reg_path),
+                      "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "base_url 'xyz://host' must start with one of https://, http://" in err and "checksum" not in err
+    assert not dest.exists()
+
+
 def test_main_list(capsys):
     assert data.main(["list"]) == 0
     out = capsys.readouterr().out

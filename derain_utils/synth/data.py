@@ -216,6 +216,10 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 # --------------------------------------------------------------------------- registry
+URL_SCHEMES: tuple[str, ...] = ("https", "http", "ftp", "sftp")
+"""The protocols a ``base_url`` may use (pooch's downloaders); any other is refused before downloading."""
+
+
 def raw_url(repo: str, commit: str, path: str, base_url: str = RAW_BASE_URL) -> str:
     """``<base_url>/<repo>/<commit>/<path>``, percent-encoding the path (spaces, brackets)."""
     return f"{base_url.rstrip('/')}/{quote(f'{repo}/{commit}/{path}', safe='/')}"
@@ -402,8 +406,9 @@ def fetch(
         (see the module docstring: they differ from the downscaled development copies).
 
     Raises:
-        ValueError: unknown ``set_name`` (lists the registered sets), or a checksum
-            mismatch (names the file and URL; nothing is kept).
+        ValueError: unknown ``set_name`` (lists the registered sets), a ``base_url`` of another
+            protocol, or a checksum mismatch (names the file and URL; nothing is kept).
+        StoreError: the set's folder cannot be made (a file in the way, no permission).
         ConnectionError: the server could not be reached or answered with an error.
     """
     import pooch
@@ -418,7 +423,11 @@ def fetch(
     if not isinstance(set_name, str) or set_name not in names:
         raise ValueError(f"set_name={set_name!r} is not in the registry; registered sets: {names}")
     rows = reg[reg["set"] == set_name]
-    folder = cache_root(cache_dir) / set_name
+    scheme = (base_url or RAW_BASE_URL).split("://", 1)[0].lower() if "://" in (base_url or RAW_BASE_URL) else ""
+    if scheme not in URL_SCHEMES:
+        raise ValueError(f"base_url {base_url!r} must start with one of {', '.join(s + '://' for s in URL_SCHEMES)} "
+                         f"(the protocols pooch downloads with)")
+    folder = store.ensure_dir(cache_root(cache_dir) / set_name, "download folder")  # a file in the way: named
     files: dict[str, str] = {}
     urls: dict[str, str] = {}
     for _, r in rows.iterrows():
@@ -428,10 +437,10 @@ def fetch(
             raise ValueError(f"registry set {set_name!r}, file {r['file']!r}: field 'sha256' is malformed: {sha!r}")
         files[r["file"]] = f"sha256:{sha}"
         urls[r["file"]] = raw_url(r["repo"], r["commit"], r["path"], base_url or RAW_BASE_URL)
-    store = pooch.create(path=folder, base_url="", registry=files, urls=urls, retry_if_failed=0)
+    pup = pooch.create(path=folder, base_url="", registry=files, urls=urls, retry_if_failed=0)
     for name in tqdm(sorted(files), desc=f"fetch {set_name}", unit="file", disable=not progressbar):
         try:
-            store.fetch(name, progressbar=False)
+            pup.fetch(name, progressbar=False)
         except ValueError as err:  # pooch: hash mismatch (the temporary download is already deleted)
             raise ValueError(
                 f"checksum mismatch for {set_name}/{name} downloaded from {urls[name]}: expected "
@@ -548,9 +557,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         folders = fetch_sets(args.sets, args.dest, args.base_url, registry=args.registry,
                              progressbar=not args.quiet)
+    except store.StoreError as err:  # --dest or $DERAIN_CACHE is a file, or cannot be written
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, ValueError) and "unknown set" in str(err) else 1
+        return 2 if isinstance(err, ValueError) and ("unknown set" in str(err) or "base_url" in str(err)) else 1
     except ConnectionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
