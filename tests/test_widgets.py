@@ -92,6 +92,12 @@ def test_bad_input_is_named():
         widgets.DerainExplorer({"n4": Identity()}, es)
     with pytest.raises(ValueError, match="image_names has 1"):
         widgets.DerainExplorer({(4, 0): Identity()}, es, image_names=["a"])
+    # was: accepted, then "'str' object is not callable" on first use
+    with pytest.raises(ValueError, match=r"models\[\(4, 0\)\] must be a torch.nn.Module or a zero-argument callable"):
+        widgets.DerainExplorer({(4, 0): "model.pt"}, es)
+    lazy = widgets.DerainExplorer({(4, 0): lambda: "not a model"}, es)
+    with pytest.raises(ValueError, match="returned str, not a torch.nn.Module"):
+        lazy.model(4, 0)
     with pytest.raises(RuntimeError, match="widget"):
         ex.update()
 

@@ -70,8 +70,8 @@ class DerainExplorer:
         device: where to run the models (default CPU).
 
     Raises:
-        ValueError: empty ``models``/``eval_set``, keys that are not ``(int, int)``, or
-            a wrong number of ``image_names``.
+        ValueError: empty ``models``/``eval_set``, keys that are not ``(int, int)``, values
+            that are neither a model nor callable, or a wrong number of ``image_names``.
     """
 
     def __init__(
@@ -87,9 +87,12 @@ class DerainExplorer:
             raise ValueError("models is empty: nothing to explore")
         if not eval_set:
             raise ValueError("eval_set is empty: no test inputs")
-        for k in models:
+        for k, m in models.items():
             if not (isinstance(k, tuple) and len(k) == 2 and all(isinstance(v, (int, np.integer)) for v in k)):
                 raise ValueError(f"models keys must be (n_train, seed) integer pairs, got {k!r}")
+            if not (isinstance(m, nn.Module) or callable(m)):
+                raise ValueError(f"models[{k!r}] must be a torch.nn.Module or a zero-argument callable returning one "
+                                 f"(e.g. ExperimentResult.load_model), got {type(m).__name__} {m!r:.60}")
         self._sources: dict[tuple[int, int], ModelSource] = {(int(n), int(s)): m for (n, s), m in models.items()}
         self._loaded: dict[tuple[int, int], nn.Module] = {}
         self.eval_set = dict(eval_set)
@@ -174,6 +177,9 @@ class DerainExplorer:
         if key not in self._loaded:
             src = self._sources[key]
             m = src if isinstance(src, nn.Module) else src()
+            if not isinstance(m, nn.Module):
+                raise ValueError(f"the model source for n_train={n_train}, seed={seed} returned "
+                                 f"{type(m).__name__}, not a torch.nn.Module")
             self._loaded[key] = m.to(self.device).eval()
         return self._loaded[key]
 
