@@ -639,6 +639,38 @@ def test_process_executor_matches_inline(tmp_path):
     pd.testing.assert_series_equal(par["psnr"], inline["psnr"], rtol=1e-4)
 
 
+def test_a_worker_killed_outright_does_not_take_the_other_runs_down(tmp_path):
+    # was: "2 of 2 runs failed: BrokenProcessPool" when one of two workers was SIGKILLed mid-run
+    import multiprocessing
+    import signal
+    import threading
+
+    configs = [tiny(steps=3000, seed=s, ckpt_every=50) for s in (11, 12)]
+    root = tmp_path / "cache"
+    killed: list[int] = []
+
+    def kill_one_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            busy = any((root / c.key() / store.LOCK_FILE).exists() for c in configs)
+            workers = [p for p in multiprocessing.active_children() if p.pid]
+            if busy and workers:
+                os.kill(workers[0].pid, signal.SIGKILL)
+                killed.append(workers[0].pid)
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_one_worker, daemon=True)
+    killer.start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = sweeps.sweep(configs, cache_root=root, progress=False, workers=2, executor="process")
+    killer.join(timeout=5)
+    assert killed, "the test never found a busy worker to kill"
+    assert set(table["key"]) == {c.key() for c in configs}  # both runs finished, in a fresh pool
+    assert any("a sweep worker died" in str(w.message) for w in caught)
+    assert sweeps.POOL_ATTEMPTS >= 2
+
+
 def test_submitit_local_executor(tmp_path):
     pytest.importorskip("submitit")
     configs = four_configs()[:2]

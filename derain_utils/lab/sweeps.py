@@ -24,7 +24,9 @@ import contextlib
 import multiprocessing
 import numbers
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,10 @@ from derain_utils.measure import scoring
 __all__ = ["EXECUTORS", "FIT_TILES", "sweep", "sweep_curves", "training_fit"]
 
 EXECUTORS: tuple[str, ...] = ("inline", "process", "submitit")
+POOL_ATTEMPTS: int = 3
+"""Pools a run of the process executor may be lost with: a worker killed outright (SIGKILL, out of memory)
+breaks the whole pool and fails every run in it, so the runs it took down go to a fresh pool, each at
+most this many times (a run that kills its worker every time is reported, not retried forever)."""
 FIT_TILES: int = 8
 """Training tiles (the first ones of the model's training set) that :func:`training_fit` scores."""
 FIT_SEED_SALT: int = 7919
@@ -257,23 +263,41 @@ def _run_all(
         elif executor == "process" and todo:
             threads = threads or _worker_threads(workers)
             ctx = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(
-                max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
-            ) as pool:
-                futures = {pool.submit(_job, c.to_dict(), str(root), dd, dev, threads, curve_points): c for c in todo}
-                try:
-                    for fut in cf.as_completed(futures):
-                        c = futures[fut]
-                        try:
-                            fut.result()
-                        except Exception as e:  # noqa: BLE001 - collected and re-raised below
-                            failures.append((c, e))
-                        bar.set_postfix_str(c.name())
-                        bar.update()
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
+            attempts = dict.fromkeys((c.key() for c in todo), 0)
+            pending = list(todo)
+            while pending:  # a worker killed outright breaks the pool: its runs go to a fresh pool (resuming)
+                broken: list[ExperimentConfig] = []
+                with cf.ProcessPoolExecutor(
+                    max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
+                ) as pool:
+                    futures = {pool.submit(_job, c.to_dict(), str(root), dd, dev, threads, curve_points): c
+                               for c in pending}
+                    try:
+                        for fut in cf.as_completed(futures):
+                            c = futures[fut]
+                            try:
+                                fut.result()
+                            except BrokenProcessPool as e:
+                                attempts[c.key()] += 1
+                                if attempts[c.key()] < POOL_ATTEMPTS:
+                                    broken.append(c)
+                                    continue
+                                failures.append((c, RuntimeError(
+                                    f"its worker process died {attempts[c.key()]} times (killed outright: SIGKILL, "
+                                    f"out of memory?); the last: {e}")))
+                            except Exception as e:  # noqa: BLE001 - collected and re-raised below
+                                failures.append((c, e))
+                            bar.set_postfix_str(c.name())
+                            bar.update()
+                    except BaseException:
+                        for f in futures:
+                            f.cancel()
+                        raise
+                if broken:
+                    warnings.warn(f"a sweep worker died; {len(broken)} run(s) it took down with it go to a fresh "
+                                  f"pool (they resume from their checkpoints): {', '.join(c.name() for c in broken)}",
+                                  RuntimeWarning, stacklevel=3)
+                pending = broken
         elif executor == "submitit" and todo:
             failures = _sweep_submitit(todo, root, dd, dev, workers, threads, curve_points, submitit_kwargs or {},
                                        bar)
