@@ -251,7 +251,7 @@ def test_card_of_a_cached_model(tiny, tmp_path):
     loaded = report.load_model(root / cfg.key())
     photos = tmp_path / "photos"
     photos.mkdir()
-    Image.fromarray(np.full((20, 30, 3), 120, np.uint8)).save(photos / "p.png")
+    Image.fromarray(np.full((40, 60, 3), 120, np.uint8)).save(photos / "p.png")
     df = report.evaluate(loaded, real=[photos], **SMALL)
     assert df.loc[df["kind"] != "real", "removal"].dropna().between(-5, 1).all()
     real = df[df["kind"] == "real"]

@@ -364,7 +364,7 @@ def interval_plot(
 
     Args:
         summary: one row per (x, hue) with columns ``<metric>``, ``<metric>_lo``, ``<metric>_hi``
-            (e.g. from :func:`derain_utils.book.report.mean_ci`); NaN intervals draw a bare point.
+            (e.g. from :func:`derain_utils.stats.bootstrap.mean_ci`); NaN intervals draw a bare point.
         metrics: metric columns, one panel each (axis labels and titles from :mod:`derain_utils.measure.metric_table`).
         order, hue_order: level orders (default: order of first appearance).
         xlabels: display names of the ``x`` levels.

@@ -75,7 +75,7 @@ from derain_utils import store
 from derain_utils.lab import experiments
 from derain_utils.measure import metric_table, metrics, realscores, scoring
 from derain_utils.nets import models, training
-from derain_utils.stats import bootstrap
+from derain_utils.stats.bootstrap import group_summary, mean_ci  # re-exported: part of the report card's API
 from derain_utils.synth import backgrounds, rain, realsets
 from derain_utils.synth.data import data_root
 from derain_utils.synth.perspective import PerspectiveRain, synthesize_perspective
@@ -568,58 +568,6 @@ def load_real(
                 f"{realscores.MIN_SIDE} px); remove it from the folder" + (" or raise --real-long-side" if was else ""))
         out.append((n, small))
     return out
-
-
-# --------------------------------------------------------------------------- statistics
-
-
-def mean_ci(values: Any, *, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of the finite ``values`` and its 95% percentile-bootstrap interval over them.
-
-    The values are treated as independent units (one per test image, each already averaged over
-    whatever else, e.g. seeds). Fewer than 2 finite values give a NaN interval.
-    """
-    v = np.asarray(values, dtype=float).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return math.nan, math.nan, math.nan
-    if v.size < 2 or np.all(v == v[0]):
-        return float(v.mean()), (math.nan if v.size < 2 else float(v[0])), (math.nan if v.size < 2 else float(v[0]))
-    r = bootstrap.bootstrap_ci(v, np.mean, n_resamples=n_resamples, seed=seed)
-    return float(v.mean()), float(r["ci95"][0]), float(r["ci95"][1])
-
-
-def group_summary(
-    df: pd.DataFrame,
-    metrics_: Sequence[str],
-    *,
-    by: Sequence[str] = ("set", "group"),
-    unit: str = "image",
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Means with 95% intervals per group, treating test images as the sampling units.
-
-    Each metric is first averaged over everything else within one (``by``, ``unit``) cell (e.g.
-    over training seeds: a seed-averaged score per image), then :func:`mean_ci` bootstraps those
-    per-image values. Rows follow the order of first appearance of the ``by`` levels.
-
-    Returns:
-        One row per ``by`` combination: the ``by`` columns, ``n`` (units), and per metric
-        ``<m>``, ``<m>_lo``, ``<m>_hi``.
-    """
-    missing = [c for c in (*by, unit, *metrics_) if c not in df.columns]
-    if missing:
-        raise ValueError(f"df lacks column(s) {missing}; it has {list(df.columns)}")
-    per_unit = df.groupby([*by, unit], sort=False)[list(metrics_)].mean().reset_index()
-    rows = []
-    for key, g in per_unit.groupby(list(by), sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        row: dict[str, Any] = dict(zip(by, key))
-        row["n"] = len(g)
-        for m in metrics_:
-            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = mean_ci(g[m], seed=seed)
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- the card

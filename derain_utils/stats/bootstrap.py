@@ -3,8 +3,8 @@
 :func:`bootstrap_ci` wraps ``scipy.stats.bootstrap`` (percentile, BCa or basic interval): the same
 seed gives the same interval; resamples whose statistic is undefined (NaN) are dropped and counted,
 with a :class:`DegenerateBootstrapWarning` when they are many or all; fewer than two observations are
-refused. The report card's means over test images use it
-(:func:`derain_utils.book.report.mean_ci`). The notebooks' verdicts do not: they rest on the
+refused. :func:`mean_ci` and :func:`group_summary` use it for means over test images (the report
+card's and notebook 04's real photos). The notebooks' verdicts do not: they rest on the
 model-level tests of :mod:`derain_utils.stats.inference`, whose unit is the trained model.
 """
 from __future__ import annotations
@@ -12,14 +12,14 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.stats
 
-__all__ = ["DegenerateBootstrapWarning", "bootstrap_ci"]
+__all__ = ["DegenerateBootstrapWarning", "bootstrap_ci", "mean_ci", "group_summary"]
 
 
 def _scipy_rng_kw(rng: np.random.Generator) -> dict[str, Any]:
@@ -166,3 +166,53 @@ def bootstrap_ci(
                   ci=ci if np.all(np.isfinite(ci)) else None)
     out["n"] = n
     return out
+
+
+# --------------------------------------------------------------------------- means over test images
+def mean_ci(values: Any, *, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of the finite ``values`` and its 95% percentile-bootstrap interval over them.
+
+    The values are treated as independent units (one per test image, each already averaged over
+    whatever else, e.g. seeds). Fewer than 2 finite values give a NaN interval.
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    if v.size < 2 or np.all(v == v[0]):
+        return float(v.mean()), (math.nan if v.size < 2 else float(v[0])), (math.nan if v.size < 2 else float(v[0]))
+    r = bootstrap_ci(v, np.mean, n_resamples=n_resamples, seed=seed)
+    return float(v.mean()), float(r["ci95"][0]), float(r["ci95"][1])
+
+
+def group_summary(
+    df: pd.DataFrame,
+    metrics_: Sequence[str],
+    *,
+    by: Sequence[str] = ("set", "group"),
+    unit: str = "image",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Means with 95% intervals per group, treating test images as the sampling units.
+
+    Each metric is first averaged over everything else within one (``by``, ``unit``) cell (e.g.
+    over training seeds: a seed-averaged score per image), then :func:`mean_ci` bootstraps those
+    per-image values. Rows follow the order of first appearance of the ``by`` levels.
+
+    Returns:
+        One row per ``by`` combination: the ``by`` columns, ``n`` (units), and per metric
+        ``<m>``, ``<m>_lo``, ``<m>_hi``.
+    """
+    missing = [c for c in (*by, unit, *metrics_) if c not in df.columns]
+    if missing:
+        raise ValueError(f"df lacks column(s) {missing}; it has {list(df.columns)}")
+    per_unit = df.groupby([*by, unit], sort=False)[list(metrics_)].mean().reset_index()
+    rows = []
+    for key, g in per_unit.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row: dict[str, Any] = dict(zip(by, key))
+        row["n"] = len(g)
+        for m in metrics_:
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = mean_ci(g[m], seed=seed)
+        rows.append(row)
+    return pd.DataFrame(rows)
