@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -266,6 +267,50 @@ def test_a_model_cache_that_is_a_file_is_one_line_before_any_kernel(good_dir, tm
     code, out, err = _run(["run", "--notebooks-dir", str(good_dir), "--runs-dir", str(runs), "--profile", "smoke"])
     assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
     assert f"model cache ($DERAIN_RUNS/cache or <repo>/runs/cache) {str(tmp_path / 'cache')!r} is a file" in err
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("only, param, message", [
+    ("01", "STEPS=-5", r"01_set_size: STEPS=-5: steps must be an integer >= 1, got -5"),
+    ("01", "N_LIST=[8, 2]", r"01_set_size: N_LIST=\[8, 2\]: n_list must be ascending"),
+    ("01", "N_LIST=[0, 2]", r"01_set_size: N_LIST=\[0, 2\]: n_list entries must be >= 1"),
+    ("04", "SEEDS=[0, 0]", r"04_real_rain: SEEDS=\[0, 0\]: seeds has repeated values"),
+    ("02", "N_TRAIN=-1", r"02_category_complexity: N_TRAIN=-1: category_n must be"),
+    ("01", "BACKGROUND=x", r"01_set_size: source='x' is not a category"),
+    ("01", "DATA_DIR=/no/such/folder", r"01_set_size: data_dir='/no/such/folder' is not an existing folder"),
+])
+def test_bad_notebook_parameters_fail_in_the_runner_before_any_kernel(tmp_path, only, param, message):
+    # was: one clear line inside the kernel, then a 40-140-line traceback and a failed run folder
+    runs = tmp_path / "runs"
+    argv = ["run", "--runs-dir", str(runs), "--profile", "smoke", "--only", only, "--param", param]
+    code, out, err = _run(argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err, err
+    assert re.search(message, err), err
+    assert not runs.exists()
+
+
+def test_the_runner_reads_each_notebooks_profile_knobs():
+    knobs = {i.stem: i.profile_knobs for i in monograph._load_infos(None)}
+    assert knobs["01_set_size"] == {"archs": "ARCHS", "n_list": "N_LIST", "seeds": "SEEDS", "steps": "STEPS",
+                                    "workers": "WORKERS", "gray": "GRAY"}
+    assert knobs["02_category_complexity"]["category_n"] == "N_TRAIN"
+    assert knobs["03_decoupled_metrics"] == {"workers": "WORKERS", "dynamics_points": "POINTS"}
+    assert set(knobs["04_real_rain"]) == {"n_list", "seeds", "steps", "workers"}
+    for info in monograph._load_infos(None):  # every notebook's defaults pass
+        monograph.preflight(info, "smoke", {})
+
+
+def test_bad_environment_fails_in_the_runner_before_any_kernel(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("DERAIN_PRECISION", "fp8")
+    code, _, err = _run(["run", "--runs-dir", str(runs), "--profile", "smoke", "--only", "01"])
+    assert code == 2 and "$DERAIN_PRECISION must be 'auto', 'fp32' or 'bf16', got 'fp8'" in err
+    monkeypatch.delenv("DERAIN_PRECISION")
+    a_file = tmp_path / "data.txt"
+    a_file.write_text("x")
+    monkeypatch.setenv("DERAIN_DATA", str(a_file))
+    code, _, err = _run(["run", "--runs-dir", str(runs), "--profile", "smoke", "--only", "02"])
+    assert code == 2 and f"DERAIN_DATA={str(a_file)!r} is not an existing folder" in err and err.count("\n") == 1
     assert not runs.exists()
 
 

@@ -95,6 +95,7 @@ from derain_utils.book.runner import (
     load_params_file,
     notebook_info,
     parse_param,
+    preflight,
     resolve_parameters,
     run_folders,
     run_status,
@@ -527,6 +528,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     args.profile, given = _profile_from(args, given)
     args.html = args.html or args.no_input
     per_notebook = resolve_parameters(selected, given)
+    for info in selected:  # bad values fail here, in one line, not in a kernel after a traceback
+        preflight(info, args.profile, per_notebook[info.stem])
     for info in selected:
         for problem in info.problems:
             print(f"warning: {info.stem}: {problem}", file=sys.stderr)

@@ -58,6 +58,7 @@ __all__ = [
     "parse_param",
     "load_params_file",
     "resolve_parameters",
+    "preflight",
     "ensure_python3_kernel",
     "execute",
     "run_status",
@@ -114,6 +115,7 @@ class NotebookInfo:
     finding: str
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)  # papermill.inspect_notebook
     problems: list[str] = field(default_factory=list)  # parameters-cell lines papermill cannot read
+    profile_knobs: dict[str, str] = field(default_factory=dict)  # notebook.profile(...) keyword -> parameter
 
 
 def discover_notebooks(notebooks_dir: str | Path | None = None) -> list[Path]:
@@ -196,7 +198,54 @@ def notebook_info(path: str | Path) -> NotebookInfo:
     m = NOTEBOOK_PATTERN.match(path.name)
     return NotebookInfo(path=path, stem=path.stem, number=m.group(1) if m else "",
                         title=title or path.stem, finding=finding, parameters=params,
-                        problems=parameter_cell_problems(nb, params))
+                        problems=parameter_cell_problems(nb, params), profile_knobs=_profile_knobs(nb))
+
+
+def _profile_knobs(nb: Any) -> dict[str, str]:
+    """``{profile field: parameter name}`` of the notebook's ``notebook.profile(PROFILE, field=NAME, ...)`` call."""
+    import ast
+
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # magics and other non-Python lines
+            continue
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "profile"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "notebook"):
+                return {k.arg: k.value.id for k in node.keywords if k.arg and isinstance(k.value, ast.Name)}
+    return {}
+
+
+def preflight(info: NotebookInfo, profile: str, values: Mapping[str, Any]) -> None:
+    """What a notebook's first cells would refuse, checked in the runner before any kernel starts.
+
+    The profile with the notebook's knobs (``STEPS``, ``SEEDS``, ``N_LIST``, ... as its
+    ``notebook.profile`` call maps them), ``DATA_DIR`` (or ``$DERAIN_DATA``), a ``BACKGROUND``
+    other than ``auto``, and ``$DERAIN_PRECISION``. Raises ValueError (or OSError) naming the
+    notebook and the parameter; a kernel would print the same message after a traceback.
+    """
+    from derain_utils.book import notebook as book_notebook  # noqa: PLC0415 - the notebooks' own helper
+    from derain_utils.nets import training  # noqa: PLC0415
+    from derain_utils.synth import backgrounds, data  # noqa: PLC0415
+
+    given = {k: p for k, p in info.profile_knobs.items() if p in values}
+    try:
+        book_notebook.profile(profile, **{k: values[p] for k, p in given.items()})
+    except (ValueError, TypeError) as err:
+        names = ", ".join(f"{p}={values[p]!r}" for p in given.values()) or f"profile {profile!r}"
+        raise ValueError(f"{info.stem}: {names}: {err}") from None
+    try:
+        data_dir = values.get("DATA_DIR") or None
+        data.data_root(data_dir)
+        background = values.get("BACKGROUND")
+        if isinstance(background, str) and background not in ("", "auto"):
+            backgrounds.get_source(background, data_dir)
+        training.resolve_precision("auto")
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+        raise ValueError(f"{info.stem}: {err}") from None
 
 
 def select_notebooks(infos: Sequence[NotebookInfo], only: Sequence[str] | None) -> list[NotebookInfo]:
