@@ -241,3 +241,30 @@ def test_cuda_without_cuda_is_one_line(argv, what, tmp_path, capsys, monkeypatch
     with pytest.raises(SystemExit) as exit_info:
         bench.main(argv)
     assert exit_info.value.code == 2 and f"{what} needs CUDA" in capsys.readouterr().err
+
+
+def test_stacked_models_compute_what_the_single_models_compute():
+    # the stacked variants are fair: the same k networks, the same outputs (fp32), one Adam per model
+    torch.manual_seed(0)
+    nets = [models.build_model("resnet", size="tiny") for _ in range(3)]
+    x = torch.rand(3, 2, 3, 16, 16)  # (k, batch, C, H, W)
+    grouped = bench._grouped_resnet(nets)
+    out = grouped(x.transpose(0, 1).reshape(2, 9, 16, 16)).reshape(2, 3, 3, 16, 16).transpose(0, 1)
+    for i, net in enumerate(nets):
+        torch.testing.assert_close(x[i] - out[i], net(x[i]), rtol=1e-5, atol=1e-6)
+    assert bench._grouped_resnet([models.build_model("unet", size="tiny")]) is None
+
+
+def test_stacked_timing_reports_a_ratio_per_variant_and_a_decision(tmp_path):
+    out = bench.stacked_timing("resnet", "tiny", ks=(2,), batch=2, patch=16, steps=2, warmup=1, threads=1)
+    methods = [r["method"] for r in out["rows"]]
+    assert methods == ["one model", "2 stacked (vmap)", "2 stacked (groups)"]
+    assert out["rows"][0]["models_per_minute_ratio"] == 1.0
+    assert all(r["step_ms"] > 0 and r["models_per_minute_ratio"] > 0 for r in out["rows"])
+    assert out["adopt"] == (out["best_ratio"] >= bench.STACK_ADOPT)
+    assert "train one model at a time" in bench.format_stacked(out) or "adopt stacking" in bench.format_stacked(out)
+    result = bench.main(["--stacked-report", str(tmp_path / "s.json"), "--size", "tiny", "--patch", "16",
+                         "--batch", "2", "--steps", "1", "--warmup", "0"])
+    assert json.loads((tmp_path / "s.json").read_text())["rows"][0]["method"] == "one model" and result["rows"]
+    with pytest.raises(ValueError, match="k must be"):
+        bench.stacked_timing(ks=(1,))
