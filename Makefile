@@ -18,9 +18,17 @@ TORCH_PIP_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: install monograph test test-all html clean-venv
+.PHONY: install monograph test test-all html clean-venv FORCE
 
-$(VENV)/.installed: pyproject.toml
+FORCE:
+
+# The torch build asked for, remembered: a different TORCH_SPEC or TORCH_INDEX reinstalls
+# (the stamp below depends on this file, which changes only when they do).
+$(VENV)/.torch-spec: FORCE
+	@mkdir -p $(VENV)
+	@echo "$(TORCH_SPEC) $(TORCH_INDEX)" | cmp -s - $@ || echo "$(TORCH_SPEC) $(TORCH_INDEX)" > $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch-spec
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
@@ -34,6 +42,10 @@ monograph: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# HTML pages of the latest runs of PROFILE (with code; ARGS=--no-input for reader pages)
+html: install
+	$(PY) -m derain_utils.book.monograph html --profile $(PROFILE) $(ARGS)
 
 test-all: install
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)

@@ -14,16 +14,18 @@ def _name(requirement: str) -> str:
     return name.lower().replace("_", "-")
 
 
+def _pyproject_lists(repo_root):
+    project = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
+    return [_name(r) for r in project["dependencies"]], [_name(r) for r in project["optional-dependencies"]["dev"]]
+
+
 def _pyproject(repo_root):
-    data = tomllib.loads((repo_root / "pyproject.toml").read_text())
-    project = data["project"]
-    runtime = {_name(r) for r in project["dependencies"]}
-    dev = {_name(r) for r in project["optional-dependencies"]["dev"]}
-    return runtime, dev
+    runtime, dev = _pyproject_lists(repo_root)
+    return set(runtime), set(dev)
 
 
-def _environment(repo_root):
-    names = set()
+def _environment_list(repo_root):
+    names = []
     in_deps = False
     for line in (repo_root / "environment.yml").read_text().splitlines():
         stripped = line.split("#", 1)[0].rstrip()
@@ -34,8 +36,21 @@ def _environment(repo_root):
             continue
         m = re.match(r"^  - ([A-Za-z0-9_.\-]+)", stripped)
         if m:
-            names.add(CONDA_TO_PYPI.get(m.group(1).lower(), m.group(1).lower()))
-    return names - NOT_PACKAGES
+            names.append(CONDA_TO_PYPI.get(m.group(1).lower(), m.group(1).lower()))
+    return [n for n in names if n not in NOT_PACKAGES]
+
+
+def _environment(repo_root):
+    return set(_environment_list(repo_root))
+
+
+def test_no_package_is_listed_twice(repo_root):
+    # was: filelock twice in pyproject.toml and twice in environment.yml, unnoticed (the checks used sets)
+    runtime, dev = _pyproject_lists(repo_root)
+    for where, names in (("pyproject.toml dependencies", runtime), ("pyproject.toml [dev]", dev),
+                         ("environment.yml", _environment_list(repo_root))):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        assert not twice, f"{where} lists {twice} more than once"
 
 
 def test_environment_lists_the_runtime_packages_of_pyproject(repo_root):

@@ -17,6 +17,17 @@ def test_quickstart_is_two_make_targets_that_exist(repo_root):
         assert re.search(rf"^{target}:", makefile, re.M), f"Makefile has no {target!r} target"
 
 
+def test_every_declared_make_target_has_a_rule(repo_root):
+    # was: `html` declared .PHONY with no rule ("make html" failed)
+    makefile = (repo_root / "Makefile").read_text()
+    phony = re.search(r"^\.PHONY:(.*)$", makefile, re.M).group(1).split()
+    missing = [t for t in phony if not re.search(rf"^{re.escape(t)}:", makefile, re.M)]
+    assert not missing, f"Makefile declares {missing} .PHONY but has no rule for them"
+    assert re.search(r"^html: install\n\t.*monograph html --profile \$\(PROFILE\)", makefile, re.M)
+    # a different torch build reinstalls: the install stamp depends on the remembered TORCH_SPEC
+    assert re.search(r"^\$\(VENV\)/\.installed: pyproject\.toml \$\(VENV\)/\.torch-spec", makefile, re.M)
+
+
 def test_ci_runs_the_readme_test_command(repo_root):
     ci = (repo_root / ".ci" / "run").read_text()
     assert re.search(r"^make test\b", ci, re.M)
