@@ -95,3 +95,18 @@ def test_makefile_installs_torch_from_the_cpu_index_only_when_asked(repo_root):
     assert "--index-url https://download.pytorch.org/whl/cpu" in torch_line("CPU_ONLY=1")
     assert "--index-url https://example.org/simple" in torch_line("TORCH_INDEX=https://example.org/simple")
     assert '"torch==2.13.0"' in torch_line("CPU_ONLY=1")  # the same pinned version
+
+
+def test_every_command_line_tool_has_a_console_script(repo_root):
+    # was: five `python -m` tools but three console scripts
+    import importlib
+
+    scripts = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]["scripts"]
+    targets = {}
+    for name, target in scripts.items():
+        module, func = target.split(":")
+        assert callable(getattr(importlib.import_module(module), func)), f"{name}: {target} is not callable"
+        targets[module] = name
+    tools = {".".join(p.relative_to(repo_root).with_suffix("").parts)
+             for p in (repo_root / "derain_utils").rglob("*.py") if 'if __name__ == "__main__"' in p.read_text()}
+    assert tools and tools <= set(targets), f"python -m tools without a console script: {sorted(tools - set(targets))}"

@@ -944,5 +944,10 @@ def _dispatch(args: argparse.Namespace) -> Any:
     return records
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    """The ``derain-bench`` command: :func:`main`, as an exit status (0 when it measured something)."""
+    return 0 if main(argv) is not None else 1
+
+
 if __name__ == "__main__":
-    sys.exit(0 if main() is not None else 1)
+    sys.exit(cli())
