@@ -89,7 +89,7 @@ def test_makefile_installs_torch_from_the_cpu_index_only_when_asked(repo_root):
         res = subprocess.run(["make", "-n", "-B", ".venv/.installed", *args], cwd=repo_root, capture_output=True,
                              text=True, timeout=60)
         assert res.returncode == 0, res.stderr
-        return next(line for line in res.stdout.splitlines() if "torch" in line)
+        return next(line for line in res.stdout.splitlines() if "pip install" in line and "torch" in line)
 
     assert "--index-url" not in torch_line() and "download.pytorch.org" not in torch_line()
     assert "--index-url https://download.pytorch.org/whl/cpu" in torch_line("CPU_ONLY=1")
