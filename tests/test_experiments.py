@@ -630,6 +630,20 @@ def test_sweep_names_the_failed_runs_and_keeps_the_others(root):
     assert (root / good.key() / "manifest.json").exists()
 
 
+def test_a_single_worker_sweep_trains_on_one_thread_unless_told(root):
+    # was: torch's default threads (2 s per smoke model on a busy machine against 0.5 s on one thread)
+    torch.set_num_threads(2)
+    try:
+        sweeps.sweep([tiny(seed=21)], cache_root=root, progress=False)
+        sweeps.sweep([tiny(seed=22)], cache_root=root, progress=False, threads=2)
+        assert torch.get_num_threads() == 2  # the caller's count is restored
+    finally:
+        torch.set_num_threads(1)
+    threads = [json.loads((root / tiny(seed=s).key() / "provenance.json").read_text())["torch_threads"]
+               for s in (21, 22)]
+    assert threads == [1, 2]
+
+
 def test_process_executor_matches_inline(tmp_path):
     configs = four_configs()[:2]
     inline = sweeps.sweep(configs, cache_root=tmp_path / "a", progress=False)

@@ -135,10 +135,13 @@ def sweep(
             ``update_parameters``.
         progress: a ``tqdm.auto`` bar over configs (runs themselves show no bar).
         device: training/evaluation device of every run (None = cuda > mps > cpu).
-        threads: torch CPU threads per run. Default: torch's own for ``"inline"``;
-            ``cpu_count // workers`` for ``"process"``; ``cpu_count // n_jobs`` for local
-            submitit jobs (they all start at once); the node's for cluster jobs.
-            Oversubscribed threads are very slow on a busy machine.
+        threads: torch CPU threads per run. Default: 1 for ``"inline"`` (a single-worker
+            sweep of small models: on a busy 2-core machine a smoke model took 2 s on torch's
+            default threads against 0.5 s on one, and the README's worker measurements found
+            OpenMP threads waiting for busy cores); ``cpu_count // workers`` for
+            ``"process"``; ``cpu_count // n_jobs`` for local submitit jobs (they all start at
+            once); the node's for cluster jobs. Oversubscribed threads are very slow on a busy
+            machine.
 
     Raises:
         ValueError: empty ``configs``, a non-config entry, bad ``workers``/``executor``.
@@ -252,6 +255,7 @@ def _run_all(
     dd = None if data_dir is None else str(data_dir)
     try:
         if executor == "inline":
+            threads = 1 if threads is None else threads
             for c in todo:
                 bar.set_postfix_str(c.name())
                 try:
