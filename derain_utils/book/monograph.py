@@ -174,7 +174,7 @@ def export_html(notebook: str | Path, *, no_input: bool = False) -> Path:
     )
     body, _ = exporter.from_notebook_node(offline_notebook(nbformat.read(src, as_version=4)))
     dst = src.with_name(src.stem + (".reader.html" if no_input else ".html"))
-    _write_text_atomic(dst, body)
+    store.write_text(dst, body, what="page")
     return dst
 
 
@@ -356,12 +356,8 @@ Effect and p are the paper's question's.</p>
 """
     root.mkdir(parents=True, exist_ok=True)
     path = root / "index.html"
-    _write_text_atomic(path, page)
+    store.write_text(path, page, what="page")
     return path
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    store.write_text(path, text, what="page")
 
 
 # --------------------------------------------------------------------------------------

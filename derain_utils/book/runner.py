@@ -632,13 +632,8 @@ def _mark_killed(folder: Path, record: dict[str, Any], why: str) -> None:
     """Write ``status: killed`` into a run folder whose runner is gone, with when and how it was found
     (best effort: a folder that cannot be written keeps its record and is still read as killed)."""
     record = {**record, "status": "killed", "killed_found_utc": store.utc_stamp(), "error": why}
-    tmp = folder / f".{RUNNER_FILE}.{os.getpid()}.tmp"
-    try:
-        tmp.write_text(json.dumps(store.to_jsonable(record, strict=False), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, folder / RUNNER_FILE)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    with contextlib.suppress(OSError):  # store.write_json is atomic and leaves no temporary file
+        store.write_json(folder / RUNNER_FILE, record, strict=False, what="run record")
 
 
 def run_status(folder: str | Path, *, mark: bool = False) -> str:

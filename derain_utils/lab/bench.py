@@ -39,8 +39,9 @@ Seeds trained together (``--stacked-report PATH``, :func:`stacked_timing`)
     model at a time on the project's own path: models per minute, as a ratio in one
     run. The project adopts stacking where it gives at least :data:`STACK_ADOPT` times
     the models per minute; on the development machine (2 cores with AMX-BF16, quick
-    ResNet, 32 px crops, one thread) it gave 0.83-0.91 with channels-last bf16 as the
-    single-model path, so models are trained one at a time.
+    ResNet, 16 crops of 32 px, one thread, bf16) it gave 0.88-0.99 with grouped
+    convolutions and 0.32-0.43 with vmap for k = 2, 4, 8 (README, *Performance*), so
+    models are trained one at a time.
 """
 from __future__ import annotations
 
@@ -876,7 +877,8 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be {bound} ({what}), got {v!r}")
     for name, valid in _CHOICES.items():
         if getattr(args, name) not in valid:
-            raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(valid)}, got {getattr(args, name)!r}")
+            raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(valid)}, "
+                             f"got {getattr(args, name)!r}")
     if args.rain not in rain.PRESETS:
         raise ValueError(f"--rain must be a rain preset ({', '.join(rain.PRESETS)}), got {args.rain!r}")
     if args.arch is not None and args.size not in models.MODEL_SIZES[args.arch]:
@@ -903,7 +905,8 @@ def _dispatch(args: argparse.Namespace) -> Any:
     if args.gpu_report is not None:
         return gpu_report(args.gpu_report, device=args.device or "cuda", tiny=args.tiny, budget_s=args.budget_s)
     if args.precision_check is not None:
-        out = precision_check(seeds=args.seed_list, cache_root=args.cache, workers=args.workers, path=args.precision_check)
+        out = precision_check(seeds=args.seed_list, cache_root=args.cache, workers=args.workers,
+                              path=args.precision_check)
         curve = {k: v for k, v in out["loss_curve"].items() if k != "steps"}
         print(json.dumps({"compare": out["compare"], "loss_curve": curve}, indent=2, default=str))
         return out

@@ -28,8 +28,9 @@ categories' models above, so they are not trained twice.
 Budget (quick profile, measured on 2 busy cores for this module, see the README): one
 model trains and evaluates in about 10 s on one thread whether or not it is scored at
 the 10 curve points, and a sweep with 2 workers makes about 12 models a minute; 4 real
-categories + 4 rungs + the control at 8 seeds are 72 models, about 6 minutes, and the
-dose-response's 2 mixes x 3 proportions x 8 seeds 48 more, about 4 minutes.
+categories + 4 rungs + the control at 8 seeds are 72 models, about 6 minutes. The
+dose-response's 2 mixes x 3 proportions x 8 seeds are 48 more: 500 s, trained and scored,
+in one quick run on the same 2 busy cores (2026-12-06).
 
 Notebooks 01 and 04
 -------------------
