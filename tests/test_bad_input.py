@@ -365,7 +365,7 @@ def _config(**fields: Any) -> experiments.ExperimentConfig:
             lambda: experiments.ExperimentConfig.from_dict({"arch": "resnet", "colour": 1}),
             r"unknown ExperimentConfig field\(s\) \['colour'\]",
         ),
-        (lambda: profiles.resolve("huge"), r"unknown profile 'huge'; valid profiles: smoke, quick, paper"),
+        (lambda: profiles.resolve("huge"), r"unknown profile 'huge'; valid profiles: smoke, quick, long, paper"),
         (lambda: profiles.resolve("smoke", stepz=3), r"unknown profile override\(s\) \['stepz'\]; valid fields:"),
         (lambda: profiles.resolve("smoke", steps="many"), r"steps: cannot parse 'many'"),
         (lambda: profiles.resolve("smoke", n_list=[8, 2]), r"n_list must be ascending, got \(8, 2\)"),

@@ -13,8 +13,8 @@ from derain_utils.nets import models
 from derain_utils.synth import rain
 
 
-def test_the_three_profiles_exist_and_are_valid():
-    assert list(PROFILES) == ["smoke", "quick", "paper"]
+def test_the_four_profiles_exist_and_are_valid():
+    assert list(PROFILES) == ["smoke", "quick", "long", "paper"]
     for name, prof in PROFILES.items():
         assert prof.name == name and profiles.resolve(name) is prof
         assert prof.arch in models.MODEL_SIZES and prof.model_size in models.MODEL_SIZES[prof.arch]
@@ -49,7 +49,7 @@ def test_every_profile_field_is_documented():
 
 
 def test_unknown_profile_lists_the_valid_names():
-    with pytest.raises(ValueError, match="smoke, quick, paper"):
+    with pytest.raises(ValueError, match="smoke, quick, long, paper"):
         profiles.resolve("fast")
 
 
@@ -174,8 +174,9 @@ def test_profile_design_defaults_are_the_configs():
 
 
 def test_archs_of_notebook_01():
-    assert PROFILES["quick"].archs[0] == PROFILES["quick"].arch == "resnet" and "unet" in PROFILES["quick"].archs
-    assert PROFILES["paper"].archs == ("resnet", "unet")
+    assert PROFILES["quick"].archs == (PROFILES["quick"].arch,) == ("resnet",) and not PROFILES["quick"].ablation
+    assert PROFILES["long"].archs == PROFILES["paper"].archs == ("resnet", "unet")
+    assert PROFILES["long"].ablation and PROFILES["paper"].ablation
     p = profiles.resolve("smoke", archs="unet, resnet")  # from papermill or the command line
     assert p.archs == ("unet", "resnet")
     assert profiles.resolve("smoke", archs=[]).archs == ("resnet",)  # empty: the profile's arch
@@ -184,3 +185,37 @@ def test_archs_of_notebook_01():
     with pytest.raises(ValueError, match="archs has repeated"):
         profiles.resolve("smoke", archs=["unet", "unet"])
     assert profiles.resolve("smoke").to_dict()["archs"] == list(PROFILES["smoke"].archs)
+
+
+def test_rungs_of_the_budget_ladder():
+    q = profiles.resolve("quick")
+    r = profiles.rung(q, "2000x64")  # no b: the profile's pixels per step (16 x 32^2 = 4 x 64^2)
+    assert (r.steps, r.patch, r.batch_size, r.model_size, r.name) == (2000, 64, 4, "quick", "2000x64")
+    assert r.fields() == {"steps": 2000, "patch": 64, "batch_size": 4, "model_size": "quick"}
+    assert profiles.rung(q, " 500x32 ").name == "500x32" and profiles.rung(q, "500x32").batch_size == 16
+    g = profiles.rung(q, "4000x64b32:paper")
+    assert (g.batch_size, g.model_size, g.name) == (32, "paper", "4000x64b32:paper") and "paper network" in g.label
+    assert profiles.rung(q, "500x32b16").name == "500x32"  # a b equal to the default is the same rung
+    for bad, msg in [("2000", "STEPSxPATCH"), ("0x32", ">= 1"), ("500x128", "larger than the profile's tile"),
+                     ("500x32:huge", "no size 'huge'"), ("500x32b0", ">= 1"), (500, "string")]:
+        with pytest.raises(ValueError, match=msg):
+            profiles.rung(q, bad)
+
+
+def test_ladder_field_is_validated_and_coerced():
+    assert PROFILES["quick"].ladder == ("500x32", "500x64")
+    long = PROFILES["long"]
+    assert {profiles.rung(long, s).steps for s in long.ladder} == {500, 2000, 8000}
+    assert {profiles.rung(long, s).patch for s in long.ladder} == {32, 64}
+    assert all(getattr(long, f) == getattr(PROFILES["quick"], f) for f in
+               ("steps", "batch_size", "patch", "tile", "n_test", "test_size", "seeds", "n_list", "category_n"))
+    assert profiles.resolve("quick", ladder="500x32, 2000x32").ladder == ("500x32", "2000x32")  # papermill string
+    assert profiles.resolve("quick", ablation="yes").ablation is True
+    with pytest.raises(ValueError, match="ladder has repeated"):
+        profiles.resolve("quick", ladder=["500x32", "500x32"])
+    with pytest.raises(ValueError, match="same budget"):
+        profiles.resolve("quick", ladder=["500x32", "500x32b16"])
+    with pytest.raises(ValueError, match="ladder rung 'fast'"):
+        profiles.resolve("quick", ladder=["fast"])
+    with pytest.raises(ValueError, match="ablation must be a bool"):
+        profiles.resolve("quick", ablation="maybe")

@@ -348,7 +348,7 @@ def test_params_file_with_profile_is_accepted_or_conflicts_clearly(tmp_path: Pat
     assert code == 2 and "--profile smoke contradicts PROFILE='paper'" in err
     f.write_text("PROFILE: huge\n")
     code, _, err = _main(["run", "--runs-dir", str(tmp_path / "runs"), "--only", "01", "-f", str(f)])
-    assert code == 2 and "PROFILE='huge'" in err and "smoke, quick, paper" in err
+    assert code == 2 and "PROFILE='huge'" in err and "smoke, quick, long, paper" in err
     f.write_text("RUN_DIR: /somewhere\n")
     code, _, err = _main(["run", "--runs-dir", str(tmp_path / "runs"), "--only", "01", "-f", str(f)])
     assert code == 2 and "RUN_DIR" in err and "set by the runner" in err

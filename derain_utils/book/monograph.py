@@ -101,6 +101,7 @@ from derain_utils.book.runner import (
     run_status,
     select_notebooks,
 )
+from derain_utils.lab import profiles
 from derain_utils.stats import verdict as _verdict
 
 __all__ = [
@@ -111,7 +112,7 @@ __all__ = [
     "main",
 ]
 
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = tuple(profiles.PROFILES)  # smoke, quick, long, paper
 DEFAULT_PROFILE = "quick"
 # --------------------------------------------------------------------------------------
 # html pages

@@ -10,22 +10,25 @@ its own: :func:`experiment` and :func:`grid` fill them in from a profile.
 ``smoke``
     Seconds in CI; tests the plumbing only, its numbers mean nothing.
 ``quick``
-    Minutes on a laptop CPU, big enough to show the finding. Sized from a run (2026-12-04,
-    ``make monograph`` on fresh clones, 2 cores with AMX-BF16, bf16 fast path, 2 workers): 8 seeds
-    per verdict, 144 models in 19 min 07 s with ``DERAIN_DATA`` (notebooks 398, 531, 50, 119 s)
-    and 120 models in 16 min 50 s without (542, 366, 28, 13 s), environment install included.
-    Each model sees 500 x 16 crops of 32 px. On a CPU without native bf16 (fp32 fallback) a
-    quick model takes about 3x longer (README, *Performance*).
+    Minutes on a laptop CPU, big enough to show the finding: notebook 01's ResNet at every N and the
+    two cheapest rungs of its budget ladder; 8 seeds per verdict. Its size is set by the 20-minute
+    budget (README, *Budget ladder* and *Wall time*). Each model sees 500 x 16 crops of 32 px. On a
+    CPU without native bf16 (fp32 fallback) a quick model takes about 3x longer (README, *Performance*).
+``long``
+    The quick sizes plus what the 20-minute budget left out of notebook 01: the UNet arm, the
+    predict-background ablation and the CPU budget ladder (steps 500, 2000, 8000 at 32 px crops and
+    500, 2000 at 64 px); about two hours on 2 cores (README, *Budget ladder*).
 ``paper``
     One GPU, approaching the paper's scale.
 
 What each profile sets (:func:`sizes_markdown`; a test keeps this table current):
 
-| profile | network | steps (warm-up) | batch x crop | tiles | test images | seeds | N (notebook 01) | architectures (01) | N per category (02) | curve points (03) | workers |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
-| smoke | resnet tiny (6 conv x 16) | 30 (5) | 4 x 24 px | 32 px | 4 x 48 px | 0, 1 | 2, 8 | resnet, unet | 8 | 3 | 1 |
-| quick | resnet quick (8 conv x 32) | 500 (100) | 16 x 32 px | 64 px | 8 x 64 px | 0, 1, 2, 3, 4, 5, 6, 7 | 4, 16, 64, 256 | resnet, unet | 64 | 10 | 2 |
-| paper | resnet paper (18 conv x 64, residual) | 4000 (400) | 32 x 64 px | 64 px | 16 x 128 px | 0, 1, 2, 3, 4 | 4, 16, 64, 256, 1024 | resnet, unet | 256 | 20 | 8 |
+| profile | network | steps (warm-up) | batch x crop | tiles | test images | seeds | N (notebook 01) | architectures (01) | ablation (01) | budget ladder (01) | N per category (02) | curve points (03) | workers |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| smoke | resnet tiny (6 conv x 16) | 30 (5) | 4 x 24 px | 32 px | 4 x 48 px | 0, 1 | 2, 8 | resnet, unet | yes | 30x24, 60x32 | 8 | 3 | 1 |
+| quick | resnet quick (8 conv x 32) | 500 (100) | 16 x 32 px | 64 px | 8 x 64 px | 0, 1, 2, 3, 4, 5, 6, 7 | 4, 16, 64, 256 | resnet | no | 500x32, 500x64 | 64 | 10 | 2 |
+| long | resnet quick (8 conv x 32) | 500 (100) | 16 x 32 px | 64 px | 8 x 64 px | 0, 1, 2, 3, 4, 5, 6, 7 | 4, 16, 64, 256 | resnet, unet | yes | 500x32, 2000x32, 8000x32, 500x64, 2000x64 | 64 | 10 | 2 |
+| paper | resnet paper (18 conv x 64, residual) | 4000 (400) | 32 x 64 px | 64 px | 16 x 128 px | 0, 1, 2, 3, 4 | 4, 16, 64, 256, 1024 | resnet, unet | yes | 4000x64 | 256 | 20 | 8 |
 
 Notebooks 02 and 03 (:mod:`derain_utils.lab.designs`) train one model per category and seed at ``category_n``
 tiles: (real categories + 4 ladder rungs + 1 negative control) x ``seeds``, plus the dose-response's mixed sets
@@ -40,12 +43,15 @@ cosine decay) and the checkpoint interval (``ckpt_every``); all train on the ``s
 and evaluate on it and on the out-of-distribution presets (the design defaults of
 ``ExperimentConfig``).
 
-Notebook 01 trains every architecture of ``archs`` at every N of ``n_list`` and seed, and the
-first architecture predicting the background (the ``predict`` ablation) at the smallest and the
-largest N only, every seed (:func:`derain_utils.lab.designs.set_size`): the two ends carry the
-ablation's paired test at half the cost of a whole sweep. ``quick``: ResNet and UNet, 2 x 4 x 8 =
-64 models plus 2 x 8 = 16 for the ablation, 80 in all; notebook 04 reuses 16 of them (ResNet,
-N = 4 and 256) from the cache. ``paper``: the paper's three architectures.
+Notebook 01 trains every architecture of ``archs`` at every N of ``n_list`` and seed, and, with
+``ablation``, the first architecture predicting the background (the ``predict`` ablation) at the
+smallest and the largest N only, every seed (:func:`derain_utils.lab.designs.set_size`): the two ends
+carry the ablation's paired test at half the cost of a whole sweep. Its budget ladder
+(:func:`derain_utils.lab.designs.budget_ladder`) trains the first architecture at the same two ends
+again at each rung of ``ladder`` (:func:`rung`). ``quick``: the ResNet, 4 x 8 = 32 models, and the
+ladder's rungs 500x32 (those very models) and 500x64 (16 more), 48 in all; notebook 04 reuses 16 of
+them (N = 4 and 256) from the cache. ``long``: ResNet and UNet, 64 models, the ablation's 16 and the
+ladder's 64 more, 144 in all. ``paper``: the paper's three architectures.
 
 Data limits: set sizes count distinct ``tile`` x ``tile`` grid tiles of the training
 images. At 64 px the embedded ``skimage`` samples hold about 550 tiles and the
@@ -71,6 +77,7 @@ import dataclasses
 import itertools
 import math
 import numbers
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,8 +88,8 @@ from derain_utils.lab import experiments
 from derain_utils.lab.experiments import ExperimentConfig, ExperimentResult, _normalise_kwargs
 from derain_utils.nets import models
 
-__all__ = ["PROFILES", "Profile", "resolve", "experiment", "grid", "sizes_markdown", "FREE_FIELDS", "matches_profile",
-           "cached_results"]
+__all__ = ["PROFILES", "Profile", "Rung", "rung", "resolve", "experiment", "grid", "sizes_markdown", "FREE_FIELDS",
+           "matches_profile", "cached_results"]
 
 #: Defaults of the design fields of ExperimentConfig (background, train_rain, eval_presets, gray, eval_seed, ...).
 _DESIGN: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)
@@ -128,6 +135,12 @@ class Profile:
             default ``n_train`` of :func:`experiment`).
         dynamics_points: number of evenly spaced points during training at which
             notebook 03 evaluates the model (the learning dynamics of the decoupled metrics).
+        ablation: whether notebook 01 also trains its predict-background ablation.
+        ladder: the rungs of notebook 01's budget ladder, each ``"STEPSxPATCH"`` with an
+            optional ``"bBATCH"`` and ``":SIZE"`` (:func:`rung`; e.g. ``"2000x64"``,
+            ``"4000x64b32:paper"``): the ends of the set-size sweep trained again at each
+            rung's budget. A rung without ``b`` keeps the pixels per step of the profile
+            (``batch_size x patch**2``); empty (or ``["none"]``): no ladder.
     Execution
         workers: parallel training runs in a sweep (``sweeps.sweep(workers=...)``).
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"``: the training precision of every
@@ -153,6 +166,8 @@ class Profile:
     warmup_steps: int = 0
     model_kwargs: tuple[tuple[str, Any], ...] = ()
     archs: tuple[str, ...] = ()
+    ablation: bool = True
+    ladder: tuple[str, ...] = ()
     # the design fields default to ExperimentConfig's own defaults (one place for each)
     predict: str = _DESIGN["predict"]
     background: str = _DESIGN["background"]
@@ -195,6 +210,11 @@ class Profile:
         experiment(self)  # validates every field shared with ExperimentConfig (errors name the field)
         if self.dynamics_points > self.steps:
             raise ValueError(f"dynamics_points ({self.dynamics_points}) must be <= steps ({self.steps})")
+        if len(set(self.ladder)) != len(self.ladder):
+            raise ValueError(f"ladder has repeated rungs: {self.ladder}")
+        rungs = [rung(self, spec) for spec in self.ladder]  # validates each (errors name the rung)
+        if len({r.name for r in rungs}) != len(rungs):
+            raise ValueError(f"ladder has rungs that are the same budget: {self.ladder}")
 
     def replace(self, **overrides: Any) -> Profile:
         """A copy with fields changed (coerced and validated); unknown field -> ValueError."""
@@ -210,15 +230,82 @@ class Profile:
         return d
 
 
+# --------------------------------------------------------------------------- rungs of the budget ladder
+
+_RUNG = re.compile(r"^(\d+)x(\d+)(?:b(\d+))?(?::([A-Za-z_]\w*))?$")
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One training budget of the ladder: steps, crop side, crops per step and network size.
+
+    ``name`` is the canonical spec (``"8000x64"``; ``b`` and ``:size`` only where they differ
+    from the profile's defaults), ``label`` the words for tables and figures.
+    """
+
+    spec: str
+    steps: int
+    patch: int
+    batch_size: int
+    model_size: str
+    name: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.steps} steps x {self.batch_size} crops of {self.patch} px" + (
+            f", {self.model_size} network" if ":" in self.name else "")
+
+    def fields(self) -> dict[str, Any]:
+        """The :class:`ExperimentConfig` fields this rung sets."""
+        return {"steps": self.steps, "patch": self.patch, "batch_size": self.batch_size,
+                "model_size": self.model_size}
+
+
+def rung(prof: Profile, spec: str) -> Rung:
+    """Parse one ladder rung of ``prof`` (``"STEPSxPATCH[bBATCH][:SIZE]"``).
+
+    Without ``b`` the rung sees the profile's pixels per step: ``round(batch_size x (patch /
+    rung patch)**2)`` crops, at least 1 (the quick profile's 16 crops of 32 px become 4 of
+    64 px), so that a rung's crop side changes the context a network sees, not how much of
+    the training images it sees per step. Without ``:SIZE`` the network is the profile's.
+
+    Raises:
+        ValueError: naming the rung, for a malformed spec, steps or batch < 1, a crop side
+            larger than the profile's tile, or a size the profile's architectures lack.
+    """
+    if not isinstance(spec, str):
+        raise ValueError(f"ladder rung must be a string like '2000x64', got {spec!r}")
+    m = _RUNG.match(spec.strip())
+    if m is None:
+        raise ValueError(f"ladder rung {spec!r}: expected STEPSxPATCH with optional bBATCH and :SIZE, "
+                         "e.g. '2000x64', '500x32b16' or '4000x64b32:paper'")
+    steps, patch = int(m.group(1)), int(m.group(2))
+    own = round(prof.batch_size * (prof.patch / patch) ** 2) if patch else 0
+    batch = int(m.group(3)) if m.group(3) else max(1, own)
+    size = m.group(4) or prof.model_size
+    if steps < 1 or patch < 1 or batch < 1:
+        raise ValueError(f"ladder rung {spec!r}: steps, crop side and batch must be >= 1")
+    if patch > prof.tile:
+        raise ValueError(f"ladder rung {spec!r}: crop side {patch} px is larger than the profile's tile "
+                         f"({prof.tile} px)")
+    for a in prof.archs or (prof.arch,):
+        if size not in models.MODEL_SIZES.get(a, {}):
+            raise ValueError(f"ladder rung {spec!r}: architecture {a!r} has no size {size!r}; valid: "
+                             f"{', '.join(models.MODEL_SIZES.get(a, {}))}")
+    name = f"{steps}x{patch}" + (f"b{batch}" if batch != max(1, own) else "") + (
+        f":{size}" if size != prof.model_size else "")
+    return Rung(spec=spec.strip(), steps=steps, patch=patch, batch_size=batch, model_size=size, name=name)
+
+
 # --------------------------------------------------------------------------- coercion
 
 _INT = {"steps", "batch_size", "patch", "tile", "n_test", "test_size", "category_n", "dynamics_points",
         "workers", "ckpt_every", "eval_seed", "warmup_steps"}
 _FLOAT = {"lr"}
-_BOOL = {"gray"}
+_BOOL = {"gray", "ablation"}
 _STR = {"name", "arch", "model_size", "background", "train_rain", "predict", "precision"}
 _INT_TUPLE = {"seeds", "n_list"}
-_STR_TUPLE = {"eval_presets", "archs"}
+_STR_TUPLE = {"eval_presets", "archs", "ladder"}
 
 
 def _literal(name: str, text: str) -> Any:
@@ -282,6 +369,8 @@ def _coerce(name: str, v: Any) -> Any:
         return tuple(_to_int(f"{name}[{i}]", x) for i, x in enumerate(_to_seq(name, v)))
     if name in _STR_TUPLE:
         items = _to_seq(name, v)
+        if name == "ladder" and items == ["none"]:  # a notebook's LADDER = ["none"]: no ladder
+            return ()
         for i, x in enumerate(items):
             if not isinstance(x, str):
                 raise ValueError(f"{name}[{i}] must be a string, got {x!r}")
@@ -410,6 +499,8 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1),
         n_list=(2, 8),
         archs=("resnet", "unet"),  # two, so that the smoke run exercises the per-architecture verdicts
+        ablation=True,
+        ladder=("30x24", "60x32"),  # two rungs, so that the smoke run exercises the ladder
         category_n=8,
         dynamics_points=3,
         workers=1,
@@ -429,13 +520,42 @@ PROFILES: dict[str, Profile] = {
         test_size=64,
         seeds=tuple(range(8)),  # >= 8 seeds per verdict (issue 12: 80% power needs 7 for notebook 01)
         n_list=(4, 16, 64, 256),
-        # notebook 01: ResNet (primary) and UNet at every N, plus the predict-background ResNet at N = 4 and 256:
-        # 80 models (see the module docstring for their cost)
-        archs=("resnet", "unet"),
+        # notebook 01: the ResNet at every N (32 models) and the two cheapest rungs of the budget ladder (the first is
+        # those models' own budget, the second 16 more); the UNet arm and the predict-background ablation are the
+        # long profile's (the 20-minute budget)
+        archs=("resnet",),
+        ablation=False,
+        ladder=("500x32", "500x64"),
         category_n=64,
         dynamics_points=10,
         # bench --workers-report on 2 cores, bf16: 2 processes x 1 thread made 114.0 steps/s, 1 x 2 threads
         # 76.5 (28.3 vs 2.6 while other jobs shared the cores)
+        workers=2,
+        ckpt_every=100,
+        warmup_steps=100,
+    ),
+    # the quick profile's sizes, with notebook 01's secondary arms (UNet, predict-background ablation) and the CPU
+    # budget ladder at the ends N = 4 and 256, 8 seeds: steps {500, 2000, 8000} x 32 px crops and {500, 2000} x 64 px
+    # (64 more models than quick's). 8000 x 64 px is left out: at the 50 steps/s that two training processes made on
+    # this 2-core machine (2026-12-06) its 16 models alone would take about 43 minutes, past the two-hour budget
+    "long": Profile(
+        name="long",
+        arch="resnet",
+        model_size="quick",
+        steps=500,
+        batch_size=16,
+        patch=32,
+        tile=64,
+        lr=1e-3,
+        n_test=8,
+        test_size=64,
+        seeds=tuple(range(8)),
+        n_list=(4, 16, 64, 256),
+        archs=("resnet", "unet"),
+        ablation=True,
+        ladder=("500x32", "2000x32", "8000x32", "500x64", "2000x64"),
+        category_n=64,
+        dynamics_points=10,
         workers=2,
         ckpt_every=100,
         warmup_steps=100,
@@ -457,6 +577,8 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1, 2, 3, 4),
         n_list=(4, 16, 64, 256, 1024),
         archs=("resnet", "unet"),  # two of the paper's three; SwinIR (ARCHS=...) did not fit the hour
+        # the ladder's gpu rung (python -m derain_utils.lab.ladder gpu) is this profile's own budget
+        ladder=("4000x64",),
         category_n=256,
         dynamics_points=20,
         # models trained at once, in processes sharing the GPU: on an H200 (bench --gpu-report), 1/2/4/8
@@ -479,13 +601,15 @@ def _network(prof: Profile) -> str:
 def sizes_markdown(profiles: Mapping[str, Profile] | None = None) -> str:
     """The table of the module docstring: what each profile sets, one row per profile."""
     rows = ["| profile | network | steps (warm-up) | batch x crop | tiles | test images | seeds | N (notebook 01) "
-            "| architectures (01) | N per category (02) | curve points (03) | workers |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| architectures (01) | ablation (01) | budget ladder (01) | N per category (02) | curve points (03) "
+            "| workers |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     join = lambda v: ", ".join(str(x) for x in v)  # noqa: E731
     for p in (PROFILES if profiles is None else profiles).values():
         rows.append(f"| {p.name} | {_network(p)} | {p.steps} ({p.warmup_steps}) | {p.batch_size} x {p.patch} px "
                     f"| {p.tile} px | {p.n_test} x {p.test_size} px | {join(p.seeds)} | {join(p.n_list)} "
-                    f"| {join(p.archs)} | {p.category_n} | {p.dynamics_points} | {p.workers} |")
+                    f"| {join(p.archs)} | {'yes' if p.ablation else 'no'} | {join(p.ladder) or 'none'} "
+                    f"| {p.category_n} | {p.dynamics_points} | {p.workers} |")
     return "\n".join(rows)
 
 

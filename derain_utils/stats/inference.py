@@ -866,7 +866,7 @@ def decide(
     if result is not None and not isinstance(result, TestResult):
         raise ValueError(f"result must be an inference.TestResult or None, got {type(result).__name__}")
     if not isinstance(profile, str) or not profile.strip():
-        raise ValueError(f"profile must be a non-empty string (smoke, quick, paper), got {profile!r}")
+        raise ValueError(f"profile must be a non-empty string (smoke, quick, long, paper), got {profile!r}")
     if result is not None and result.design != declaration.design:
         raise ValueError(f"the test's design {result.design!r} is not the declared design {declaration.design!r}")
     alpha, direction = declaration.alpha, declaration.direction
