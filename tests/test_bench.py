@@ -48,16 +48,20 @@ def test_suite_command_line_writes_one_record_per_model(tmp_path):
                           "--synth-n", "8", "--synth-size", "32"])
     written = json.loads(out.read_text())
     assert written == json.loads(json.dumps(records))
-    assert [r["model"] for r in written] == ["resnet/quick", "synthesis"]
+    assert [r["model"] for r in written] == ["resnet/quick", "training", "synthesis"]
+    rate = written[1]  # models per minute, one at a time and stacked, and the default path
+    assert rate["one_at_a_time_per_min"] > 0 and rate["stacked_per_min"] > 0 and rate["steps_per_model"] == 500
+    assert rate["stacked_per_min"] == pytest.approx(rate["one_at_a_time_per_min"] * rate["ratio"])
+    assert rate["default"] == ("stacked" if rate["ratio"] >= bench.STACK_ADOPT else "one at a time")
     quick = written[0]
     assert (quick["patch"], quick["batch"], quick["threads"]) == (48, 16, 1)
     assert set(bench.RECORD_KEYS) <= set(quick) and quick["baseline_ms"] > 0 and quick["fast_ms"] > 0
-    synth = written[1]
+    synth = written[2]
     assert tuple(synth) == bench.SYNTH_KEYS and synth["images_per_s"] > 0 and synth["size"] == 32
     alb = synth["albumentations_ms_per_image"]
     assert alb is None or alb > 0
     table = bench.format_suite(written)
-    assert "| resnet/quick | 48 px x 16 |" in table and "rain synthesis" in table
+    assert "| resnet/quick | 48 px x 16 |" in table and "rain synthesis" in table and "models/min one at a" in table
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--models", "vgg/huge"])
     assert exit_info.value.code == 2
@@ -84,7 +88,8 @@ def test_paper_workload_known_answers():
     assert w["background"] == "natural" and w["archs"] == list(p.archs)
     smoke = workload.paper_workload("smoke", real_categories=0)  # offline: the ladder only, nothing cached
     assert smoke["background"] == "deadleaves"
-    assert smoke["new_models"] == {"01_set_size": 2 * 2 * 2 + 2 * 2, "02_category_complexity": 4 * 2 + 2 + 3 * 2,
+    # notebook 01: 2 architectures x 2 N x 2 seeds, the ablation, and the ladder's rung 60x32 (30x24 is its own budget)
+    assert smoke["new_models"] == {"01_set_size": 2 * 2 * 2 + 2 * 2 + 2 * 2, "02_category_complexity": 4 * 2 + 2 + 3 * 2,
                                    "03_decoupled_metrics": 0, "04_real_rain": 0}
     assert smoke["curve_models"] == {"02_category_complexity": 2 * 2}  # blobs and noise
     with pytest.raises(ValueError, match="real_categories"):

@@ -15,7 +15,7 @@ QUICK = profiles.resolve("quick")
 
 
 def test_set_size_is_every_architecture_at_every_n_plus_the_ablation():
-    p = profiles.resolve("quick")
+    p = profiles.resolve("long")
     configs = designs.set_size(p, "deadleaves")
     s, n = len(p.seeds), len(p.n_list)
     assert len(configs) == len(p.archs) * n * s + 2 * s == 80
@@ -29,6 +29,28 @@ def test_set_size_is_every_architecture_at_every_n_plus_the_ablation():
     assert all(c.background == "deadleaves" and c.model_size == p.model_size and c.steps == p.steps
                for c in configs)
     assert {designs.set_size_arm(c) for c in configs} == {"resnet", "unet", "resnet, predicts background"}
+
+
+def test_the_quick_profile_trains_the_resnet_only():
+    p = profiles.resolve("quick")
+    assert len(designs.set_size(p, "natural")) == len(p.n_list) * len(p.seeds) == 32
+    assert len(designs.set_size(p, "natural", ablation=True)) == 32 + 16
+
+
+def test_budget_ladder_retrains_the_ends_at_each_rung():
+    p = profiles.resolve("long")
+    lad = designs.budget_ladder(p, "natural")
+    assert len(lad) == len(p.ladder) * 2 * len(p.seeds) == 80 and len({c.key() for c in lad}) == 80
+    assert {c.n_train for c in lad} == {4, 256} and {(c.arch, c.predict) for c in lad} == {("resnet", "rain")}
+    own = {c.key() for c in designs.set_size(p, "natural")}
+    base = [c for c in lad if designs.ladder_rung(c, p) == "500x32"]
+    assert {c.key() for c in base} <= own and not {c.key() for c in lad if c not in base} & own
+    big = [c for c in lad if designs.ladder_rung(c, p) == "2000x64"]
+    assert {(c.steps, c.patch, c.batch_size, c.warmup_steps) for c in big} == {(2000, 64, 4, 100)}
+    assert len(designs.NOTEBOOK_DESIGNS["01_set_size"](p, "natural")) == 80 + 64
+    assert len(designs.budget_ladder(p, "natural", rungs=["4000x64b32:paper"])) == 16
+    with pytest.raises(ValueError, match="no rung of the ladder"):
+        designs.ladder_rung(big[0], p, rungs=["500x32"])
 
 
 def test_set_size_options_and_bad_input():

@@ -27,9 +27,9 @@ import pandas as pd
 
 from derain_utils import store
 from derain_utils.book import runs
-from derain_utils.lab import profiles
+from derain_utils.lab import designs, profiles
 from derain_utils.stats import inference, questions, verdict
-from derain_utils.synth import backgrounds, rain
+from derain_utils.synth import rain
 
 __all__ = ["NotebookRun", "start", "profile", "training_background", "rain_roles", "verdict_record", "finish"]
 
@@ -101,19 +101,7 @@ def profile(name: str, **knobs: Any) -> profiles.Profile:
     return profiles.resolve(name, **{k: v for k, v in knobs.items() if v})
 
 
-def training_background(choice: str, data_dir: str | Path | None) -> str:
-    """The training backgrounds of notebooks 01, 03 and 04, so that they share their models.
-
-    ``"auto"``: natural photos (``bg_natural``) when the data folder holds them, else dead leaves
-    (``"deadleaves"``: unlimited distinct procedural images with natural-image statistics, disjoint
-    training and test streams; :func:`procedural.dead_leaves`), so that a fresh clone without data
-    still trains on as many distinct images as N asks for. The scikit-image photos (``"skimage"``,
-    about 550 tiles of 64 px from 10 training photos) are for illustration only. Anything other than
-    ``"auto"`` is the source name given.
-    """
-    if choice != "auto":
-        return choice
-    return "natural" if "natural" in backgrounds.available_categories(data_dir) else "deadleaves"
+training_background = designs.training_background  # the rule lives with the designs that share models
 
 
 def rain_roles(prof: profiles.Profile) -> tuple[str, list[str], list[str], list[str]]:

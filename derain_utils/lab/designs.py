@@ -64,9 +64,12 @@ from derain_utils.synth import backgrounds, procedural
 
 __all__ = [
     "NOTEBOOK_DESIGNS",
+    "training_background",
     "set_size",
     "set_size_arm",
     "ablation_sizes",
+    "budget_ladder",
+    "ladder_rung",
     "real_rain",
     "REAL",
     "LADDER_RUNGS",
@@ -104,6 +107,21 @@ def _background(background: str) -> str:
 # =========================================================================== notebooks 01 and 04 (nb14)
 
 
+def training_background(choice: str, data_dir: str | Path | None) -> str:
+    """The training backgrounds of notebooks 01, 03 and 04, so that they share their models.
+
+    ``"auto"``: natural photos (``bg_natural``) when the data folder holds them, else dead leaves
+    (``"deadleaves"``: unlimited distinct procedural images with natural-image statistics, disjoint
+    training and test streams; :func:`procedural.dead_leaves`), so that a fresh clone without data
+    still trains on as many distinct images as N asks for. The scikit-image photos (``"skimage"``,
+    about 550 tiles of 64 px from 10 training photos) are for illustration only. Anything other than
+    ``"auto"`` is the source name given.
+    """
+    if choice != "auto":
+        return choice
+    return "natural" if "natural" in backgrounds.available_categories(data_dir) else "deadleaves"
+
+
 def ablation_sizes(prof: profiles.Profile | str) -> tuple[int, ...]:
     """The set sizes of notebook 01's predict-background ablation: the smallest and the largest N.
 
@@ -119,7 +137,7 @@ def set_size(
     background: str,
     *,
     archs: Sequence[str] | None = None,
-    ablation: bool = True,
+    ablation: bool | None = None,
 ) -> list[ExperimentConfig]:
     """Notebook 01's models: every architecture at every N, and the predict-background ablation.
 
@@ -135,9 +153,10 @@ def set_size(
         prof: the (resolved) profile, or its name.
         background: the training background source (``notebook.training_background``).
         archs: override of ``prof.archs`` (non-empty, distinct, each with a ``model_size``).
-        ablation: add the predict-background models.
+        ablation: add the predict-background models (None: the profile's ``ablation``).
     """
     p = profiles.resolve(prof)
+    ablation = p.ablation if ablation is None else ablation
     bg = _background(background)
     archs = tuple(p.archs if archs is None else archs)
     if not archs or len(set(archs)) != len(archs):
@@ -153,6 +172,51 @@ def set_size(
         out += profiles.grid(p, arch=archs[0], predict="background", background=bg, n_train=list(ablation_sizes(p)),
                     seed=list(p.seeds))
     return out
+
+
+def budget_ladder(
+    prof: profiles.Profile | str,
+    background: str,
+    *,
+    rungs: Sequence[str] | None = None,
+    arch: str | None = None,
+) -> list[ExperimentConfig]:
+    """Notebook 01's budget ladder: the ends of the set-size sweep trained again at each rung's budget.
+
+    For each rung of ``rungs`` (default ``prof.ladder``; :func:`profiles.rung`), one model per
+    (N in the smallest and largest of ``prof.n_list``, seed), of the primary architecture (or
+    ``arch``) predicting the rain, with the rung's steps, crop side, crops per step and network
+    size. Every rung has its own learning-rate schedule (warm-up, then a cosine decay to 0 at its
+    last step): a 2000-step model is not the 2000th step of an 8000-step run. A rung equal to the
+    profile's own budget gives notebook 01's models themselves (the same cache keys). Order: rung,
+    then N, then seed.
+    """
+    p = profiles.resolve(prof)
+    bg = _background(background)
+    a = p.archs[0] if arch is None else arch
+    specs = tuple(p.ladder if rungs is None else rungs)
+    out: list[ExperimentConfig] = []
+    for spec in specs:
+        r = profiles.rung(p, spec)
+        out += profiles.grid(p, arch=a, predict="rain", background=bg, n_train=list(ablation_sizes(p)),
+                             seed=list(p.seeds), **r.fields())
+    return out
+
+
+def ladder_rung(config: ExperimentConfig, prof: profiles.Profile | str, rungs: Sequence[str] | None = None) -> str:
+    """The name of the rung of ``prof``'s ladder (or ``rungs``) whose budget trained ``config``.
+
+    Raises:
+        ValueError: naming the config, when no rung has its steps, crop side, batch and size.
+    """
+    p = profiles.resolve(prof)
+    for spec in (p.ladder if rungs is None else rungs):
+        r = profiles.rung(p, spec)
+        if all(getattr(config, k) == v for k, v in r.fields().items()):
+            return r.name
+    raise ValueError(f"{config.name()}: no rung of the ladder {list(p.ladder if rungs is None else rungs)} "
+                     f"trained it ({config.steps} steps, {config.patch} px, batch {config.batch_size}, "
+                     f"{config.model_size})")
 
 
 def set_size_arm(config: ExperimentConfig) -> str:
@@ -702,8 +766,15 @@ def _decoupled_configs(prof: profiles.Profile, background: str) -> list[Experime
     return list(decoupled_metrics(prof, real=_real_for(background)).configs)
 
 
+def _set_size_configs(prof: profiles.Profile, background: str) -> list[ExperimentConfig]:
+    out = {c.key(): c for c in set_size(prof, background)}
+    for c in budget_ladder(prof, background):
+        out.setdefault(c.key(), c)
+    return list(out.values())
+
+
 NOTEBOOK_DESIGNS: dict[str, Callable[[profiles.Profile, str], list[ExperimentConfig]]] = {
-    "01_set_size": set_size,
+    "01_set_size": _set_size_configs,
     "02_category_complexity": _category_configs,
     "03_decoupled_metrics": _decoupled_configs,
     "04_real_rain": real_rain,
