@@ -577,3 +577,26 @@ def test_dose_response_draws_complexity_then_one_panel_per_outcome():
     plt.close("all")
     with pytest.raises(ValueError, match="stalled"):
         category_plots.dose_response(rows.drop(columns="stalled"), by_seed, {"removal": "paper"})
+
+
+def test_ladder_figure_panels_lines_and_marks():
+    rows = []
+    for q in ("paper", "beyond_fidelity"):
+        for s in ("synthetic", "rain100H_dev"):
+            for rung, v in (("500x32", "reproduced"), ("2000x32", "inconclusive"), ("500x64", "contradicted")):
+                rows.append({"rung": rung, "test_set": s, "question": q, "difference": 0.05, "ci_low": 0.01,
+                             "ci_high": 0.09, "verdict": v})
+    tests = pd.DataFrame(rows)
+    steps = {"500x32": 500, "2000x32": 2000, "500x64": 500}
+    groups = {"500x32": "32 px crops", "2000x32": "32 px crops", "500x64": "64 px crops"}
+    fig = plotting.ladder(tests, steps=steps, groups=groups, questions={"paper": "raw removal"})
+    axes = fig.get_axes()
+    assert len(axes) == 4 and axes[0].get_title() == "synthetic" and axes[0].get_xscale() == "log"
+    assert axes[0].get_ylabel() == "raw removal" and axes[2].get_ylabel() == "beyond_fidelity"
+    marks = [t.get_text() for t in axes[0].texts]
+    assert sorted(marks) == ["*", "x"]  # reproduced and contradicted are marked, inconclusive is not
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["32 px crops", "64 px crops"]
+    with pytest.raises(ValueError, match="no steps or group"):
+        plotting.ladder(tests, steps={"500x32": 500}, groups=groups)
+    with pytest.raises(ValueError, match="empty"):
+        plotting.ladder(tests.iloc[:0], steps=steps, groups=groups)

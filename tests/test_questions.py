@@ -61,3 +61,57 @@ def test_a_test_on_pooled_units_reports_the_models_behind_them():
             questions.on_pooled_units(res, bad, "x")
     with pytest.raises(ValueError, match="TestResult"):
         questions.on_pooled_units({"effect": 1}, 3, "x")
+
+
+def _ladder_table(effects: dict[str, float], sets=("synthetic", "rain100H_dev"), n_seeds: int = 8, stalled=()):
+    """Per-model outcomes of a ladder: at rung r the N = 4 model beats the N = 256 one by effects[r] (+ small noise)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for rung, e in effects.items():
+        for s in sets:
+            for seed in range(n_seeds):
+                base = rng.normal(0.3, 0.05)
+                for n, shift in ((4, e), (256, 0.0)):
+                    y = base + shift + rng.normal(0, 0.002)
+                    rows.append({"rung": rung, "test_set": s, "n_train": n, "seed": seed, "removal": y,
+                                 "excess_removal": y - 0.3, "stalled": (rung, n, seed) in stalled})
+    return pd.DataFrame(rows)
+
+
+def test_ladder_tests_decide_each_rung_and_set():
+    table = _ladder_table({"500x32": 0.05, "2000x32": 0.0, "8000x32": -0.05})
+    t = questions.ladder_tests(table, ood=UNSEEN, n_lo=4, n_hi=256, profile="quick")
+    assert list(t.columns) == list(questions.LADDER_TEST_COLUMNS) and len(t) == 3 * 2 * 2
+    v = t.set_index(["rung", "test_set", "question"])["verdict"]
+    assert set(v.loc["500x32"]) == {"reproduced"} and set(v.loc["8000x32"]) == {"contradicted"}
+    assert set(v.loc["2000x32"]) <= {"inconclusive", "reproduced", "contradicted"}
+    # 8 seeds, all positive: the exact sign-flip p is 1/256, equal to enumeration; Holm over 3 rungs triples it
+    row = t[(t["rung"] == "500x32") & (t["test_set"] == "synthetic") & (t["question"] == "paper")].iloc[0]
+    assert row["p"] == pytest.approx(1 / 256) and row["exact"] and row["n_seeds"] == 8
+    assert row["p_holm"] == pytest.approx(3 / 256) and row["holds_after_holm"]
+    assert row["difference"] == pytest.approx(0.05, abs=0.003) and row["ci_low"] > 0
+    reading = questions.ladder_reading(t).set_index(["question", "test_set"])
+    assert set(reading["reading"]) == {"flips"}
+    assert reading.loc[("paper", "synthetic"), "verdicts"].startswith("500x32: reproduced; 2000x32: ")
+
+
+def test_ladder_tests_leave_stalled_models_out_and_smoke_is_inconclusive():
+    table = _ladder_table({"500x32": 0.05}, sets=("synthetic",), stalled={("500x32", 4, 0), ("500x32", 256, 3)})
+    t = questions.ladder_tests(table, ood=UNSEEN, n_lo=4, n_hi=256, profile="quick")
+    assert set(t["n_seeds"]) == {6} and set(t["n_stalled"]) == {2} and set(t["n_models"]) == {12}
+    smoke = questions.ladder_tests(table, ood=UNSEEN, n_lo=4, n_hi=256, profile="smoke")
+    assert set(smoke["verdict"]) == {"inconclusive"}
+    all_stalled = table.assign(stalled=True)
+    t = questions.ladder_tests(all_stalled, ood=UNSEEN, n_lo=4, n_hi=256, profile="quick")
+    assert t["difference"].isna().all() and set(t["verdict"]) == {"inconclusive"}
+    assert set(questions.ladder_reading(t)["reading"]) == {"inconclusive at every rung"}
+
+
+def test_ladder_tests_bad_input():
+    table = _ladder_table({"500x32": 0.05}, sets=("synthetic",))
+    with pytest.raises(ValueError, match="lacks column"):
+        questions.ladder_tests(table.drop(columns="stalled"), ood=UNSEEN, n_lo=4, n_hi=256, profile="quick")
+    with pytest.raises(ValueError, match="must differ"):
+        questions.ladder_tests(table, ood=UNSEEN, n_lo=4, n_hi=4, profile="quick")

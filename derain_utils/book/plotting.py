@@ -65,6 +65,7 @@ __all__ = [
     "report_card",
     "category_palette",
     "outcome_vs_n",
+    "ladder",
 ]
 
 _REFERENCE_COLOR = "black"
@@ -707,3 +708,91 @@ def category_palette(categories: Sequence[str]) -> dict[str, Any]:
         raise ValueError("categories is empty")
     colours = sns.color_palette("colorblind" if len(cats) <= 10 else "husl", len(cats))
     return dict(zip(cats, colours))
+
+
+_VERDICT_MARK = {"reproduced": "*", "contradicted": "x", "inconclusive": ""}
+
+
+def ladder(
+    tests: pd.DataFrame,
+    *,
+    steps: Mapping[str, int],
+    groups: Mapping[str, str],
+    test_sets: Sequence[str] | None = None,
+    questions: Mapping[str, str] | None = None,
+    panel_size: tuple[float, float] = (3.9, 3.0),
+    suptitle: str | None = None,
+) -> Figure:
+    """The budget ladder: effect and 95% interval against training steps, one panel per (question, test set).
+
+    Rows of panels are the questions, columns the test sets; within a panel the x axis is the
+    rung's steps (log scale) and each ``groups`` level (e.g. the crop side) is one line, dodged a
+    little. A ``*`` above a point marks a rung where the declared rule says *reproduced*, an ``x``
+    *contradicted*; the dotted line is 0 (no difference between the smallest and the largest N).
+
+    Args:
+        tests: :func:`derain_utils.stats.questions.ladder_tests` rows (``rung``, ``test_set``,
+            ``question``, ``difference``, ``ci_low``, ``ci_high``, ``verdict``).
+        steps: rung -> its optimiser steps (the x position).
+        groups: rung -> its line (e.g. ``"32 px crops"``).
+        test_sets: column order (default: order of appearance).
+        questions: question -> panel-row label (default the question names).
+
+    Returns:
+        The Figure, with a figure legend of the groups.
+    """
+    _check_columns(tests, ["rung", "test_set", "question", "difference", "ci_low", "ci_high", "verdict"], "tests")
+    if tests.empty:
+        raise ValueError("tests is empty: nothing to plot")
+    absent = sorted(set(tests["rung"]) - set(steps) | set(tests["rung"]) - set(groups))
+    if absent:
+        raise ValueError(f"no steps or group for rung(s) {absent}")
+    sets = list(test_sets) if test_sets is not None else list(dict.fromkeys(tests["test_set"]))
+    qs = list(dict.fromkeys(tests["question"]))
+    qlabel = dict(questions or {})
+    levels = list(dict.fromkeys(groups[r] for r in dict.fromkeys(tests["rung"])))
+    colours = dict(zip(levels, sns.color_palette("colorblind", max(len(levels), 1))))
+    fig, axes = plt.subplots(len(qs), len(sets), figsize=(panel_size[0] * len(sets), panel_size[1] * len(qs)),
+                             squeeze=False, layout="constrained", sharex=True)
+    all_steps = sorted({int(steps[r]) for r in tests["rung"]})
+    for i, q in enumerate(qs):
+        for j, s in enumerate(sets):
+            ax = axes[i][j]
+            d = tests[(tests["question"] == q) & (tests["test_set"] == s)]
+            for k, level in enumerate(levels):
+                g = d[d["rung"].map(groups) == level].assign(x=lambda t: t["rung"].map(steps).astype(float))
+                g = g[np.isfinite(g["difference"].to_numpy(float))].sort_values("x")
+                if g.empty:
+                    continue
+                x = g["x"].to_numpy() * 2 ** ((k - (len(levels) - 1) / 2) * 0.12)
+                y = g["difference"].to_numpy(float)
+                err = np.vstack([y - g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float) - y])
+                ax.errorbar(x, y, yerr=np.where(np.isfinite(err), err, 0), color=colours[level], capsize=3,
+                            marker=_MARKERS[k % len(_MARKERS)], markersize=5, linewidth=1.4, label=level)
+                for xi, hi, v in zip(x, g["ci_high"].to_numpy(float), g["verdict"]):
+                    if _VERDICT_MARK.get(v):
+                        ax.annotate(_VERDICT_MARK[v], (xi, hi if np.isfinite(hi) else 0), xytext=(0, 3),
+                                    textcoords="offset points", ha="center", color=colours[level], fontsize=11)
+            ax.axhline(0.0, color="0.4", linestyle=":", linewidth=1.0, zorder=0)
+            ax.set_xscale("log")
+            ax.set_xticks(all_steps)
+            ax.set_xticklabels([str(v) for v in all_steps], fontsize="small")
+            ax.minorticks_off()
+            if i == 0:
+                ax.set_title(str(s), fontsize="medium")
+            if i == len(qs) - 1:
+                ax.set_xlabel("training steps")
+            if j == 0:
+                ax.set_ylabel(textwrap.fill(qlabel.get(q, str(q)), 30), fontsize="small")
+    handles, labels = [], []
+    for ax in axes.ravel():
+        for hnd, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(hnd)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small",
+                   frameon=False)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
