@@ -12,7 +12,9 @@
 # This notebook repeats the experiment at a small scale: training sets of N background images, one model per
 # N and training seed, for more than one architecture (the ResNet carries the verdict; the UNet gets a verdict
 # of its own, and so does a SwinIR when `ARCHS` names it), and an ablation in which the ResNet predicts the
-# background instead of the rain layer. Every model is tested on held-out images under the training rain and
+# background instead of the rain layer (the UNet and the ablation run in the `long` and `paper` profiles). A
+# budget ladder trains the two ends of the sweep again at other training budgets (steps, crop size), to show
+# whether the answers depend on the scale of the networks. Every model is tested on held-out images under the training rain and
 # three unseen rains. Two questions are asked of the same models: **the paper's claim as the paper measured
 # it**, on raw removal of unseen rain; and whether the effect survives a control, on the **excess removal** of
 # unseen rain: the rain a model removes beyond what fixed filters (blur, median) remove at the same background
@@ -28,7 +30,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from derain_utils.book import notebook, pictures, plotting, widgets
-from derain_utils.lab import designs, experiments, sweeps
+from derain_utils.lab import designs, experiments, ladder, profiles, sweeps
 from derain_utils.measure import baselines, outcome
 from derain_utils.stats import inference, questions, sensitivity
 from derain_utils.synth import backgrounds, rain
@@ -45,7 +47,9 @@ ARCHS: list = []  # architectures (resnet, unet, swinir), the first carries the 
 N_LIST: list = []  # training-set sizes N, in background tiles, ascending; empty: the profile's
 SEEDS: list = []  # training seeds, one model per seed, N and architecture; empty: the profile's
 STEPS: int = 0  # optimiser steps per model; 0: the profile's
-ABLATION: bool = True  # also train the first architecture predicting the background, at the smallest and largest N
+ABLATION: str = ""  # "yes"/"no": train the first architecture predicting the background too; empty: the profile's
+LADDER: list = []  # budget ladder rungs "STEPSxPATCH" (e.g. "2000x64"), ["none"] for none; empty: the profile's
+LADDER_EXTRA: str = "auto"  # outcomes CSV of a rung trained elsewhere (the gpu rung); auto: docs/ladder/gpu_rung.csv
 BACKGROUND: str = "auto"  # training backgrounds: auto (natural photos if found, else deadleaves) or a source name
 GRAY: bool = False  # train and test on luma (1 channel) instead of RGB
 WORKERS: int = 0  # models trained in parallel processes; 0: the profile's
@@ -53,7 +57,8 @@ WORKERS: int = 0  # models trained in parallel processes; 0: the profile's
 # %%
 FINDING = ("Training a deraining network on more background images makes it remove less of the rain "
            "it has not seen.")
-PROF = notebook.profile(PROFILE, archs=ARCHS, n_list=N_LIST, seeds=SEEDS, steps=STEPS, workers=WORKERS, gray=GRAY)
+PROF = notebook.profile(PROFILE, archs=ARCHS, n_list=N_LIST, seeds=SEEDS, steps=STEPS, workers=WORKERS, gray=GRAY,
+                        ablation=ABLATION, ladder=LADDER)
 DATA = DATA_DIR or None
 BG = notebook.training_background(BACKGROUND, DATA)
 TRAIN_RAIN, PRESETS, IN_DIST, OOD = notebook.rain_roles(PROF)
@@ -61,15 +66,18 @@ SIZES, TRAIN_SEEDS, ARCH_LIST = list(PROF.n_list), list(PROF.seeds), list(PROF.a
 if len(SIZES) < 2:
     raise ValueError(f"N_LIST needs at least two training-set sizes, got {SIZES}")
 N_LO, N_HI, PRIMARY = SIZES[0], SIZES[-1], ARCH_LIST[0]
-CONFIGS = designs.set_size(PROF, BG, ablation=ABLATION)
+CONFIGS = designs.set_size(PROF, BG)
 ARM = {c.key(): designs.set_size_arm(c) for c in CONFIGS}
-ABL = designs.set_size_arm(next((c for c in CONFIGS if c.predict != "rain"), CONFIGS[0])) if ABLATION else None
+ABL = designs.set_size_arm(next((c for c in CONFIGS if c.predict != "rain"), CONFIGS[0])) if PROF.ablation else None
+RUNGS = {r.name: r for r in (profiles.rung(PROF, spec) for spec in PROF.ladder)}
+LADDER_CONFIGS = designs.budget_ladder(PROF, BG)
 NB = notebook.start(
     "01_set_size", FINDING, PROFILE, RUN_DIR, t0=T0,
     params={"PROFILE": PROFILE, "SEED": SEED, "DATA_DIR": DATA_DIR, "RUN_DIR": RUN_DIR, "INTERACTIVE": INTERACTIVE,
             "ARCHS": ARCHS, "N_LIST": N_LIST, "SEEDS": SEEDS, "STEPS": STEPS, "ABLATION": ABLATION,
-            "BACKGROUND": BACKGROUND, "GRAY": GRAY, "WORKERS": WORKERS},
-    profile=PROF.to_dict(), background=BG, models={c.name(): c.key() for c in CONFIGS})
+            "LADDER": LADDER, "LADDER_EXTRA": LADDER_EXTRA, "BACKGROUND": BACKGROUND, "GRAY": GRAY, "WORKERS": WORKERS},
+    profile=PROF.to_dict(), background=BG, models={c.name(): c.key() for c in CONFIGS},
+    ladder_models={r: [c.key() for c in LADDER_CONFIGS if designs.ladder_rung(c, PROF) == r] for r in RUNGS})
 RUN = NB.dir
 print(f"profile {PROFILE}: {', '.join(ARCH_LIST)} ({PROF.model_size}), {PROF.steps} steps x {PROF.batch_size} crops "
       f"of {PROF.patch} px; N in {SIZES}; training seeds {TRAIN_SEEDS}")
@@ -77,7 +85,8 @@ print(f"backgrounds: {BG!r}" + ("" if BACKGROUND != "auto" else " (natural photo
                                  BG == "natural" else " (no bg_natural found: dead leaves, unlimited distinct "
                                                       "images with natural-image statistics)"))
 print(f"{len(CONFIGS)} models: " + "; ".join(f"{a}: {n}" for a, n in pd.Series(ARM).value_counts(sort=False).items())
-      + f"; run folder: {RUN}")
+      + f"; budget ladder: {len(RUNGS)} rungs ({', '.join(RUNGS) or 'none'}), "
+      f"{len({c.key() for c in LADDER_CONFIGS} - set(ARM))} more models; run folder: {RUN}")
 
 # %% [markdown]
 # ## What is tested, declared before training
@@ -102,6 +111,12 @@ print(f"{len(CONFIGS)} models: " + "; ".join(f"{a}: {n}" for a, n in pd.Series(A
 #   out; it never looks at test images or unseen rain. The excluded models are listed per condition.
 # * **Sensitivity** (exploratory, `sensitivity.sensitivity`): each preset alone, each left out, and the
 #   frontier of Gaussian or median filters only.
+# * **Budget ladder** (declared secondary analysis, `questions.ladder_tests`): the ResNet at the smallest and
+#   largest N, every seed, trained again at each rung of the profile's ladder (steps x crop size; each rung has
+#   its own learning-rate schedule). At each rung, both questions as the paired sign-flip test above (smallest
+#   minus largest N, one-sided, positive), on each test set: the unseen presets pooled (synthetic), and the
+#   paired development sets Rain100H and SPA-Data at notebook 04's matched scale, where the data folder holds
+#   them. Holm over the rungs of one test set gives `p_holm`; the stall rule applies at every rung.
 
 # %%
 DECLS = questions.declare_questions("01_set_size", "within_seed_trend", "negative", OOD)
@@ -240,6 +255,46 @@ SENS = sensitivity.sensitivity(
 display(SENS.set_index(["question", "variant"]).drop(columns=["outcome"]).round(3))
 
 # %% [markdown]
+# ## Does the answer depend on the training budget? The budget ladder
+#
+# The ends of the sweep (N = smallest and largest) at each rung: a rung without a `b` sees the same pixels per
+# step as the profile (16 crops of 32 px = 4 of 64 px), so the crop side changes the context a network sees,
+# not how much image it sees. Each point is the per-seed difference smallest minus largest N with its 95%
+# interval; `*` marks a rung where the declared rule says reproduced, `x` contradicted. A rung trained
+# elsewhere (the GPU rung, `python -m derain_utils.lab.ladder gpu`) joins from its outcomes file when it matches
+# this run's design.
+
+# %%
+t = time.perf_counter()
+LADDER_OUT = pd.DataFrame(columns=ladder.OUTCOME_COLUMNS)
+if RUNGS:
+    LDF = sweeps.sweep(LADDER_CONFIGS, data_dir=DATA, workers=PROF.workers)
+    LADDER_OUT = ladder.outcomes(LADDER_CONFIGS, PROF, rows=LDF, frontier=FRONT, ood=OOD,
+                                 fit=sweeps.training_fit(LADDER_CONFIGS, data_dir=DATA),
+                                 pairs=ladder.matched_pairs(data_dir=DATA, train_rain=TRAIN_RAIN))
+EXTRA = ladder.extra_rungs(LADDER_EXTRA, PROF, background=BG)
+LADDER_OUT = pd.concat([LADDER_OUT, EXTRA[list(ladder.OUTCOME_COLUMNS)]], ignore_index=True) if len(EXTRA) else LADDER_OUT
+print(EXTRA.attrs.get("note", ""))
+if len(LADDER_OUT):
+    LADDER_TESTS = questions.ladder_tests(LADDER_OUT, ood=OOD, n_lo=N_LO, n_hi=N_HI, profile=PROFILE, seed=SEED)
+    LADDER_READING = questions.ladder_reading(LADDER_TESTS)
+    RUNG_INFO = LADDER_OUT.drop_duplicates("rung").set_index("rung")
+    fig = plotting.ladder(LADDER_TESTS, steps=RUNG_INFO["steps"].to_dict(),
+                          groups={r: ladder.rung_group(i, PROF.model_size) for r, i in RUNG_INFO.iterrows()},
+                          questions={"paper": "raw removal, N small minus large", "beyond_fidelity":
+                                     "excess removal, N small minus large"},
+                          suptitle=f"{PRIMARY}: the effect of N (N = {N_LO} minus {N_HI}) at each training budget")
+    fig.savefig(RUN / "fig_ladder.png", dpi=120, bbox_inches="tight")
+    display(LADDER_TESTS.pivot_table(index=["test_set", "rung"], columns="question", values=["difference", "p"],
+                                     sort=False).round(3))
+    display(LADDER_READING.set_index(["question", "test_set"]))
+    print(f"ladder: {LADDER_OUT['key'].nunique()} models on {LADDER_OUT['test_set'].nunique()} test sets in "
+          f"{time.perf_counter() - t:.0f} s; stalled: {int(LADDER_OUT.drop_duplicates('key')['stalled'].sum())}")
+else:
+    LADDER_TESTS, LADDER_READING = pd.DataFrame(), pd.DataFrame()
+    print("no budget ladder in this run (LADDER = ['none'] or a profile without one)")
+
+# %% [markdown]
 # ## What the numbers say
 #
 # The strength of a trend is read from the mean within-seed correlation (|rho| < 0.3 weak, < 0.5 moderate,
@@ -319,7 +374,8 @@ FACTS = dict(
     removal_by_n={a: {int(n): v for n, v in BY_N.loc[a, "removal"].items()} for a in BY_N.index.levels[0]},
     psnr_trends={m: {"rho": r.effect, "ci95": r.ci95, "p_less": r.p_less, "p_greater": r.p_greater}
                  for m, r in TRENDS.items()},
-    whole_image_psnr_hides=HIDES, n_list=SIZES, seeds=TRAIN_SEEDS, archs=ARCH_LIST, steps=PROF.steps, background=BG,
+    ladder=LADDER_TESTS.to_dict("records"), ladder_reading=LADDER_READING.to_dict("records"),
+    ladder_rungs={r: v.label for r, v in RUNGS.items()}, whole_image_psnr_hides=HIDES, n_list=SIZES, seeds=TRAIN_SEEDS, archs=ARCH_LIST, steps=PROF.steps, background=BG,
     n_test=PROF.n_test, in_distribution_presets=IN_DIST, ood_presets=OOD)
 
 # %% [markdown]
@@ -338,4 +394,6 @@ display(Markdown(f"**{HEADLINE}**\n\n{SUMMARY}" + (f"\n\nThe other arms: {OTHERS
 _ = notebook.finish(NB, RESULTS, ["arm", "seed", "n_train", "image", "preset", "in_distribution", "rain_kind",
                                   "removal", "bg_psnr", "psnr", "baseline"], record=RECORD, beyond=BEYOND,
                     summary=SUMMARY, tables={"outcomes.csv": OUT, "stalls.csv": STALLS, "sensitivity.csv": SENS,
-                                             "training_fit.csv": TRAIN_FIT}, **FACTS)
+                                             "training_fit.csv": TRAIN_FIT,
+                                             "ladder_outcomes.csv": LADDER_OUT, "ladder_tests.csv": LADDER_TESTS},
+                    **FACTS)

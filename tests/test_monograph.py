@@ -292,7 +292,7 @@ def test_bad_notebook_parameters_fail_in_the_runner_before_any_kernel(tmp_path, 
 def test_the_runner_reads_each_notebooks_profile_knobs():
     knobs = {i.stem: i.profile_knobs for i in monograph._load_infos(None)}
     assert knobs["01_set_size"] == {"archs": "ARCHS", "n_list": "N_LIST", "seeds": "SEEDS", "steps": "STEPS",
-                                    "workers": "WORKERS", "gray": "GRAY"}
+                                    "workers": "WORKERS", "gray": "GRAY", "ablation": "ABLATION", "ladder": "LADDER"}
     assert knobs["02_category_complexity"]["category_n"] == "N_TRAIN"
     assert knobs["03_decoupled_metrics"] == {"workers": "WORKERS", "dynamics_points": "POINTS"}
     assert set(knobs["04_real_rain"]) == {"n_list", "seeds", "steps", "workers"}

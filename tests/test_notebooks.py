@@ -38,11 +38,12 @@ EXPECTED = {
         "columns": ["arm", "key", "name", "arch", "predict", "n_train", "seed", "image", "preset", "in_distribution",
                     "rain_kind", "removal", "bg_psnr", "rain_psnr", "psnr", "ssim", "baseline"],
         "figures": ["fig_backgrounds.png", "fig_rain.png", "fig_outcome_vs_n.png", "fig_frontier.png",
-                    "fig_examples.png"],
-        "extra": ["per_arch", "ablation", "paired_ends", "stall_rule", "stall_rates", "n_stalled", "stalled_models",
+                    "fig_examples.png", "fig_ladder.png"],
+        "extra": ["per_arch", "ablation", "ladder", "ladder_reading", "ladder_rungs", "paired_ends", "stall_rule", "stall_rates", "n_stalled", "stalled_models",
                   "sensitivity", "excess_removal_by_n", "removal_by_n", "psnr_trends", "whole_image_psnr_hides",
                   "n_list", "seeds", "archs", "steps", "background", "ood_presets", "beyond_fidelity"],
-        "tables": ["outcomes.csv", "stalls.csv", "sensitivity.csv", "training_fit.csv"],
+        "tables": ["outcomes.csv", "stalls.csv", "sensitivity.csv", "training_fit.csv", "ladder_outcomes.csv",
+                   "ladder_tests.csv"],
     },
     "04_real_rain": {
         "params": ["STEPS=10"],  # 4 tiny models (notebook 01's, trained here): keep the smoke run short
@@ -206,8 +207,17 @@ def test_smoke_run(path: Path, tmp_path: Path):
         # the kernel inherited DERAIN_RUNS (set per test by conftest): the models are cached there
         cache = Path(os.environ["DERAIN_RUNS"]) / "cache"
         entries = [p for p in cache.iterdir() if (p / "manifest.json").is_file()]
-        assert len(entries) == len(configs)
-        assert set(models["key"]) == {p.name for p in entries} == {c.key() for c in configs}
+        lad = designs.budget_ladder(smoke.replace(steps=20), v.extra["background"])
+        assert {p.name for p in entries} == {c.key() for c in configs} | {c.key() for c in lad}
+        assert set(models["key"]) == {c.key() for c in configs}
+        # the budget ladder: both questions at each rung, on the synthetic set and each paired set found
+        tests = pd.read_csv(folder / "ladder_tests.csv")
+        lad_out = pd.read_csv(folder / "ladder_outcomes.csv")
+        assert set(lad_out["key"]) == {c.key() for c in lad} and set(tests["rung"]) == set(smoke.ladder)
+        sets = {"synthetic", *(["rain100H_dev", "real_rain_paired_dev"] if os.environ.get("DERAIN_DATA") else [])}
+        assert set(tests["test_set"]) == set(lad_out["test_set"]) == sets
+        assert len(tests) == len(smoke.ladder) * len(sets) * 2 and set(tests["verdict"]) == {"inconclusive"}
+        assert {r["reading"] for r in v.extra["ladder_reading"]} == {"inconclusive at every rung"}
 
     if stem in ("02_category_complexity", "03_decoupled_metrics"):  # the three-way verdict of inference.decide
         assert v.verdict == "inconclusive" and not v.reproduced and "plumbing only" in v.extra["headline"]
