@@ -21,7 +21,10 @@ The suite (``python -m derain_utils.lab.bench --json PATH``)
     * ``overhead_ratio`` = full / fast (target <= 1.25: making the data costs at most a
       quarter of the model);
 
-    plus ``{"model": "synthesis", "images_per_s": ..., "albumentations_ms_per_image": ...}``:
+    plus ``{"model": "training", "one_at_a_time_per_min": ..., "stacked_per_min": ..., "default": ...}``
+    (:func:`derain_utils.lab.workload.training_rate`: quick models per minute trained one at a time and k seeds stacked, and
+    which path the sweeps take) and
+    ``{"model": "synthesis", "images_per_s": ..., "albumentations_ms_per_image": ...}``:
     rain layers of the training preset per second at 128 px (``synthesize``, batches of
     256), and albumentations' ``RandomRain`` on the same number of 128 px RGB images
     (null where albumentations is not installed; ``pip install -e .[bench]``).
@@ -342,6 +345,13 @@ def run_suite(
         if json_path is not None:
             _write_json(Path(json_path), records)
     if progress:
+        progress("bench training: models per minute, one at a time and stacked ...")
+    from derain_utils.lab.workload import training_rate  # noqa: PLC0415 - workload builds on this module
+
+    records.append(training_rate(device=device, threads=threads, steps=steps, warmup=warmup))
+    if json_path is not None:
+        _write_json(Path(json_path), records)
+    if progress:
         progress(f"bench synthesis {synth_n} x {synth_size} px ...")
     records.append(bench_synthesis(device=device, threads=threads, n=synth_n, size=synth_size))
     if json_path is not None:
@@ -356,6 +366,12 @@ def format_suite(records: Sequence[dict[str, Any]]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     extra = []
     for r in records:
+        if r["model"] == "training":
+            extra.append(f"training ({r['arch']} {r['size']}, {r['steps_per_model']} steps of {r['batch']} x "
+                         f"{r['patch']} px, {r['device']}): {r['one_at_a_time_per_min']:.2f} models/min one at a "
+                         f"time, {r['stacked_per_min']:.2f} stacked ({r['stacked_method']}, x{r['ratio']:.2f}); "
+                         f"default: {r['default']} (stacking from x{r['adopt_at']:g})")
+            continue
         if r["model"] == "synthesis":
             alb = r["albumentations_ms_per_image"]
             extra.append(f"rain synthesis: {r['images_per_s']:.0f} images/s at {r['size']} px "

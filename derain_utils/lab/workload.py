@@ -44,7 +44,8 @@ from derain_utils.measure import scoring
 from derain_utils.nets import models, training
 from derain_utils.synth import backgrounds, rain
 
-__all__ = ["paper_workload", "gpu_report", "workers_report", "precision_check", "quick_timing"]
+__all__ = ["paper_workload", "gpu_report", "workers_report", "precision_check", "quick_timing", "training_rate",
+           "RATE_STEPS_PER_MODEL"]
 
 
 # --------------------------------------------------------------------------- the paper profile on one GPU
@@ -461,3 +462,41 @@ def quick_timing(
         if path is not None:
             bench._write_json(Path(path), out)
     return out
+
+
+RATE_STEPS_PER_MODEL: int = 500
+"""The steps of one model in :func:`training_rate`'s models per minute (a quick-profile model)."""
+
+
+def training_rate(
+    arch: str = "resnet",
+    size: str = "quick",
+    *,
+    ks: Sequence[int] = (2, 4),
+    batch: int = 16,
+    patch: int = 32,
+    steps_per_model: int = RATE_STEPS_PER_MODEL,
+    device: str | torch.device | None = "cpu",
+    threads: int | None = 1,
+    steps: int = 20,
+    warmup: int = 2,
+) -> dict[str, Any]:
+    """Models per minute of the quick model trained one at a time and k seeds stacked, and which is the default.
+
+    From :func:`bench.stacked_timing` (bare steps, interleaved in one run): ``one_at_a_time_per_min`` =
+    60 s / (one model's step x ``steps_per_model``), ``stacked_per_min`` the same for the fastest
+    stacked variant, ``ratio`` their quotient. ``default`` names the path the sweeps use: stacking
+    only where ``ratio`` >= :data:`bench.STACK_ADOPT` (it never has on the CPUs measured; the sweeps train
+    one model at a time).
+    """
+    out = bench.stacked_timing(arch, size, ks=ks, batch=batch, patch=patch, steps=steps, warmup=warmup, device=device,
+                         threads=threads)
+    one = next(r for r in out["rows"] if r["k"] == 1)
+    best = max((r for r in out["rows"] if r["k"] > 1), key=lambda r: r["models_per_minute_ratio"])
+    per_min = 60_000.0 / (one["step_ms"] * steps_per_model)
+    return {"model": "training", "arch": arch, "size": size, "patch": patch, "batch": batch,
+            "device": out["device"], "threads": out["threads"], "precision": out["precision"],
+            "steps_per_model": steps_per_model, "one_at_a_time_per_min": per_min,
+            "stacked_per_min": per_min * best["models_per_minute_ratio"], "stacked_method": best["method"],
+            "ratio": best["models_per_minute_ratio"], "adopt_at": bench.STACK_ADOPT,
+            "default": "stacked" if out["adopt"] else "one at a time", "rows": out["rows"]}
