@@ -78,8 +78,9 @@ def test_gpu_command_bad_input_is_one_line(capsys, tmp_path):
 
 
 def test_rung_group_and_the_gpu_rung():
-    assert ladder.rung_group({"patch": 64, "model_size": "quick"}, "quick") == "64 px crops"
-    assert ladder.rung_group({"patch": 64, "model_size": "paper"}, "quick") == "64 px crops, paper network"
+    assert ladder.rung_group({"patch": 64, "batch_size": 4, "model_size": "quick"}, "quick") == "4 x 64 px crops"
+    assert (ladder.rung_group({"patch": 64, "batch_size": 32, "model_size": "paper"}, "quick")
+            == "32 x 64 px crops, paper network")
     long = profiles.resolve(ladder.GPU_PROFILE)
     g = profiles.rung(long, ladder.GPU_RUNG)
     assert (g.steps, g.patch, g.batch_size, g.model_size) == (4000, 64, 32, "paper")  # the paper scale

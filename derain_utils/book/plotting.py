@@ -792,7 +792,8 @@ def ladder(
                 labels.append(lab)
     if handles:
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small",
-                   frameon=False)
+                   frameon=False, title="* reproduced, x contradicted (declared rule); bars: 95% intervals over seeds",
+                   title_fontsize="small")
     if suptitle:
         fig.suptitle(suptitle)
     return fig

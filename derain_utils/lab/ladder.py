@@ -233,9 +233,11 @@ def extra_rungs(choice: str, prof: profiles.Profile, *, background: str) -> pd.D
 
 
 def rung_group(info: Mapping[str, Any] | pd.Series, base_size: str | None = None) -> str:
-    """The line a rung belongs to in the ladder figure: its crop side, and its network when not ``base_size``."""
+    """The line a rung belongs to in the ladder figure: its crops per step and their side, and its network when
+    not ``base_size`` (``"4 x 64 px crops"``, ``"32 x 64 px crops, paper network"``)."""
     size = str(info["model_size"])
-    return f"{int(info['patch'])} px crops" + ("" if base_size in (None, size) else f", {size} network")
+    return (f"{int(info['batch_size'])} x {int(info['patch'])} px crops"
+            + ("" if base_size in (None, size) else f", {size} network"))
 
 
 def gpu_rung(
