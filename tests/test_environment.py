@@ -110,3 +110,21 @@ def test_every_command_line_tool_has_a_console_script(repo_root):
     tools = {".".join(p.relative_to(repo_root).with_suffix("").parts)
              for p in (repo_root / "derain_utils").rglob("*.py") if 'if __name__ == "__main__"' in p.read_text()}
     assert tools and tools <= set(targets), f"python -m tools without a console script: {sorted(tools - set(targets))}"
+
+
+def test_license_and_citation_exist_and_agree(repo_root):
+    """LICENSE, CITATION.cff (this project and the study it reproduces) and the package metadata say the same."""
+    import tomllib
+
+    import yaml
+
+    assert (repo_root / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
+    cff = yaml.safe_load((repo_root / "CITATION.cff").read_text(encoding="utf-8"))
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT" and cff["type"] == "software"
+    paper = cff["preferred-citation"]
+    assert paper["title"].startswith("Networks are Slacking Off") and paper["year"] == 2023
+    assert [a["family-names"] for a in paper["authors"]] == ["Gu", "Ma", "Kong", "Qiao", "Dong"]
+    assert "2305.15134" in paper["url"]
+    meta = tomllib.loads((repo_root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert meta["license"] == cff["license"] and meta["license-files"] == ["LICENSE"]
+    assert meta["version"] == cff["version"]
