@@ -536,8 +536,8 @@ PROFILES: dict[str, Profile] = {
     ),
     # the quick profile's sizes, with notebook 01's secondary arms (UNet, predict-background ablation) and the CPU
     # budget ladder at the ends N = 4 and 256, 8 seeds: steps {500, 2000, 8000} x 32 px crops and {500, 2000} x 64 px
-    # (64 more models than quick's). 8000 x 64 px is left out: at the 50 steps/s that two training processes made on
-    # this 2-core machine (2026-12-06) its 16 models alone would take about 43 minutes, past the two-hour budget
+    # (64 more models than quick's). 8000 x 64 px is left out: the 16 models of 2000 x 64 px took 814 s on this 2-core
+    # machine (2026-12-06), so its 16 would take about 54 minutes, past the two-hour budget
     "long": Profile(
         name="long",
         arch="resnet",
