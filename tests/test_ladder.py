@@ -103,3 +103,15 @@ def test_matched_pairs_of_the_development_sets(shared_data):
     assert set(pairs) == set(ladder.PAIRED_SETS)
     assert len(pairs["rain100H_dev"]) == 8 and len(pairs["real_rain_paired_dev"]) == 2
     assert ladder.matched_pairs(["no_such_set"], data_dir=shared_data) == {}
+
+
+def test_outcomes_need_the_training_fit(toy_run):
+    """The stall rule reads only the models' fit to their own training tiles: no fit, no outcomes."""
+    _, out = toy_run
+    t = pd.read_csv(out)
+    smoke = profiles.resolve("smoke").replace(ladder=(TOY_RUNG,))
+    configs = designs.budget_ladder(smoke, "deadleaves")
+    rows = pd.DataFrame({"key": [c.key() for c in configs]})
+    with pytest.raises(ValueError, match="training_fit"):
+        ladder.outcomes(configs, smoke, rows=rows, frontier=None, ood=["dense"], fit=pd.DataFrame({"key": []}))
+    assert set(t["key"]) == {c.key() for c in configs}  # the command trained exactly the rung's configs

@@ -148,6 +148,8 @@ def outcomes(
     missing = keys - set(rows["key"])
     if missing:
         raise ValueError(f"outcomes: no evaluation rows for {len(missing)} ladder model(s), e.g. {sorted(missing)[0]}")
+    if not {"key", "removal_fit"} <= set(fit.columns):
+        raise ValueError("outcomes: fit must be sweeps.training_fit's table (columns key and removal_fit)")
     syn = outcome.pooled(rows[rows["key"].isin(keys)], frontier, list(ood), model_cols=("key",)).reset_index()
     frames = [syn.assign(test_set=SYNTHETIC)]
     if pairs:
@@ -162,7 +164,7 @@ def outcomes(
             pooled = outcome.pooled(scored, front, [name], model_cols=("key",), weights="images").reset_index()
             frames.append(pooled.assign(test_set=name))
     out = pd.concat(frames, ignore_index=True)[["key", "test_set", "removal", "bg_psnr", "excess_removal"]]
-    f = fit.set_index("key")["removal_fit"] if "removal_fit" in fit.columns else fit.set_index("key")["removal"]
+    f = fit.set_index("key")["removal_fit"]
     if keys - set(f.index):
         raise ValueError(f"outcomes: no training fit for {sorted(keys - set(f.index))[0]} (sweeps.training_fit)")
     out = info.merge(out, on="key").assign(removal_fit=lambda d: d["key"].map(f))
