@@ -14,11 +14,11 @@
 # of its own, and so does a SwinIR when `ARCHS` names it), and an ablation in which the ResNet predicts the
 # background instead of the rain layer (the UNet and the ablation run in the `long` and `paper` profiles). A
 # budget ladder trains the two ends of the sweep again at other training budgets (steps, crop size), to show
-# whether the answers depend on the scale of the networks. Every model is tested on held-out images under the training rain and
-# three unseen rains. Two questions are asked of the same models: **the paper's claim as the paper measured
-# it**, on raw removal of unseen rain; and whether the effect survives a control, on the **excess removal** of
-# unseen rain: the rain a model removes beyond what fixed filters (blur, median) remove at the same background
-# fidelity (`derain_utils.measure.outcome`).
+# whether the answers depend on the scale of the networks. Every model is tested on held-out images under the
+# training rain and three unseen rains. Two questions are asked of the same models: **the paper's claim as the
+# paper measured it**, on raw removal of unseen rain; and whether the effect survives a control, on the **excess
+# removal** of unseen rain: the rain a model removes beyond what fixed filters (blur, median) remove at the same
+# background fidelity (`derain_utils.measure.outcome`).
 
 # %%
 import time
@@ -75,7 +75,8 @@ NB = notebook.start(
     "01_set_size", FINDING, PROFILE, RUN_DIR, t0=T0,
     params={"PROFILE": PROFILE, "SEED": SEED, "DATA_DIR": DATA_DIR, "RUN_DIR": RUN_DIR, "INTERACTIVE": INTERACTIVE,
             "ARCHS": ARCHS, "N_LIST": N_LIST, "SEEDS": SEEDS, "STEPS": STEPS, "ABLATION": ABLATION,
-            "LADDER": LADDER, "LADDER_EXTRA": LADDER_EXTRA, "BACKGROUND": BACKGROUND, "GRAY": GRAY, "WORKERS": WORKERS},
+            "LADDER": LADDER, "LADDER_EXTRA": LADDER_EXTRA, "BACKGROUND": BACKGROUND, "GRAY": GRAY,
+            "WORKERS": WORKERS},
     profile=PROF.to_dict(), background=BG, models={c.name(): c.key() for c in CONFIGS},
     ladder_models={r: [c.key() for c in LADDER_CONFIGS if designs.ladder_rung(c, PROF) == r] for r in RUNGS})
 RUN = NB.dir
@@ -273,7 +274,8 @@ if RUNGS:
                                  fit=sweeps.training_fit(LADDER_CONFIGS, data_dir=DATA),
                                  pairs=ladder.matched_pairs(data_dir=DATA, train_rain=TRAIN_RAIN))
 EXTRA = ladder.extra_rungs(LADDER_EXTRA, PROF, background=BG)
-LADDER_OUT = pd.concat([LADDER_OUT, EXTRA[list(ladder.OUTCOME_COLUMNS)]], ignore_index=True) if len(EXTRA) else LADDER_OUT
+if len(EXTRA):
+    LADDER_OUT = pd.concat([LADDER_OUT, EXTRA[list(ladder.OUTCOME_COLUMNS)]], ignore_index=True)
 print(EXTRA.attrs.get("note", ""))
 if len(LADDER_OUT):
     LADDER_TESTS = questions.ladder_tests(LADDER_OUT, ood=OOD, n_lo=N_LO, n_hi=N_HI, profile=PROFILE, seed=SEED)
@@ -375,7 +377,8 @@ FACTS = dict(
     psnr_trends={m: {"rho": r.effect, "ci95": r.ci95, "p_less": r.p_less, "p_greater": r.p_greater}
                  for m, r in TRENDS.items()},
     ladder=LADDER_TESTS.to_dict("records"), ladder_reading=LADDER_READING.to_dict("records"),
-    ladder_rungs={r: v.label for r, v in RUNGS.items()}, whole_image_psnr_hides=HIDES, n_list=SIZES, seeds=TRAIN_SEEDS, archs=ARCH_LIST, steps=PROF.steps, background=BG,
+    ladder_rungs={r: v.label for r, v in RUNGS.items()}, whole_image_psnr_hides=HIDES, n_list=SIZES,
+    seeds=TRAIN_SEEDS, archs=ARCH_LIST, steps=PROF.steps, background=BG,
     n_test=PROF.n_test, in_distribution_presets=IN_DIST, ood_presets=OOD)
 
 # %% [markdown]
