@@ -853,3 +853,19 @@ def test_training_fit_scores_the_models_own_training_tiles(golden, tmp_path):
         sweeps.training_fit([cfg.replace(seed=cfg.seed + 1)], cache_root=tmp_path)
     with pytest.raises(ValueError, match="n_tiles"):
         sweeps.training_fit([res], n_tiles=0)
+
+
+def test_a_script_without_a_main_guard_is_told_why_its_workers_died(tmp_path):
+    """Spawned workers re-import the calling script; without the guard they die at start, and the error says so."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from derain_utils.lab import experiments, sweeps\n"
+        f"c = experiments.ExperimentConfig(**{dict(TINY, steps=2, ckpt_every=2)!r})\n"
+        f"sweeps.sweep([c, c.replace(seed=1)], cache_root={str(tmp_path / 'cache')!r}, progress=False, workers=2,\n"
+        "             executor='process')\n", encoding="utf-8")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "if __name__ == '__main__':" in out.stderr.splitlines()[-1]

@@ -289,7 +289,8 @@ def _run_all(
                                     continue
                                 failures.append((c, RuntimeError(
                                     f"its worker process died {attempts[c.key()]} times (killed outright: SIGKILL, "
-                                    f"out of memory?); the last: {e}")))
+                                    f"out of memory?; or it could not start: a script that calls sweep() with "
+                                    f"workers > 1 needs `if __name__ == '__main__':`); the last: {e}")))
                             except Exception as e:  # noqa: BLE001 - collected and re-raised below
                                 failures.append((c, e))
                             bar.set_postfix_str(c.name())
