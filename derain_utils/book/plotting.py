@@ -348,6 +348,19 @@ def metrics_vs_n(
 
 # ----------------------------------------------------------------------------- real rain (notebook 04, report card)
 
+def _figure_legend(fig: Figure, axes: Iterable[Axes], **kw: Any) -> None:
+    """One legend below the figure of every labelled artist of ``axes``, each label once (``kw`` to ``fig.legend``)."""
+    handles, labels = [], []
+    for ax in axes:
+        for hnd, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(hnd)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small",
+                   frameon=False, **kw)
+
+
 def interval_plot(
     summary: pd.DataFrame,
     metrics: Sequence[str],
@@ -402,15 +415,7 @@ def interval_plot(
         label = (ylabels or {}).get(m, metric_table.label(m))
         ax.set_ylabel(textwrap.fill(label, 28), fontsize="small")
         ax.set_title(metric_table.title(m) if m in metric_table.METRICS else "")
-    handles, labels = [], []
-    for ax in axes[0]:
-        for hnd, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(hnd)
-                labels.append(lab)
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small",
-                   frameon=False)
+    _figure_legend(fig, axes[0])
     if suptitle:
         fig.suptitle(suptitle)
     return fig
@@ -784,16 +789,8 @@ def ladder(
                 ax.set_xlabel("training steps")
             if j == 0:
                 ax.set_ylabel(textwrap.fill(qlabel.get(q, str(q)), 30), fontsize="small")
-    handles, labels = [], []
-    for ax in axes.ravel():
-        for hnd, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(hnd)
-                labels.append(lab)
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small",
-                   frameon=False, title="* reproduced, x contradicted (declared rule); bars: 95% intervals over seeds",
-                   title_fontsize="small")
+    _figure_legend(fig, axes.ravel(), title="* reproduced, x contradicted (declared rule); bars: 95% intervals "
+                                            "over seeds", title_fontsize="small")
     if suptitle:
         fig.suptitle(suptitle)
     return fig

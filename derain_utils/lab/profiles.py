@@ -484,6 +484,34 @@ def grid(profile: str | Profile, **axes: Any) -> list[ExperimentConfig]:
 
 # --------------------------------------------------------------------------- the profiles
 
+_QUICK = Profile(
+    name="quick",
+    arch="resnet",
+    model_size="quick",  # 8 conv layers x 32 channels
+    steps=500,
+    batch_size=16,
+    patch=32,
+    tile=64,
+    lr=1e-3,
+    n_test=8,
+    test_size=64,
+    seeds=tuple(range(8)),  # >= 8 seeds per verdict (issue 12: 80% power needs 7 for notebook 01)
+    n_list=(4, 16, 64, 256),
+    # notebook 01: the ResNet at every N (32 models) and the two cheapest rungs of the budget ladder (the first is
+    # those models' own budget, the second 16 more); the UNet arm and the predict-background ablation are the
+    # long profile's (the 20-minute budget)
+    archs=("resnet",),
+    ablation=False,
+    ladder=("500x32", "500x64"),
+    category_n=64,
+    dynamics_points=10,
+    # bench --workers-report on 2 cores, bf16: 2 processes x 1 thread made 114.0 steps/s, 1 x 2 threads
+    # 76.5 (28.3 vs 2.6 while other jobs shared the cores)
+    workers=2,
+    ckpt_every=100,
+    warmup_steps=100,
+)
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -507,59 +535,13 @@ PROFILES: dict[str, Profile] = {
         ckpt_every=10,
         warmup_steps=5,
     ),
-    "quick": Profile(
-        name="quick",
-        arch="resnet",
-        model_size="quick",  # 8 conv layers x 32 channels
-        steps=500,
-        batch_size=16,
-        patch=32,
-        tile=64,
-        lr=1e-3,
-        n_test=8,
-        test_size=64,
-        seeds=tuple(range(8)),  # >= 8 seeds per verdict (issue 12: 80% power needs 7 for notebook 01)
-        n_list=(4, 16, 64, 256),
-        # notebook 01: the ResNet at every N (32 models) and the two cheapest rungs of the budget ladder (the first is
-        # those models' own budget, the second 16 more); the UNet arm and the predict-background ablation are the
-        # long profile's (the 20-minute budget)
-        archs=("resnet",),
-        ablation=False,
-        ladder=("500x32", "500x64"),
-        category_n=64,
-        dynamics_points=10,
-        # bench --workers-report on 2 cores, bf16: 2 processes x 1 thread made 114.0 steps/s, 1 x 2 threads
-        # 76.5 (28.3 vs 2.6 while other jobs shared the cores)
-        workers=2,
-        ckpt_every=100,
-        warmup_steps=100,
-    ),
+    "quick": _QUICK,
     # the quick profile's sizes, with notebook 01's secondary arms (UNet, predict-background ablation) and the CPU
     # budget ladder at the ends N = 4 and 256, 8 seeds: steps {500, 2000, 8000} x 32 px crops and {500, 2000} x 64 px
     # (64 more models than quick's). 8000 x 64 px is left out: the 16 models of 2000 x 64 px took 814 s on this 2-core
     # machine (2026-12-06), so its 16 would take about 54 minutes, past the two-hour budget
-    "long": Profile(
-        name="long",
-        arch="resnet",
-        model_size="quick",
-        steps=500,
-        batch_size=16,
-        patch=32,
-        tile=64,
-        lr=1e-3,
-        n_test=8,
-        test_size=64,
-        seeds=tuple(range(8)),
-        n_list=(4, 16, 64, 256),
-        archs=("resnet", "unet"),
-        ablation=True,
-        ladder=("500x32", "2000x32", "8000x32", "500x64", "2000x64"),
-        category_n=64,
-        dynamics_points=10,
-        workers=2,
-        ckpt_every=100,
-        warmup_steps=100,
-    ),
+    "long": _QUICK.replace(name="long", archs=("resnet", "unet"), ablation=True,
+                           ladder=("500x32", "2000x32", "8000x32", "500x64", "2000x64")),
     "paper": Profile(
         name="paper",
         arch="resnet",
