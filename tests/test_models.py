@@ -51,7 +51,7 @@ def _toy_pair(n: int = 4, c: int = 3, s: int = 32, seed: int = 0) -> tuple[torch
 
 
 def test_registry_and_sizes_are_complete():
-    assert set(ARCHS) == {"resnet", "unet", "swinir"}
+    assert set(ARCHS) == {"resnet", "unet", "swinir", "prenet"}
     for arch in ARCHS:
         assert set(MODEL_SIZES[arch]) == {"tiny", "quick", "paper"}
         for size in MODEL_SIZES[arch]:
@@ -366,9 +366,10 @@ def test_count_params_and_flops_grow_with_width():
         small, big = build_model(arch, **{key: 8}), build_model(arch, **{key: 16})
         assert 0 < count_params(small) < count_params(big), arch
         assert 0 < count_flops(small, 32) < count_flops(big, 32), arch
-    sizes = [count_params(build_model(a, size=s)) for a in ARCHS for s in ("tiny", "quick", "paper")]
-    for k in range(0, 9, 3):
-        assert sizes[k] < sizes[k + 1] < sizes[k + 2]
+    for arch in ARCHS:
+        tiny, quick, paper = (count_params(build_model(arch, size=s)) for s in ("tiny", "quick", "paper"))
+        assert tiny < quick <= paper, arch
+        assert quick < paper or arch == "prenet"  # PReNet is published in one size: quick is paper
 
 
 @pytest.mark.parametrize("hw", [(64, 64), (37, 50)])
@@ -466,6 +467,9 @@ def test_unknown_size_is_named():
         ("swinir", {"depths": ()}, "depths"),
         ("swinir", {"depths": (2, 0)}, "depths"),
         ("swinir", {"mlp_ratio": 0}, "mlp_ratio"),
+        ("prenet", {"stages": 0}, "stages"),
+        ("prenet", {"blocks": -1}, "blocks"),
+        ("prenet", {"width": 0}, "width"),
     ],
 )
 def test_bad_values_are_named(arch, kw, word):
@@ -482,3 +486,49 @@ def test_models_run_on_cuda_like_on_cpu():
         ref = m(x)
         out = m.cuda()(x.cuda()).cpu()
         torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- PReNet
+
+
+def test_prenet_has_the_published_keys_shapes_and_size():
+    """PROVENANCE.md of checkpoints_prenet: T = 6, 32 channels, 168,963 parameters, these names and shapes."""
+    m = build_model("prenet")
+    assert count_params(m) == 168_963 and m.config["stages"] == 6
+    shapes = {k: tuple(v.shape) for k, v in m.state_dict().items()}
+    assert shapes["conv0.0.weight"] == (32, 6, 3, 3) and shapes["conv.0.weight"] == (3, 32, 3, 3)
+    for k in range(1, 6):
+        assert shapes[f"res_conv{k}.0.weight"] == shapes[f"res_conv{k}.2.weight"] == (32, 32, 3, 3)
+    for gate in "ifgo":
+        assert shapes[f"conv_{gate}.0.weight"] == (32, 64, 3, 3) and shapes[f"conv_{gate}.0.bias"] == (32,)
+    assert len(shapes) == 2 * (1 + 10 + 4 + 1)
+
+
+def _prenet_by_hand(m: models.PReNetDerain, y: torch.Tensor) -> torch.Tensor:
+    """The paper's recurrence written out with the model's own layers (an independent reading)."""
+    conv = lambda seq, t: F.conv2d(t, seq[0].weight, seq[0].bias, padding=1)  # noqa: E731
+    x, h, c = y, None, None
+    for _ in range(m.config["stages"]):
+        f0 = torch.relu(conv(m.conv0, torch.cat([y, x], 1)))
+        h = torch.zeros_like(f0) if h is None else h
+        c = torch.zeros_like(f0) if c is None else c
+        z = torch.cat([f0, h], 1)
+        i, f, g, o = (torch.sigmoid(conv(m.conv_i, z)), torch.sigmoid(conv(m.conv_f, z)),
+                      torch.tanh(conv(m.conv_g, z)), torch.sigmoid(conv(m.conv_o, z)))
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        r = h
+        for k in range(1, m.config["blocks"] + 1):
+            blk = getattr(m, f"res_conv{k}")
+            r = torch.relu(torch.relu(F.conv2d(torch.relu(F.conv2d(r, blk[0].weight, blk[0].bias, padding=1)),
+                                               blk[2].weight, blk[2].bias, padding=1)) + r)
+        x = y + conv(m.conv, r)
+    return x
+
+
+def test_prenet_forward_is_the_papers_recurrence():
+    m = _seeded("prenet", stages=3, width=8, blocks=2, tail_scale=1.0)
+    y = torch.rand(2, 3, 13, 17)
+    with torch.no_grad():
+        torch.testing.assert_close(m(y), _prenet_by_hand(m, y), rtol=1e-5, atol=1e-6)
+        assert torch.equal(m(y), y - m.residual(y))  # the rain layer is minus the last stage's conv output

@@ -1,10 +1,12 @@
-"""Deraining networks: ResNet, UNet and SwinIR, built from scratch and selected by name.
+"""Deraining networks: ResNet, UNet, SwinIR and PReNet, built from scratch and selected by name.
 
 Gu et al. (NeurIPS 2023) show that the "slacking off" behaviour is not a quirk of
 one architecture: a plain residual CNN (ResNet), an encoder-decoder (UNet) and a
 window-attention transformer (SwinIR) all learn the *least complex* component of
 the training pair. This module provides small, configurable versions of the three
-families so that the monograph can repeat each experiment across them.
+families so that the monograph can repeat each experiment across them, and PReNet (Ren et al.,
+CVPR 2019), a published deraining baseline whose authors' weights load into :class:`PReNetDerain`
+(see :mod:`derain_utils.nets.published`).
 
 The common idea: a global residual
 -----------------------------------
@@ -79,6 +81,7 @@ __all__ = [
     "ResNetDerain",
     "UNetDerain",
     "SwinIRDerain",
+    "PReNetDerain",
     "SwinBlock",
     "WindowAttention",
     "build_model",
@@ -124,6 +127,15 @@ MODEL_SIZES: dict[str, dict[str, dict[str, Any]]] = {
             "window_size": 8,
             "mlp_ratio": 2.0,
         },
+    },
+    # stages = recurrent stages T; width = feature channels; blocks = residual blocks per stage. PReNet is
+    # published in one size (Ren et al., CVPR 2019: T = 6, 32 channels, 5 blocks, 168,963 parameters): it is
+    # both `quick` and `paper`, and the constructor's default, so that the published weights load into
+    # `build_model("prenet")`.
+    "prenet": {
+        "tiny": {"stages": 2, "width": 8, "blocks": 1},
+        "quick": {"stages": 6, "width": 32, "blocks": 5},
+        "paper": {"stages": 6, "width": 32, "blocks": 5},
     },
 }
 
@@ -689,12 +701,94 @@ class SwinIRDerain(DerainNet):
         return self.conv_last(deep)[..., :h, :w]
 
 
+# --------------------------------------------------------------------------- PReNet
+
+
+class PReNetDerain(DerainNet):
+    """PReNet (Ren et al., CVPR 2019): a recurrent network that refines its estimate over ``stages``.
+
+    Written from the paper's description. The estimate ``x`` starts as the rainy input ``y``. Each
+    stage concatenates ``y`` and ``x`` (2C channels), applies conv3x3 + ReLU (``conv0``, ``width``
+    channels), then a convolutional LSTM whose gates are conv3x3 of the features concatenated with the
+    hidden state ``h`` (``conv_i``, ``conv_f``, ``conv_o`` sigmoid; ``conv_g`` tanh; ``c = f c + i g``,
+    ``h = o tanh(c)``, both zero at the start), then ``blocks`` residual blocks on ``h``
+    (``res_conv<k>``: conv, ReLU, conv, ReLU, plus the block's input, then ReLU) and a conv3x3 to C
+    channels (``conv``). The stage's estimate is ``y + conv(...)``; the last stage's is the output.
+    The parameter names are the published ones, so the authors' state dicts load with ``strict=True``.
+
+    What ``predict`` means here: with ``predict="rain"`` (the published network) the last conv of
+    every stage predicts *minus* the rain layer and ``y`` is added, so :meth:`residual` (the rain
+    layer of the base class) is ``-conv(...)`` of the last stage and ``forward`` returns exactly
+    ``y + conv(...)``. With ``predict="background"`` each stage's estimate is ``conv(...)`` itself
+    (no ``+ y``; the last conv starts at a bias of 0.5). The last conv is ``tail_scale`` times its He
+    initialisation (``tail_scale=0``: the untrained network is the identity), as in the other models.
+    """
+
+    arch = "prenet"
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        stages: int = 6,
+        width: int = 32,
+        blocks: int = 5,
+        tail_scale: float = 0.01,
+        predict: str = "rain",
+    ) -> None:
+        super().__init__(
+            in_channels,
+            {"stages": stages, "width": width, "blocks": blocks, "tail_scale": tail_scale, "predict": predict},
+        )
+        self.stages = _check_int("stages", stages, 1)
+        _check_int("width", width, 1)
+        self.blocks = _check_int("blocks", blocks, 0)
+        tail_scale = _check_tail_scale(tail_scale)
+        self.conv0 = nn.Sequential(_conv3x3(2 * in_channels, width), nn.ReLU())
+        for k in range(1, blocks + 1):
+            self.add_module(f"res_conv{k}", nn.Sequential(
+                _conv3x3(width, width), nn.ReLU(), _conv3x3(width, width), nn.ReLU()))
+        self.conv_i = nn.Sequential(_conv3x3(2 * width, width), nn.Sigmoid())
+        self.conv_f = nn.Sequential(_conv3x3(2 * width, width), nn.Sigmoid())
+        self.conv_g = nn.Sequential(_conv3x3(2 * width, width), nn.Tanh())
+        self.conv_o = nn.Sequential(_conv3x3(2 * width, width), nn.Sigmoid())
+        self.conv = nn.Sequential(_conv3x3(width, in_channels))
+        _he_init(self)
+        _init_tail(self.conv[0], tail_scale, _TAIL_BIAS[self.predicts])
+
+    def _last_stage(self, rainy: Tensor) -> Tensor:
+        """The last stage's ``conv(...)`` output (minus the rain layer, or the background)."""
+        y = rainy
+        x = y
+        h = c = None
+        d = y
+        for _ in range(self.stages):
+            feat = self.conv0(torch.cat((y, x), 1))
+            if h is None:
+                h = c = torch.zeros_like(feat)
+            feat = torch.cat((feat, h), 1)
+            i, f = self.conv_i(feat), self.conv_f(feat)
+            g, o = self.conv_g(feat), self.conv_o(feat)
+            c = f * c + i * g
+            h = o * torch.tanh(c)
+            z = h
+            for k in range(1, self.blocks + 1):
+                z = F.relu(getattr(self, f"res_conv{k}")(z) + z)
+            d = self.conv(z)
+            x = d if self.predicts == "background" else y + d
+        return d
+
+    def residual(self, rainy: Tensor) -> Tensor:
+        d = self._last_stage(rainy)
+        return d if self.predicts == "background" else -d
+
+
 # --------------------------------------------------------------------------- registry
 
 _REGISTRY: dict[str, type[DerainNet]] = {
     "resnet": ResNetDerain,
     "unet": UNetDerain,
     "swinir": SwinIRDerain,
+    "prenet": PReNetDerain,
 }
 
 
@@ -702,7 +796,7 @@ def build_model(name: str, in_channels: int = 3, size: str | None = None, **kw: 
     """Build a deraining network by registry name.
 
     Args:
-        name: ``"resnet"``, ``"unet"`` or ``"swinir"``.
+        name: ``"resnet"``, ``"unet"``, ``"swinir"`` or ``"prenet"``.
         in_channels: 3 (RGB) or 1 (gray); the output has the same channels.
         size: optional named size from :data:`MODEL_SIZES` (``"tiny"``, ``"quick"``,
             ``"paper"``); ``kw`` then overrides single entries. Without ``size`` the
