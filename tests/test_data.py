@@ -138,12 +138,14 @@ def test_shipped_registry_is_well_formed(repo_root):
 
 @pytest.mark.shared_data
 def test_shipped_registry_matches_originals(shared_data, tmp_path):
-    rebuilt = data.build_registry(shared_data / "ORIGINALS.tsv", tmp_path / "r.tsv")
+    rebuilt = data.build_registry([shared_data / "ORIGINALS.tsv", data.WEIGHTS_ORIGINALS_PATH], tmp_path / "r.tsv")
     assert (tmp_path / "r.tsv").read_bytes() == data.REGISTRY_PATH.read_bytes(), "run build_registry again"
     assert (tmp_path / "sets.tsv").read_bytes() == data.SETS_PATH.read_bytes(), "run build_registry again"
     assert len(rebuilt) == len(data.load_registry())
-    # every image-set folder of the development data that has public originals is registered (folders of
-    # published weights, e.g. checkpoints_prenet, hold no images: they are not image sets)
+    # every image-set folder of the development data that has public originals is registered, and so is
+    # every folder of published weights (checkpoints_prenet), byte for byte
+    for row in rebuilt[rebuilt["set"].str.startswith("checkpoints_")].itertuples():
+        assert data.sha256_file(shared_data / row.set / row.file) == row.sha256, row.file
     for folder in sorted(p for p in shared_data.iterdir() if (p / "PROVENANCE.md").is_file()):
         holds_images = any(f.suffix.lower() in backgrounds.IMAGE_EXTENSIONS for f in folder.rglob("*"))
         if holds_images and folder.name != "real_rain_nturain":  # frames come out of RAR archives: no single URL

@@ -44,6 +44,7 @@ import functools
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -57,6 +58,7 @@ __all__ = [
     "ENV_CACHE",
     "RAW_BASE_URL",
     "REGISTRY_PATH",
+    "WEIGHTS_ORIGINALS_PATH",
     "REGISTRY_COLUMNS",
     "SETS_PATH",
     "SETS_COLUMNS",
@@ -84,6 +86,10 @@ RAW_BASE_URL = "https://raw.githubusercontent.com"
 
 REGISTRY_PATH = Path(__file__).resolve().parents[2] / "data" / "registry.tsv"
 """The registry in a source checkout (``data/registry.tsv`` beside the package)."""
+
+WEIGHTS_ORIGINALS_PATH = REGISTRY_PATH.with_name("originals_weights.tsv")
+"""Provenance rows (``ORIGINALS.tsv`` columns) of the published network weights, from each weights folder's
+PROVENANCE.md: the development data's ``ORIGINALS.tsv`` lists images only. The registry is built from both."""
 
 ORIGINALS_COLUMNS = ("set", "shared_file", "repo", "commit", "path", "sha256", "bytes")
 REGISTRY_COLUMNS = ("set", "file", "url", "sha256", "bytes", "repo", "commit", "path")
@@ -164,6 +170,13 @@ SETS: dict[str, dict[str, str]] = {
             "CVPR 2019 (SPA-Data)"
         ),
     },
+    "checkpoints_prenet": {
+        "what": "published PReNet weights (T = 6 stages) trained on Rain100L, Rain100H and Rain1400; no images",
+        "source": "csdwren/PReNet (logs/<set>/PReNet6/net_latest.pth)",
+        "licence": "no licence file; the repository asks users to cite the paper; research use only, do not publish",
+        "citation": "Ren, Zuo, Hu, Zhu & Meng, Progressive Image Deraining Networks: A Better and Simpler Baseline, "
+                    "CVPR 2019",
+    },
     "real_rain_misc": {
         "what": "real rainy photos without ground truth (only 5 of the 15 development files have a public original)",
         "source": "wavefull/Derain-and-Defog (dataset/test_real)",
@@ -239,7 +252,7 @@ def _check_relative(name: str, field: str, where: str) -> None:
 
 
 def build_registry(
-    originals_tsv: str | os.PathLike,
+    originals_tsv: str | os.PathLike | Sequence[str | os.PathLike],
     out_tsv: str | os.PathLike | None = None,
     sets: dict[str, dict[str, str]] | None = None,
     sets_tsv: str | os.PathLike | None = None,
@@ -248,7 +261,8 @@ def build_registry(
 
     Args:
         originals_tsv: tab-separated file with columns ``set, shared_file, repo, commit,
-            path, sha256, bytes`` (one row per original file).
+            path, sha256, bytes`` (one row per original file), or several such files read as one
+            table (the development data's ``ORIGINALS.tsv`` and :data:`WEIGHTS_ORIGINALS_PATH`).
         out_tsv: where to write the registry (tab-separated, sorted by set then file);
             ``None`` writes nothing.
         sets: per-set ``what``, ``source``, ``licence`` and ``citation`` (default
@@ -269,17 +283,21 @@ def build_registry(
         ValueError: a missing column, a malformed sha256 or size, a duplicate file,
             an unsafe path, or a set without licence/citation (each names the row).
     """
-    src = Path(originals_tsv)
-    if not src.is_file():
-        raise FileNotFoundError(f"originals_tsv={str(src)!r} does not exist")
+    sources = [originals_tsv] if isinstance(originals_tsv, (str, os.PathLike)) else list(originals_tsv)
     sets = SETS if sets is None else sets
-    table = pd.read_csv(src, sep="\t", dtype=str, keep_default_na=False)
-    missing = [c for c in ORIGINALS_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{src}: missing column(s) {missing}; expected {list(ORIGINALS_COLUMNS)}")
+    tables = []
+    for src in map(Path, sources):
+        if not src.is_file():
+            raise FileNotFoundError(f"originals_tsv={str(src)!r} does not exist")
+        table = pd.read_csv(src, sep="\t", dtype=str, keep_default_na=False)
+        missing = [c for c in ORIGINALS_COLUMNS if c not in table.columns]
+        if missing:
+            raise ValueError(f"{src}: missing column(s) {missing}; expected {list(ORIGINALS_COLUMNS)}")
+        tables.append(table.assign(_src=str(src), _row=range(2, len(table) + 2)))
+    src = " + ".join(map(str, sources))
     rows: list[dict[str, Any]] = []
-    for i, r in table.iterrows():
-        where = f"{src} row {i + 2} (set {r['set']!r}, file {r['shared_file']!r})"
+    for _, r in pd.concat(tables, ignore_index=True).iterrows():
+        where = f"{r['_src']} row {r['_row']} (set {r['set']!r}, file {r['shared_file']!r})"
         if r["set"] not in sets or not {"licence", "citation"} <= set(sets[r["set"]]):
             raise ValueError(f"{where}: set {r['set']!r} has no licence/citation entry in `sets` (data.SETS)")
         sha = r["sha256"].strip().lower()
