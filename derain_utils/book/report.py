@@ -6,6 +6,8 @@
     python -m derain_utils.book.report runs/cache/<key>/model.pt    # its checkpoint
     python -m derain_utils.book.report config.json --train          # a config (trained if not cached)
     python -m derain_utils.book.report my_pkg.nets:build_net --data rain100L_dev --real real_rain_misc
+    python -m derain_utils.book.report prenet:rain100H --data rain100H_dev   # published weights, by name
+    python -m derain_utils.book.report my_pkg.nets:Net --weights net.pth     # any network's published weights
     python -m derain_utils.book.report path/to/file.py:net --train-rain small --out card/
 
 The notebooks ask whether networks trained one way generalize better than networks trained
@@ -44,7 +46,13 @@ What can be scored
   ``nn.Module`` subclass, or a zero-argument callable returning an ``nn.Module``. The module must
   map a rainy batch (N, 3, H, W) in [0, 1] to a derained batch of the same shape (any H, W;
   outputs are clamped to [0, 1]). Its training rain is unknown to the card: ``--train-rain``
-  names the preset that counts as in-distribution (default ``small``, the package's).
+  names the preset that counts as in-distribution (default ``small``, the package's). ``--weights FILE``
+  (or ``module:attr@FILE``) loads a state dict into it with ``strict=True``
+  (:func:`derain_utils.nets.published.load_weights`);
+* a published network by name (:data:`derain_utils.nets.published.PUBLISHED`, e.g. ``prenet:rain100H``): its
+  weights are read from ``$DERAIN_DATA`` and checked against the registry's sha256. Its training rain is none
+  of the presets, so every preset is "unknown" unless ``--train-rain`` says otherwise. The card records
+  where the weights came from (file, URL, sha256).
 
 Its intervals come from :mod:`derain_utils.stats.bootstrap` and its figure from
 :mod:`derain_utils.book.plotting`; notebook 04 uses its scoring functions (:func:`apply`, :func:`paired_rows`,
@@ -53,8 +61,6 @@ Its intervals come from :mod:`derain_utils.stats.bootstrap` and its figure from
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -74,7 +80,7 @@ from torch import nn
 from derain_utils import store
 from derain_utils.lab import experiments
 from derain_utils.measure import metric_table, metrics, realscores, scoring
-from derain_utils.nets import models, training
+from derain_utils.nets import models, published, training
 from derain_utils.stats.bootstrap import group_summary, mean_ci  # re-exported: part of the report card's API
 from derain_utils.synth import backgrounds, rain, realsets
 from derain_utils.synth.data import data_root
@@ -122,6 +128,8 @@ class LoadedModel:
         in_channels: 3 (RGB) or 1 (gray: inputs are converted to luma).
         config: its ExperimentConfig when it is a model of this package.
         n_params: number of parameters.
+        weights: where its weights came from, when they were loaded from a file (file, bytes, sha256; for
+            a published network also its URL and the registry's sha256).
     """
 
     model: nn.Module
@@ -131,6 +139,7 @@ class LoadedModel:
     in_channels: int = 3
     config: experiments.ExperimentConfig | None = None
     n_params: int = 0
+    weights: dict[str, Any] | None = None
 
     def describe(self) -> str:
         """One line: name, architecture, parameters, training rain."""
@@ -152,28 +161,6 @@ def _read_config(path: Path) -> experiments.ExperimentConfig:
         return experiments.ExperimentConfig.from_dict(d)
     except (TypeError, ValueError) as e:
         raise ValueError(f"config file {path} is not an ExperimentConfig: {e}") from e
-
-
-def _one_line(err: BaseException) -> str:
-    """``TypeName: message`` on one line (a SyntaxError names its file and line)."""
-    text = " ".join(str(err).split())
-    if isinstance(err, SyntaxError) and err.lineno is not None and "line" not in text:
-        text = f"{text} (line {err.lineno})"
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
-def _call_factory(obj: Any, name: str, text: str) -> nn.Module:
-    """``obj()`` for an ``nn.Module`` subclass or a zero-argument factory; every failure named."""
-    try:
-        model = obj()
-    except TypeError as e:
-        raise ValueError(f"model {text!r}: {name} must be an nn.Module or a zero-argument callable "
-                         f"returning one ({e})") from e
-    except Exception as e:  # noqa: BLE001 - the user's constructor failed
-        raise ValueError(f"model {text!r}: calling {name}() raised {_one_line(e)}") from e
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model {text!r}: {name}() returned {type(model).__name__}, not a torch.nn.Module")
-    return model
 
 
 OUTPUT_SCALE: tuple[float, float] = (-0.5, 1.5)
@@ -235,42 +222,8 @@ class _CheckedModel(nn.Module):
             y = self.inner(x)
         except Exception as e:  # noqa: BLE001 - any failure of the model is reported, not a traceback
             raise ValueError(f"{self.label}: running it on a batch of shape {tuple(x.shape)} raised "
-                             f"{_one_line(e)}") from e
+                             f"{published.one_line(e)}") from e
         return _check_output(y, x, self.label)
-
-
-def _import_attr(spec: str) -> tuple[Any, str]:
-    """``module:attr`` or ``file.py:attr`` -> (object, readable name)."""
-    mod_name, _, attr = spec.rpartition(":")
-    if not mod_name or not attr:
-        raise ValueError(f"model {spec!r} must be a path or 'module:callable'")
-    if mod_name.endswith(".py"):
-        file = Path(mod_name).expanduser()
-        if not file.is_file():
-            raise FileNotFoundError(f"model {spec!r}: file {str(file)!r} does not exist")
-        mspec = importlib.util.spec_from_file_location(f"_derain_report_{file.stem}", file)
-        if mspec is None or mspec.loader is None:
-            raise ValueError(f"model {spec!r}: cannot import {str(file)!r}")
-        module = importlib.util.module_from_spec(mspec)
-        try:
-            mspec.loader.exec_module(module)  # runs the file: the report card executes the code it is given
-        except Exception as e:  # noqa: BLE001 - any error in the user's file is a bad input, named
-            raise ValueError(f"model {spec!r}: running {str(file)!r} raised {_one_line(e)}") from e
-    else:
-        if os.getcwd() not in sys.path and "" not in sys.path:
-            sys.path.insert(0, os.getcwd())  # `python -m` puts the cwd first; a console script does not
-        try:
-            module = importlib.import_module(mod_name)
-        except ImportError as e:
-            raise ValueError(f"model {spec!r}: cannot import module {mod_name!r}: {e}") from e
-        except Exception as e:  # noqa: BLE001 - the module itself raised while being imported
-            raise ValueError(f"model {spec!r}: importing module {mod_name!r} raised {_one_line(e)}") from e
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"model {spec!r}: module {mod_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    return obj, f"{Path(mod_name).stem if mod_name.endswith('.py') else mod_name}:{attr}"
 
 
 def load_model(
@@ -280,6 +233,7 @@ def load_model(
     data_dir: str | os.PathLike | None = None,
     train: bool = False,
     train_rain: str | None = None,
+    weights: str | os.PathLike | None = None,
 ) -> LoadedModel:
     """Load what the report card scores (see the module docstring for the accepted forms).
 
@@ -289,6 +243,7 @@ def load_model(
         data_dir: data root, used only when a config must be trained.
         train: train a config whose model is not cached (:func:`experiments.run`).
         train_rain: overrides the training rain (needed for ``module:attr``, default ``"small"``).
+        weights: a weights file loaded strictly into a ``module:attr`` model (also ``module:attr@file``).
 
     Raises:
         FileNotFoundError: a path that does not exist, or a config that is neither beside a
@@ -300,7 +255,18 @@ def load_model(
     text = os.fspath(spec)
     if train_rain is not None:
         rain.get_spec(train_rain)  # unknown preset -> ValueError naming the valid ones
+    if published.is_published(text):
+        if weights is not None:
+            raise ValueError(f"model {text!r} is a published network: its weights come from the registry, "
+                             "not from --weights")
+        model, record = published.load(text, data_dir)
+        return LoadedModel(model=model, name=text, source=text, train_rain=train_rain, config=None,
+                           n_params=models.count_params(model), weights=record)
+    text, at_weights = published.split_spec(text) if "@" in text and not Path(text).exists() else (text, None)
+    weights = at_weights if weights is None else weights
     path = Path(text).expanduser()
+    if path.exists() and weights is not None:
+        raise ValueError(f"--weights is for module:callable models; {text!r} is this package's model and has its own")
     if path.exists():
         if path.is_dir():
             if not (path / _MODEL_FILE).is_file():
@@ -323,15 +289,10 @@ def load_model(
     if ":" not in text or text.endswith(".pt") or text.endswith(".json"):
         raise FileNotFoundError(f"model {text!r} does not exist (give a cache folder, model.pt, config.json, "
                                 f"or module:callable)")
-    obj, name = _import_attr(text)
-    if isinstance(obj, nn.Module):
-        model = obj
-    elif isinstance(obj, type) and issubclass(obj, nn.Module) or callable(obj):
-        model = _call_factory(obj, name, text)
-    else:
-        raise ValueError(f"model {text!r}: {name} is a {type(obj).__name__}, not an nn.Module or a callable")
+    model, name = published.import_model(text)
+    record = None if weights is None else published.load_weights(model, weights)
     return LoadedModel(model=model.eval(), name=name, source=text, train_rain=train_rain or rain.TRAIN_PRESET,
-                       in_channels=3, config=None, n_params=models.count_params(model))
+                       in_channels=3, config=None, n_params=models.count_params(model), weights=record)
 
 
 # --------------------------------------------------------------------------- applying a model
@@ -854,14 +815,14 @@ def _write_card(
     record = {"model": {"name": loaded.name, "source": loaded.source, "train_rain": loaded.train_rain,
                         "in_channels": loaded.in_channels, "n_params": loaded.n_params,
                         "config": loaded.config.to_dict() if loaded.config else None,
-                        "key": loaded.config.key() if loaded.config else None},
+                        "key": loaded.config.key() if loaded.config else None, "weights": loaded.weights},
               "settings": settings, "headline": h, "summary": summary,
               "provenance": store.provenance(params=settings)}
     store.write_json(out / "report.json", record, strict=False, what="report record")
     setting_lines = "\n".join(f"- {k}: {v}" for k, v in settings.items())
     page = f"""# Report card: {loaded.name}
 
-{loaded.describe()}. Source: `{loaded.source}`.
+{loaded.describe()}. Source: `{loaded.source}`.{_weights_line(loaded.weights)}
 
 **Summary.** {_sentence(h, loaded)}
 
@@ -883,6 +844,11 @@ Settings:
     (out / "report.md").write_text(page, encoding="utf-8")
 
 
+def _weights_line(w: Mapping[str, Any] | None) -> str:
+    return "" if not w else (f" Weights: `{Path(w['file']).name}` ({w['bytes']:,} bytes, sha256 `{w['sha256']}`)"
+                             + (f", the published file of {w['url']}" if w.get("url") else "") + ".")
+
+
 def _chroma(img: np.ndarray) -> float:
     """Mean channel spread of an RGB image (0 for gray): picks a colourful example."""
     a = np.asarray(img, np.float32)
@@ -898,7 +864,9 @@ def _parser() -> argparse.ArgumentParser:
               else "python -m derain_utils.book.report"),
         description="Score any deraining model on in-distribution, out-of-distribution and real rain, and write "
                     "a one-page report card (report.md + report.png).")
-    ap.add_argument("model", help="cache entry folder, model.pt, config.json, or module:callable / file.py:callable")
+    ap.add_argument("model", help="cache entry folder, model.pt, config.json, module:callable / file.py:callable, "
+                                  f"or a published network ({', '.join(published.PUBLISHED)})")
+    ap.add_argument("--weights", default=None, help="weights file loaded strictly into a module:callable model")
     ap.add_argument("--data", nargs="+", default=[], metavar="PAIRED",
                     help="paired sets (folders of input/ and target/ images, or set names under the data root)")
     ap.add_argument("--real", nargs="+", default=[], metavar="FOLDER",
@@ -951,7 +919,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for option, items in (("--data", args.data), ("--real", args.real), ("--presets", args.presets)):
             _no_repeats(option, items, args.data_dir)
         loaded = load_model(args.model, cache_root=args.cache_root, data_dir=args.data_dir, train=args.train,
-                            train_rain=args.train_rain)
+                            train_rain=args.train_rain, weights=args.weights)
         device = training.select_device(args.device)
         examples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         df = evaluate(loaded, presets=args.presets, background=args.background, n_test=args.n_test,

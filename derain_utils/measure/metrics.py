@@ -79,6 +79,8 @@ __all__ = [
     "psnr",
     "ssim",
     "rgb_to_y",
+    "QUANTIZE",
+    "table_scores",
     "decoupled",
     "decoupled_batch",
     "estimate_mask",
@@ -292,6 +294,42 @@ def ssim(reference: Any, test: Any, *, data_range: float = 1.0, y_channel: bool 
         use_sample_covariance=False,
     )
     return float(value)
+
+
+QUANTIZE: tuple[str, ...] = ("floor", "round")
+"""How :func:`table_scores` turns a [0, 1] output into 8 bits: ``floor`` is ``uint8(255 * x)`` in numpy
+(truncation, what PReNet's published test script saves), ``round`` is MATLAB's ``im2uint8``."""
+
+
+def table_scores(target: Any, derained: Any, *, quantize: str = "floor") -> dict[str, float]:
+    """PSNR-Y and SSIM-Y the way deraining tables compute them from saved 8-bit images (MATLAB convention).
+
+    The steps: the output is clamped to [0, 1] and quantized to 8 bits (``quantize``); the target is an
+    8-bit image (its values are rounded to the 256 levels, which leaves an image read from a PNG
+    unchanged); both are converted to Y as MATLAB's ``rgb2ycbcr`` does for ``uint8`` images (the BT.601
+    studio-swing luma of :func:`rgb_to_y`, *rounded* to an integer level in [16, 235]); then
+    :func:`psnr` (peak 255) and :func:`ssim` (the Wang et al. setting) on the two Y images. These are
+    the numbers to compare with a published table; :func:`evaluate_pair`'s ``psnr_y``/``ssim_y`` score
+    the unquantized float output and differ from them by a few hundredths of a dB.
+
+    Args:
+        target: the clean RGB image (H, W, 3), floats in [0, 1] (an 8-bit image divided by 255).
+        derained: the network's RGB output, same shape, floats in [0, 1] (values a little outside are clamped).
+        quantize: one of :data:`QUANTIZE`.
+
+    Returns:
+        ``{"psnr_y": dB, "ssim_y": SSIM}``.
+    """
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
+    ref = _as_image(target, "target")
+    out = np.clip(np.asarray(_as_image(derained, "derained", 1.0)), 0.0, 1.0)
+    if ref.ndim != 3 or ref.shape[-1] != 3 or out.shape != ref.shape:
+        raise ValueError(f"target and derained must be RGB images of one shape (H, W, 3), got "
+                         f"{_shape_str(target)} and {_shape_str(derained)}")
+    levels = (np.floor(255.0 * out) if quantize == "floor" else np.round(255.0 * out)) / 255.0
+    ref_y, out_y = (np.round(255.0 * _to_y(img)) / 255.0 for img in (np.round(255.0 * ref) / 255.0, levels))
+    return {"psnr_y": psnr(ref_y, out_y), "ssim_y": ssim(ref_y, out_y)}
 
 
 # ------------------------------------------------------------------ decoupled scores
