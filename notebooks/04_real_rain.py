@@ -27,10 +27,10 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from derain_utils.book import notebook, pictures, plotting, report
+from derain_utils.book import notebook, pictures, plotting, report, zoo
 from derain_utils.lab import designs, experiments, sweeps
 from derain_utils.measure import baselines, outcome, rainmeter, realscores
-from derain_utils.nets import training
+from derain_utils.nets import published, training
 from derain_utils.stats import inference, power, questions, sensitivity
 from derain_utils.synth import backgrounds, realsets
 
@@ -54,6 +54,7 @@ SEEDS: list = []  # as in notebook 01: training seeds; empty: the profile's
 STEPS: int = 0  # as in notebook 01: optimiser steps per model; 0: the profile's
 BACKGROUND: str = "auto"  # as in notebook 01: training backgrounds, auto (natural if found, else deadleaves)
 WORKERS: int = 0  # models trained in parallel processes (when notebook 01 has not trained them); 0: the profile's
+PUBLISHED_NETS: list = ["prenet:rain100L", "prenet:rain100H", "prenet:rain1400"]  # a name or module:callable@weights
 
 # %%
 FINDING = ("Networks trained on fewer background images remove more of a benchmark's unseen rain than networks "
@@ -87,7 +88,8 @@ NB = notebook.start(
     params={"PROFILE": PROFILE, "SEED": SEED, "DATA_DIR": DATA_DIR, "RUN_DIR": RUN_DIR, "INTERACTIVE": INTERACTIVE,
             "PAIRED_DIRS": PAIRED_DIRS, "PAIRED_MAX": PAIRED_MAX, "SCALE": SCALE, "REAL_DIRS": REAL_DIRS,
             "REAL_PER_DIR": REAL_PER_DIR, "REAL_LONG_SIDE": REAL_LONG_SIDE, "ARCH": ARCH, "N_LIST": N_LIST,
-            "SEEDS": SEEDS, "STEPS": STEPS, "BACKGROUND": BACKGROUND, "WORKERS": WORKERS},
+            "SEEDS": SEEDS, "STEPS": STEPS, "BACKGROUND": BACKGROUND, "WORKERS": WORKERS,
+            "PUBLISHED_NETS": PUBLISHED_NETS},
     profile=PROF.to_dict(), background=BG, paired_sets={p.name: str(p.root) for p in PAIRED},
     real_sets=[str(r) for r in REAL], models={c.name(): c.key() for c in CONFIGS})
 RUN = NB.dir
@@ -405,6 +407,85 @@ if len(REAL_SUMMARY):
 else:
     display(Markdown("**No folder of real photos was found** (set `DATA_DIR` or `DERAIN_DATA`)."))
 
+# %% [markdown]
+# ## Published networks under the same lens (exploratory)
+#
+# Every network above was trained here. PReNet (Ren et al., CVPR 2019) was trained by its authors on three sets
+# of very different size: Rain100L (200 pairs), Rain100H (1,800) and Rain1400 (12,600 pairs on 900
+# backgrounds). Its published weights (`docs/published.md`: they reproduce the published table) meet the same test
+# inputs as the networks above: the held-out synthetic presets (none is a published network's training rain),
+# the paired sets and the perspective rain at the native scale, each against the same fixed-filter frontier, and
+# the real photos. **Declared exploratory:** one network per training set and no seeds, and the training sets
+# differ in their rain as well as in their size, so no difference below can be put down to the number of
+# backgrounds. A network is one line of `PUBLISHED_NETS` (a name, or `module:callable@weights`).
+
+# %%
+t = time.perf_counter()
+NETS, NET_RECORDS = {}, {}
+for spec in PUBLISHED_NETS:
+    try:
+        NETS[spec], NET_RECORDS[spec] = zoo.load_network(spec, DATA)
+    except FileNotFoundError as err:
+        print(f"published network {spec!r} skipped: {err}")
+NATIVE_PAIRS = PAIRS["native"]
+LENS, LENS_TABLE, TRAINING_RAIN = pd.DataFrame(), pd.DataFrame(columns=zoo.LENS_COLUMNS), pd.DataFrame()
+if NETS:
+    LENS = pd.concat([zoo.lens_rows(m, spec, eval_set=HELD.eval_set, names=HELD.names, pairs=NATIVE_PAIRS,
+                                    perspective=PERSP, perspective_masks=list(SYN.mask)) for spec, m in NETS.items()],
+                     ignore_index=True)
+    LENS_FRONT = zoo.lens_frontier(HELD.eval_set, BROWS[BROWS["scale"] == "native"])
+    LENS_TABLE = zoo.lens_table(LENS, LENS_FRONT)
+    TRAINING_RAIN = zoo.training_rain(list(NETS), PLACED.get("native"))
+    display(TRAINING_RAIN.set_index("network").round(3))
+    display(Markdown(zoo.lens_markdown(LENS_TABLE)))  # removal (excess over the set's fixed-filter frontier)
+    LENS_SETS = [*OOD, *[p.name for p in PAIRED], "perspective"]
+    fig = plotting.frontier_panels(LENS_TABLE, LENS_FRONT, [g for g in LENS_SETS if g in set(LENS_TABLE["preset"])],
+                                   hue="network", order=list(NETS), ncols=4, suptitle="Published networks: removal "
+                                   "against background PSNR, over each set's fixed-filter frontier")
+    fig.savefig(RUN / "fig_published.png", dpi=120, bbox_inches="tight")
+    PHOTO_OUT = {(spec, name): zoo.derain(m, [p[1] for p in photos]) for spec, m in NETS.items()
+                 for name, photos in PHOTOS.items()}
+    PUB_REAL = pd.concat([report.real_rows(PHOTOS[name], out, rainfree=[realscores.rain_free_mask(p[1]) for p in
+                                                                         PHOTOS[name]]).assign(network=spec, set=name)
+                          for (spec, name), out in PHOTO_OUT.items()], ignore_index=True) if PHOTO_OUT else None
+    if PUB_REAL is not None:
+        display(PUB_REAL.groupby(["set", "network"], sort=False)[PROXIES].mean().round(4))
+    print(f"{len(NETS)} published networks scored in {time.perf_counter() - t:.0f} s")
+else:
+    PUB_REAL = None
+    display(Markdown("**No published weights were found** (set `DATA_DIR` or `DERAIN_DATA` to a folder with "
+                     "`checkpoints_prenet/`, or fetch them: `python -m derain_utils.synth.data fetch "
+                     "checkpoints_prenet`)."))
+
+# %%
+def lens_text():
+    if LENS_TABLE.empty:
+        return "No published network was scored."
+    syn = LENS_TABLE[LENS_TABLE["kind"] == "synthetic"].groupby("network", sort=False)[["removal",
+                                                                                          "excess_removal"]].mean()
+    pair = LENS_TABLE[LENS_TABLE["kind"] != "synthetic"].set_index(["network", "preset"])
+    ours = MT[(MT["scale"] == "native") & ~MT["key"].isin(STALLED)].groupby(["preset", "group"])["removal"].mean()
+    parts = []
+    for spec in NETS:
+        net = published.PUBLISHED.get(spec)
+        size = f" ({net.train_pairs:,} pairs on {net.train_backgrounds:,} backgrounds)" if net else ""
+        got = [(s, pair.loc[(spec, s)]) for s in [p.name for p in PAIRED] + ["perspective"] if (spec, s) in pair.index]
+        sets = "; ".join(f"{s} {r['removal']:.2f} (excess {r['excess_removal']:+.2f})" for s, r in got)
+        parts.append(f"`{spec}`{size} removes {syn.loc[spec, 'removal']:.2f} of the synthetic presets' rain (none "
+                     f"is its training rain) on average (excess over the filters "
+                     f"{syn.loc[spec, 'excess_removal']:+.2f}); of the paired sets' rain: {sets}")
+    ours_txt = "; ".join(f"{s}: N = {N_LO} {ours.get((s, 'few'), np.nan):.2f}, N = {N_HI} "
+                         f"{ours.get((s, 'many'), np.nan):.2f}" for s in [p.name for p in PAIRED] + ["perspective"]
+                         if (s, "few") in ours.index)
+    return ("**Published networks (exploratory, one network each, no seeds).** " + ". ".join(parts) + ". "
+            + (f"For comparison, this notebook's networks at the native scale remove: {ours_txt}. " if ours_txt else "")
+            + "The training sets differ in rain as well as in size, so these numbers describe these networks; they "
+              "do not isolate the effect of the number of backgrounds.")
+
+
+LENS_SUMMARY = lens_text()
+display(Markdown(LENS_SUMMARY))
+
 # %%
 kept = MT[(MT["scale"] == sc) & ~MT["key"].isin(STALLED)]
 means = kept.groupby(["preset", "group"])[["removal", "bg_psnr", "excess_removal"]].mean()
@@ -458,7 +539,8 @@ FACTS = dict(
     paired_sets=[p.name for p in PAIRED], pairs_per_set={p.name: sum(q.set == p.name for q in PAIRS["native"])
                                                         for p in PAIRED},
     real_sets=list(PHOTOS), real_proxies=REAL_SUMMARY, n_list=SIZES, seeds=TRAIN_SEEDS, steps=PROF.steps,
-    arch=CONFIGS[0].arch, background=BG)
+    arch=CONFIGS[0].arch, background=BG, published_networks=NET_RECORDS, published_summary=LENS_SUMMARY,
+    published_training_rain=TRAINING_RAIN)
 
 # %% [markdown]
 # ## Verdict
@@ -473,4 +555,6 @@ display(Markdown(f"**{questions.two_questions_headline(RECORD, BEYOND)}**\n\n{SU
 _ = notebook.finish(NB, RESULTS, ["set", "kind", "scale", "group", "seed", "key", "image", "removal", "bg_psnr",
                                   "psnr_y", "baseline"], record=RECORD, beyond=BEYOND, summary=SUMMARY,
                     tables={"outcomes.csv": MT, "rain.csv": RAIN_TABLE, "per_set.csv": PER_SET,
-                            "sensitivity.csv": SENS, "training_fit.csv": TRAIN_FIT}, **FACTS)
+                            "sensitivity.csv": SENS, "training_fit.csv": TRAIN_FIT, "published.csv": LENS_TABLE,
+                            "published_rows.csv": LENS,
+                            **({"published_real.csv": PUB_REAL} if PUB_REAL is not None else {})}, **FACTS)

@@ -53,8 +53,9 @@ EXPECTED = {
         "extra": ["synthetic_verdict", "verdict_sets", "primary_scale", "unseen_rule", "rain_table", "scale_factors",
                   "exploratory", "effect_01", "power", "pairs_used", "pairs_for_80_power", "stall_rates", "groups",
                   "paired_sets", "real_sets", "steps", "background", "per_set", "psnr_y", "psnr_y_verdict",
-                  "sensitivity", "stalled_models", "stall_rule", "pooling"],
-        "tables": ["outcomes.csv", "rain.csv", "per_set.csv", "sensitivity.csv", "training_fit.csv"],
+                  "sensitivity", "stalled_models", "stall_rule", "pooling", "published_networks", "published_summary",
+                  "published_training_rain"],
+        "tables": ["outcomes.csv", "rain.csv", "per_set.csv", "sensitivity.csv", "training_fit.csv", "published.csv"],
     },
     "02_category_complexity": {
         "columns": [*designs.RESULT_COLUMNS, "png_bpp", "jpeg_bpp", "grad_mean", "grad_entropy", "spectral_slope",
@@ -316,5 +317,13 @@ def test_smoke_run(path: Path, tmp_path: Path):
             assert set(v.extra["verdict_sets"]) <= set(v.extra["paired_sets"]) or v.extra["synthetic_verdict"]
         if v.extra["synthetic_verdict"]:
             assert v.extra["verdict_sets"] == ["perspective"] and v.primary_preset == "perspective"
+        if v.extra["published_networks"]:  # the published weights were found (DERAIN_DATA): every set, a frontier
+            lens = pd.read_csv(folder / "published.csv")
+            assert set(lens["network"]) == set(v.extra["published_networks"]) and (folder / "fig_published.png").is_file()
+            assert {"perspective", *v.extra["paired_sets"]} <= set(lens["preset"]) and lens["excess_removal"].notna().all()
+            for spec, record in v.extra["published_networks"].items():
+                assert record["sha256"] == record["registry_sha256"] and spec in v.extra["published_summary"]
+        else:
+            assert v.extra["published_summary"] == "No published network was scored."
         if v.extra["real_sets"]:  # real photos were found (DERAIN_DATA): their proxies exist
             assert results.loc[results["kind"] == "real", "removed_rms"].notna().all()

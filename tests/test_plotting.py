@@ -497,6 +497,10 @@ def test_frontier_panels_draw_each_group_and_its_frontier():
     assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
     assert all(any(ln.get_linestyle() == "--" for ln in ax.get_lines()) for ax in fig.axes)  # the frontier
     assert fig.legends and {t.get_text() for t in fig.legends[0].get_texts()} >= {"N = 4", "N = 256"}
+    wrapped = plotting.frontier_panels(models, front, ["a", "b", "a"], hue="n_train", ncols=2)  # rows of 2 panels
+    shown = [ax for ax in wrapped.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["a", "b", "a"] and len(wrapped.axes) == 4
+    assert [bool(ax.get_ylabel()) for ax in shown] == [True, False, True]  # the y label on each row's first panel
     with pytest.raises(ValueError, match="no rows"):
         plotting.frontier_panels(models, front, ["c"], hue="n_train")
     with pytest.raises(ValueError, match="grouped by"):

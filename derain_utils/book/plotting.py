@@ -565,6 +565,7 @@ def frontier_panels(
     titles: Mapping[str, str] | None = None,
     panel_size: tuple[float, float] = (4.0, 3.4),
     suptitle: str | None = None,
+    ncols: int | None = None,
 ) -> Figure:
     """Rain removal against background PSNR, one panel per group, with the fixed-filter frontier.
 
@@ -584,6 +585,7 @@ def frontier_panels(
             :func:`category_palette`).
         hue_label: legend entries read ``"<hue_label> = <level>"`` (default: the level alone).
         titles: panel titles by group (default: the group name).
+        ncols: panels per row (default: all in one row); the panels fill rows left to right.
 
     Returns:
         The Figure (one axes per group; legend below).
@@ -612,9 +614,13 @@ def frontier_panels(
     else:
         colours = category_palette([str(v) for v in levels])
         colours = {v: colours[str(v)] for v in levels}
-    fig, axes = plt.subplots(1, len(groups), figsize=(panel_size[0] * len(groups), panel_size[1]), squeeze=False,
+    cols = len(groups) if not ncols else min(int(ncols), len(groups))
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel_size[0] * cols, panel_size[1] * rows), squeeze=False,
                              layout="constrained")
-    for i, (ax, g) in enumerate(zip(axes[0], groups)):
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    for i, (ax, g) in enumerate(zip(axes.flat, groups)):
         if by == (group_col,):
             draw_frontier(ax, frontier, g)
         else:
@@ -638,7 +644,7 @@ def frontier_panels(
             ax.set_xlim(lo - 2 * pad, hi + pad)
         ax.set_title((titles or {}).get(g, g))
         ax.set_xlabel(metric_table.label("bg_psnr"))
-        ax.set_ylabel(metric_table.label("removal") if i == 0 else "")
+        ax.set_ylabel(metric_table.label("removal") if i % cols == 0 else "")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(max(len(labels), 1), 5), fontsize="small",
                frameon=False)

@@ -8,7 +8,8 @@ Two uses, one module:
   are a sample of the 100: the table also gives the rainy inputs' PSNR-Y on the same 8 pairs and on all 100
   (:data:`FULL_SET_INPUT_PSNR_Y`), so that a reader sees how much of the gap the sample's difficulty explains.
   ``python -m derain_utils.book.zoo`` prints the table (``docs/published.md`` holds it; a test recomputes it).
-* :func:`load_network`, :func:`score_synthetic`, :func:`score_pairs` and :func:`lens_table` ask the
+* :func:`load_network`, :func:`lens_rows`, :func:`lens_frontier`, :func:`lens_table` and
+  :func:`training_rain` ask the
   study's question of published networks in notebook 04: how much unseen rain each removes, beyond what a
   fixed filter as faithful to the background removes. A network is named in a list
   (``"prenet:rain100H"``, or ``"module:callable@weights.pth"`` for any other), so adding one is one line.
@@ -33,15 +34,18 @@ from derain_utils.synth import realsets
 
 __all__ = [
     "FULL_SET_INPUT_PSNR_Y",
+    "LENS_COLUMNS",
     "REPRODUCED",
     "reproduce",
     "reproduction_table",
     "reproduction_markdown",
     "load_network",
     "derain",
-    "score_synthetic",
-    "score_pairs",
+    "lens_rows",
+    "lens_frontier",
     "lens_table",
+    "lens_markdown",
+    "training_rain",
     "main",
 ]
 
@@ -51,6 +55,10 @@ FULL_SET_INPUT_PSNR_Y: dict[str, tuple[str, float]] = {
 }
 """Development pair set -> (its benchmark, the rainy inputs' PSNR-Y on all 100 test pairs), as measured on the
 whole test sets by the data's curators (``PROVENANCE.md`` of each set; they match the published values)."""
+
+LENS_COLUMNS: tuple[str, ...] = ("network", "kind", "preset", "n_images", "removal", "bg_psnr", "frontier_removal",
+                                 "excess_removal")
+"""Columns of :func:`lens_table`: one row per network and test set."""
 
 REPRODUCED: tuple[str, ...] = ("prenet:rain100L", "prenet:rain100H")
 """The published networks whose benchmark has development pairs here (Rain1400's test set has none)."""
@@ -156,30 +164,99 @@ def load_network(spec: str, data_dir: str | os.PathLike | None = None) -> tuple[
     return model.eval(), {"name": spec, **published.load_weights(model, weights)}
 
 
-def score_synthetic(model: nn.Module, eval_set: Mapping[str, scoring.EvalInputs], names: Sequence[str]
-                    ) -> pd.DataFrame:
-    """Decoupled scores of ``model`` on a notebook's held-out synthetic test inputs (one row per preset and image)."""
-    return scoring.evaluate(model, eval_set, train_spec=None, names=list(names), ssim=False)
+def lens_rows(
+    model: nn.Module,
+    network: str,
+    *,
+    eval_set: Mapping[str, scoring.EvalInputs],
+    names: Sequence[str],
+    pairs: Sequence[realsets.Pair] = (),
+    perspective: Sequence[realsets.Pair] = (),
+    perspective_masks: Sequence[np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """One published network on a notebook's test inputs: one row per (test set, image).
 
-
-def score_pairs(model: nn.Module, pairs: Sequence[realsets.Pair], masks: Sequence[np.ndarray] | None = None
-                ) -> pd.DataFrame:
-    """:func:`realscores.score_pairs` of ``model`` on whole pairs (the fixed filters' frontier uses the same)."""
-    return realscores.score_pairs(pairs, derain(model, [p.rainy for p in pairs]), masks=masks)
-
-
-def lens_table(rows: pd.DataFrame, frontiers: Mapping[str, baselines.Frontier]) -> pd.DataFrame:
-    """Per network and test set: removal, background PSNR, the frontier's removal there and the excess.
-
-    Args:
-        rows: one row per (``network``, ``kind``, ``preset``, image) with ``removal`` and ``bg_psnr``; ``kind``
-            names the frontier each row is measured against.
-        frontiers: ``{kind: Frontier}``, each grouped by ``preset`` (built on the same test inputs).
+    ``eval_set``/``names``: the held-out synthetic presets (:func:`scoring.evaluate`, decoupled scores, no
+    training rain: every preset is unseen by a published network); ``pairs``: whole paired images, the rain
+    mask estimated from ``rainy - target``; ``perspective``: synthetic perspective rain with its true masks.
+    Columns: ``network``, ``kind`` (``synthetic`` / ``paired`` / ``perspective``), ``preset`` (the preset or
+    the set), ``image``, ``removal``, ``bg_psnr`` and whole-image ``psnr`` (paired and perspective rows).
+    Both are scored as :mod:`derain_utils.measure.baselines` scores the fixed filters, so a frontier applies.
     """
-    parts = [outcome.model_table(g, frontiers[kind], model_cols=("network",)).assign(kind=kind)
-             for kind, g in rows.groupby("kind", sort=False)]
-    return pd.concat(parts, ignore_index=True)[["network", "kind", "preset", "n_images", "removal", "bg_psnr",
-                                                  "frontier_removal", "excess_removal"]]
+    frames = [scoring.evaluate(model, eval_set, train_spec=None, names=list(names), ssim=False)
+              .query("preset != 'clean'").assign(kind="synthetic")]
+    if pairs:
+        frames.append(realscores.score_pairs(pairs, derain(model, [p.rainy for p in pairs]))
+                      .assign(kind="paired", preset=lambda d: d["set"]))
+    if perspective:
+        masks = list(perspective_masks) if perspective_masks is not None else None
+        frames.append(realscores.score_pairs(perspective, derain(model, [p.rainy for p in perspective]), masks=masks)
+                      .assign(kind="perspective", preset="perspective"))
+    rows = pd.concat(frames, ignore_index=True).assign(network=network)
+    lead = ["network", "kind", "preset", "image", "removal", "bg_psnr"]
+    return rows[lead + [c for c in ("psnr",) if c in rows.columns]]
+
+
+def lens_frontier(eval_set: Mapping[str, scoring.EvalInputs], pair_rows: pd.DataFrame | None = None
+                  ) -> baselines.Frontier:
+    """One fixed-filter frontier per test set: the presets of ``eval_set`` and the sets of ``pair_rows``
+    (:func:`baselines.baseline_pair_rows` of the same pairs, ``preset`` naming the set), grouped by ``preset``."""
+    rows = [baselines.baseline_rows(eval_set, baselines.DEFAULT_BASELINES, whole_image=False, clean=False,
+                                    train_spec=None)]
+    if pair_rows is not None and len(pair_rows):
+        rows.append(pair_rows)
+    return baselines.frontier(pd.concat(rows, ignore_index=True), by="preset")
+
+
+def lens_table(rows: pd.DataFrame, frontier: baselines.Frontier) -> pd.DataFrame:
+    """Per network and test set: removal, background PSNR, the frontier's removal there and the excess over it
+    (:func:`outcome.model_table` with the network as the model)."""
+    return outcome.model_table(rows, frontier, model_cols=("network", "kind"))[list(LENS_COLUMNS)]
+
+
+def lens_markdown(table: pd.DataFrame) -> str:
+    """:func:`lens_table` as markdown: one row per network, one column per test set, ``removal (excess)``; the
+    synthetic presets pooled with equal weights (their mean) in the first column."""
+    syn = table[table["kind"] == "synthetic"].groupby("network", sort=False)[["removal", "excess_removal"]].mean()
+    sets = list(dict.fromkeys(table.loc[table["kind"] != "synthetic", "preset"]))
+    cell = lambda r: f"{r['removal']:.2f} ({r['excess_removal']:+.2f})"  # noqa: E731
+    lines = ["| network | training pairs / backgrounds | synthetic presets (mean) | " + " | ".join(sets) + " |",
+             "|---|---|---|" + "---|" * len(sets)]
+    for name in dict.fromkeys(table["network"]):
+        net = published.PUBLISHED.get(name)
+        size = f"{net.train_pairs:,} / {net.train_backgrounds:,}" if net else "unknown"
+        rows = table[table["network"] == name].set_index("preset")
+        lines.append(f"| `{name}` | {size} | {cell(syn.loc[name]) if name in syn.index else '–'} | " + " | ".join(
+            cell(rows.loc[s]) if s in rows.index else "–" for s in sets) + " |")
+    return "\n".join(lines)
+
+
+def training_rain(networks: Sequence[str], placed: pd.DataFrame | None) -> pd.DataFrame:
+    """What each published network was trained on, and its training rain as measured here where possible.
+
+    ``placed``: :func:`derain_utils.measure.rainmeter.rain_placement` of the development pairs (a row per set).
+    A network whose benchmark has development pairs gets that set's measured rain (``measured_on``); the
+    others (``module:callable`` networks, Rain1400) say it was not measured.
+    """
+    rows = []
+    have = set(placed["set"]) if placed is not None and len(placed) else set()
+    for spec in networks:
+        net = published.PUBLISHED.get(spec)
+        row: dict[str, Any] = {"network": spec, "trained_on": net.trained_on if net else "unknown",
+                               "pairs": net.train_pairs if net else np.nan,
+                               "backgrounds": net.train_backgrounds if net else np.nan,
+                               "rain_as_published": net.rain if net else "unknown"}
+        dev = net.dev_pairs if net else None
+        if dev in have:
+            rec = placed[placed["set"] == dev].iloc[0].to_dict()
+            row.update(measured_on=f"{dev} (development pairs of the same benchmark; test rain, not the "
+                                   "training files)",
+                       **{k: v for k, v in rec.items() if k not in ("set", "kind")})
+        else:
+            row["measured_on"] = ("not measured: no development pairs of its benchmark here" if net else
+                                  "not measured: unknown training set")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
