@@ -192,3 +192,18 @@ def test_the_card_takes_a_published_network_by_name(shared_data, tmp_path):
     assert re.search(r"sha256 `127c0098", page) and "raw.githubusercontent.com/csdwren/PReNet" in page
     paired = rec["summary"]
     assert any(s["set"] == "rain100H_dev" and s["removal"] > 0.5 for s in paired)
+
+
+def test_lens_markdown_pools_the_presets_and_keeps_every_set():
+    import pandas as pd
+
+    t = pd.DataFrame({"network": ["prenet:rain100L"] * 3 + ["m:Net@w.pth"] * 2,
+                      "kind": ["synthetic", "synthetic", "paired", "synthetic", "paired"],
+                      "preset": ["small", "dense", "rain100H_dev", "small", "rain100H_dev"],
+                      "removal": [0.8, 0.4, 0.6, 0.1, 0.2], "excess_removal": [0.5, 0.1, 0.4, -0.2, 0.0]})
+    lines = zoo.lens_markdown(t).splitlines()
+    assert lines[0].endswith("| synthetic presets (mean) | rain100H_dev |")
+    assert lines[2] == "| `prenet:rain100L` | 200 / 200 | 0.60 (+0.30) | 0.60 (+0.40) |"
+    assert lines[3] == "| `m:Net@w.pth` | unknown | 0.10 (-0.20) | 0.20 (+0.00) |"
+    rain = zoo.training_rain(["prenet:rain1400", "m:Net@w.pth"], None)
+    assert rain["measured_on"].str.startswith("not measured").all() and rain["pairs"].iloc[0] == 12600
