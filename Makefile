@@ -18,7 +18,7 @@ TORCH_PIP_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: install monograph test test-all html clean-venv FORCE
+.PHONY: install monograph smoke test lint test-all html clean-venv FORCE
 
 FORCE:
 
@@ -40,8 +40,16 @@ install: $(VENV)/.installed
 monograph: install
 	$(PY) -m derain_utils.book.monograph run --profile $(PROFILE) $(ARGS)
 
+# The plumbing check: every notebook at the smoke profile (seconds per notebook; its numbers mean nothing)
+smoke: install
+	$(PY) -m derain_utils.book.monograph run --profile smoke $(ARGS)
+
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff, configured in pyproject.toml: unused and undefined names, import order (CI runs it)
+lint: install
+	$(PY) -m ruff check derain_utils tests notebooks
 
 # HTML pages of the latest runs of PROFILE (with code; ARGS=--no-input for reader pages)
 html: install

@@ -410,7 +410,7 @@ def test_draw_split_asking_for_more_tiles_than_exist_gives_the_count(four_images
         rf"training images; use a smaller tile or n_train",
     ):
         backgrounds.draw_split(four_images, 1000, 1, tile=32, test_size=32)
-    with pytest.raises(ValueError, match=rf"n_test=1000 but source 'four' has only \d+ non-overlapping 32x32"):
+    with pytest.raises(ValueError, match=r"n_test=1000 but source 'four' has only \d+ non-overlapping 32x32"):
         backgrounds.draw_split(four_images, 1, 1000, tile=32, test_size=32)
 
 

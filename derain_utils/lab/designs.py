@@ -25,7 +25,7 @@ that mix the simplest category with a complex one (``backgrounds.mix_name``): th
 the proportions strictly between 0 and 1 are ``mix_configs``; the ends are the pure
 categories' models above, so they are not trained twice.
 
-Budget (quick profile, measured on 2 busy cores for this module, see the README): one
+Budget (quick profile, measured on 2 busy cores for this module, see docs/results.md): one
 model trains and evaluates in about 10 s on one thread whether or not it is scored at
 the 10 curve points, and a sweep with 2 workers makes about 12 models a minute; 4 real
 categories + 4 rungs + the control at 8 seeds are 72 models, about 6 minutes. The
@@ -560,7 +560,8 @@ def train(
     if not curve_configs and not plain_configs:
         raise ValueError("train: no configs")
     kw = dict(data_dir=data_dir, workers=workers, progress=progress, cache_root=cache_root)
-    plain = sweeps.sweep(plain_configs, **kw) if plain_configs else None
+    if plain_configs:  # trains what the cache lacks; the models are read back below
+        sweeps.sweep(plain_configs, **kw)
     curves = sweeps.sweep_curves(curve_configs, points, **kw) if curve_configs else None
     results: dict[str, ExperimentResult] = {}
     for c, pts in [*((c, points) for c in curve_configs), *((c, None) for c in plain_configs)]:

@@ -63,7 +63,6 @@ from derain_utils.synth import rain
 __all__ = [
     "GREY_LEVEL",
     "PROBES",
-    "FREE_FIELDS",
     "equal_psnr_outputs",
     "ProbeSet",
     "make_probes",
