@@ -43,7 +43,7 @@ Seeds trained together (``--stacked-report PATH``, :func:`stacked_timing`)
     run. The project adopts stacking where it gives at least :data:`STACK_ADOPT` times
     the models per minute; on the development machine (2 cores with AMX-BF16, quick
     ResNet, 16 crops of 32 px, one thread, bf16) it gave 0.88-0.99 with grouped
-    convolutions and 0.32-0.43 with vmap for k = 2, 4, 8 (README, *Performance*), so
+    convolutions and 0.32-0.43 with vmap for k = 2, 4, 8 (docs/performance.md), so
     models are trained one at a time.
 """
 from __future__ import annotations

@@ -12,12 +12,12 @@ its own: :func:`experiment` and :func:`grid` fill them in from a profile.
 ``quick``
     Minutes on a laptop CPU, big enough to show the finding: notebook 01's ResNet at every N and the
     two cheapest rungs of its budget ladder; 8 seeds per verdict. Its size is set by the 20-minute
-    budget (README, *Budget ladder* and *Wall time*). Each model sees 500 x 16 crops of 32 px. On a
-    CPU without native bf16 (fp32 fallback) a quick model takes about 3x longer (README, *Performance*).
+    budget (docs/results.md, *Budget ladder* and the wall time). Each model sees 500 x 16 crops of 32 px. On a
+    CPU without native bf16 (fp32 fallback) a quick model takes about 3x longer (docs/performance.md).
 ``long``
     The quick sizes plus what the 20-minute budget left out of notebook 01: the UNet arm, the
     predict-background ablation and the CPU budget ladder (steps 500, 2000, 8000 at 32 px crops and
-    500, 2000 at 64 px); about two hours on 2 cores (README, *Budget ladder*).
+    500, 2000 at 64 px); about two hours on 2 cores (docs/ladder.md).
 ``paper``
     One GPU, approaching the paper's scale.
 

@@ -138,7 +138,7 @@ def sweep(
         threads: torch CPU threads per run. Default: 1 for ``"inline"`` (a single-worker
             sweep of small models: on a busy 2-core machine a smoke model took 2 s on torch's
             default threads against 0.5 s on one in issue 23's measurement (0.43 s on one thread
-            in this session's), and the README's worker measurements found OpenMP threads
+            in this session's), and the worker measurements of docs/performance.md found OpenMP threads
             waiting for busy cores); ``cpu_count // workers`` for
             ``"process"``; ``cpu_count // n_jobs`` for local submitit jobs (they all start at
             once); the node's for cluster jobs. Oversubscribed threads are very slow on a busy

@@ -2,7 +2,7 @@
 
 A metric has ONE key everywhere: the column of a results table (``bg_psnr``), the key of a
 verdict field built from it, the axis of a figure. Its words come from here too, so a figure,
-a notebook sentence, the report card and the README call it the same thing::
+a notebook sentence, the report card and the docs call it the same thing::
 
     >>> METRICS["bg_psnr"].name
     'background PSNR'
@@ -14,7 +14,7 @@ a notebook sentence, the report card and the README call it the same thing::
 ``higher_is_better`` is None where "better" has no meaning (a property of the input, or a
 complexity measure: higher = more complex for all of them). ``bounds`` are the values a
 metric can take (PSNRs are capped at ``metrics.PSNR_CAP`` = 100 dB); interval bands are
-clipped to them. :func:`markdown` renders the table for the README (a test keeps the README
+clipped to them. :func:`markdown` renders the table for docs/method.md (a test keeps that copy
 current).
 """
 from __future__ import annotations

@@ -404,7 +404,7 @@ def dead_leaves(size: int | tuple[int, int], seed: int, n: int = 1) -> np.ndarra
     (:data:`DEADLEAVES`), centres a uniform Poisson process over the plane (only discs that
     reach the frame are drawn). Rendering is vectorised over discs (the last uncovered pixels
     are tested against each new disc instead): about 4 ms per 64 x 64 image, 9 ms per 128 x 128
-    and 50 ms per 256 x 256 on one core of a busy 2-core machine (README, "The embedded default").
+    and 50 ms per 256 x 256 on one core of a busy 2-core machine (docs/data.md, "The embedded default").
 
     Returns:
         float32 (n, H, W, 3) in [0, 1]; image ``i`` depends only on ``(size, seed, i)``.
