@@ -422,7 +422,7 @@ else:
 # %%
 t = time.perf_counter()
 NETS, NET_RECORDS = {}, {}
-for spec in PUBLISHED_NETS:
+for spec in PUBLISHED_NETS[:{"smoke": 1}.get(PROF.name)]:  # smoke: the first network only (plumbing)
     try:
         NETS[spec], NET_RECORDS[spec] = zoo.load_network(spec, DATA)
     except FileNotFoundError as err:
