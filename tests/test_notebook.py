@@ -137,3 +137,18 @@ def test_finish_writes_both_declared_questions(tmp_path, paper_shift, beyond_shi
     assert verdict.read_verdict(nb.dir).verdict_beyond_fidelity == beyond.verdict == v.verdict_beyond_fidelity
     with pytest.raises(ValueError, match="beyond must be"):
         notebook.verdict_record(nb, record=paper, beyond="reproduced", summary="S.")
+
+
+def test_the_verdict_box_says_both_verdicts_in_plain_words_and_smoke_is_plumbing(tmp_path):
+    paper, beyond = _two_records(0.05, -0.05)
+    nb = notebook.NotebookRun("01_x", "More backgrounds, less removal.", "quick", Path(tmp_path), t0=time.perf_counter())
+    box = notebook.verdict_box(notebook.verdict_record(nb, record=paper, beyond=beyond, summary="S."))
+    first, as_measured, beyond_line = box.splitlines()
+    assert first == "**Verdict** (quick profile, 32 models, 8 seeds). *Finding:* More backgrounds, less removal."
+    assert as_measured.startswith("- **As the paper measured it** (removal): 🟢 reproduced: mean within-seed")
+    assert beyond_line.startswith("- **Beyond fidelity** (excess_removal): 🔴 contradicted: ")
+    assert beyond_line.endswith(f"one-sided p = {beyond.p_opposite:.2g} against the paper's direction")
+    smoke = notebook.verdict_box(notebook.verdict_record(nb.__class__("01_x", "F.", "smoke", Path(tmp_path),
+                                                                     t0=time.perf_counter()),
+                                                         record=_record("smoke", 0.05), summary="S."))
+    assert smoke.startswith("**Verdict: none (smoke run, plumbing only).**") and "nan" not in smoke

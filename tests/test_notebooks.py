@@ -161,6 +161,12 @@ def test_smoke_run(path: Path, tmp_path: Path):
     assert len(shown) >= len(spec.get("figures", [])), f"{len(shown)} figures shown in the notebook"
     assert not [o for c in executed.cells for o in c.get("outputs", [])
                 if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]  # text progress, no widgets
+    # the verdict box near the top is filled in by the last cell (a display updated in place), and repeated at the end
+    boxes = [(i, o["data"]["text/markdown"]) for i, c in enumerate(executed.cells) if c.cell_type == "code"
+             for o in c.get("outputs", []) if "**Verdict" in o.get("data", {}).get("text/markdown", "")]
+    start = next(i for i, c in enumerate(executed.cells) if "notebook.start(" in c.source)
+    assert [i for i, _ in boxes][:1] == [start] and len(boxes) == 2 and boxes[0][1] == boxes[1][1]
+    assert boxes[0][1].startswith("**Verdict: none (smoke run, plumbing only).**")
 
     v = verdict.read_verdict(folder)
     _, finding = runner.parse_header(next(c for c in executed.cells if c.cell_type == "markdown").source)

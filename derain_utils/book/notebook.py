@@ -31,7 +31,12 @@ from derain_utils.lab import designs, profiles
 from derain_utils.stats import inference, questions, verdict
 from derain_utils.synth import rain
 
-__all__ = ["NotebookRun", "start", "profile", "training_background", "rain_roles", "verdict_record", "finish"]
+__all__ = ["NotebookRun", "start", "profile", "training_background", "rain_roles", "verdict_record", "verdict_box",
+           "finish"]
+
+PENDING_BOX = ("**Verdict:** not computed yet. The last cell of this notebook fills this box in: the finding, both "
+               "declared verdicts with effect, 95% interval and p, and the number of models.")
+"""What the verdict box at the top of a notebook says until :func:`finish` fills it in."""
 
 
 @dataclass
@@ -55,6 +60,7 @@ class NotebookRun:
     t0: float
     params: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    box: Any = None  # the verdict box shown by start (an IPython DisplayHandle), filled in by finish
 
     def write_provenance(self, **more: Any) -> Path:
         """(Re)write ``provenance.json``: the parameters, the device, :attr:`provenance` and ``more``."""
@@ -86,7 +92,48 @@ def start(
                      t0=time.perf_counter() if t0 is None else t0, params=dict(params or {}),
                      provenance=dict(provenance))
     nb.write_provenance()
+    nb.box = _show(PENDING_BOX, update=None)
     return nb
+
+
+def _show(text: str, update: Any) -> Any:
+    """Markdown in a notebook (a new display, or ``update``'s display updated in place); nothing outside one."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:  # pragma: no cover - IPython comes with the notebook tools
+        return None
+    if get_ipython() is None:
+        return None
+    if update is not None:
+        update.update(Markdown(text))
+        return update
+    return display(Markdown(text), display_id=True)
+
+
+def verdict_box(record: verdict.Verdict) -> str:
+    """The verdict in plain words (Markdown): the finding, both declared verdicts, models and seeds.
+
+    A smoke run says it is plumbing only and prints no effect or interval.
+    """
+    from derain_utils.book.publish import verdict_cell
+
+    if record.profile == "smoke":
+        return (f"**Verdict: none (smoke run, plumbing only).** The smoke profile checks that the notebook runs end "
+                f"to end; its {record.n_models} tiny models are too small and too few for any number in it to mean "
+                "anything. Run the quick profile for a verdict.")
+    extra = record.extra or {}
+    bf = extra.get("beyond_fidelity") or {}
+    lines = [f"**Verdict** ({record.profile} profile, {record.n_models} models, {record.n_seeds} seeds). "
+             f"*Finding:* {record.finding}",
+             f"- **As the paper measured it** ({record.primary_outcome}): "
+             + verdict_cell(record.verdict, record.effect, record.ci95, record.p_value, record.statistic,
+                            extra.get("p_opposite"))]
+    if bf:
+        lines.append(f"- **Beyond fidelity** ({bf.get('primary_outcome', 'excess_removal')}): "
+                     + verdict_cell(bf.get("verdict", ""), bf.get("effect"), bf.get("ci95"), bf.get("p_value"),
+                                    bf.get("statistic", record.statistic), bf.get("p_opposite")))
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- the design every notebook resolves
@@ -201,4 +248,8 @@ def finish(
     print(f"{nb.notebook} [{nb.profile}]: {record.label} as the paper measured it: {effect}{p} ({record.n_models} "
           f"models, {record.n_seeds} seeds){beyond}; wrote {verdict.VERDICT_FILE}, {runs.RESULTS_FILE} and "
           f"{runs.PROVENANCE_FILE} in {nb.dir}")
+    box = verdict_box(record)
+    if nb.box is not None:
+        _show(box, update=nb.box)  # the box at the top of the notebook
+    _show(box, update=None)  # and the same at its end
     return record
