@@ -77,13 +77,17 @@ def test_a_real_file_or_folder_named_latest_is_an_error_not_a_silent_latest_txt(
 def test_resolve_run_dir(tmp_path):
     given = tmp_path / "from_runner"
     assert runs.resolve_run_dir(str(given), "01_set_size", "smoke") == given and given.is_dir()
-    # interactive: a fresh folder under $DERAIN_RUNS (set per test by conftest), made latest
+    # outside the runner: a fresh folder under $DERAIN_RUNS (set per test by conftest), marked; latest stays put
     fresh = runs.resolve_run_dir("", "01_set_size", "smoke")
     root = Path(os.environ["DERAIN_RUNS"])
     assert fresh.parent == root / "smoke" / "01_set_size"
-    assert runs.latest_run("01_set_size", "smoke") == fresh
+    assert runs.latest_run("01_set_size", "smoke") is None
+    marker = json.loads((fresh / runs.OUTSIDE_FILE).read_text())
+    assert marker["notebook"] == "01_set_size" and "latest was not moved" in marker["note"]
+    done = runs.new_run_dir("01_set_size", "smoke")
+    runs.update_latest(done)  # what the runner does with a completed run
     again = runs.resolve_run_dir(None, "01_set_size", "smoke")
-    assert again != fresh and runs.latest_run("01_set_size", "smoke") == again
+    assert again != fresh and runs.latest_run("01_set_size", "smoke") == done
     assert store.runs_root() == root and store.runs_root(tmp_path) == tmp_path
 
 

@@ -588,6 +588,7 @@ class RunRecord:
     error: str = ""
     html: Path | None = None
     incomplete: list[tuple[Path, str]] = field(default_factory=list)  # newer run folders that did not complete
+    outside: list[Path] = field(default_factory=list)  # newer run folders made outside the runner (not shown)
 
 
 def _process_start(pid: int) -> str | None:

@@ -5,8 +5,11 @@ Outputs go to ``<runs>/<profile>/<notebook>/<UTC stamp>/`` where ``<runs>`` is
 writes over an older one: each run gets a fresh folder, and ``latest`` (a relative
 symlink, or ``latest.txt`` where symlinks are unavailable) names the newest complete one.
 The monograph runner (``python -m derain_utils.book.monograph``) creates the folder and hands it
-to the notebook as the papermill parameter ``RUN_DIR``; a notebook opened in JupyterLab has
-``RUN_DIR = ""`` and :func:`resolve_run_dir` makes its own.
+to the notebook as the papermill parameter ``RUN_DIR``; a notebook opened in JupyterLab (or run with
+papermill directly) has ``RUN_DIR = ""`` and :func:`resolve_run_dir` makes its own. Only the runner moves
+``latest``: a run outside it leaves ``latest`` where it was (its folder holds no executed notebook for the
+index to show) and marks its folder with :data:`OUTSIDE_FILE`; the summary and ``monograph html`` list such
+runs with a warning.
 
 A finished run folder holds the executed notebook, ``results.csv`` (:func:`write_results`,
 a tidy table), ``provenance.json`` (:func:`write_provenance`), ``verdict.json``
@@ -26,6 +29,7 @@ import pandas as pd
 from derain_utils import store
 
 __all__ = [
+    "OUTSIDE_FILE",
     "RESULTS_FILE",
     "PROVENANCE_FILE",
     "LATEST",
@@ -41,6 +45,9 @@ __all__ = [
 
 RESULTS_FILE = "results.csv"
 PROVENANCE_FILE = "provenance.json"
+OUTSIDE_FILE = "outside_runner.json"
+"""Marks a run folder made outside the monograph runner (JupyterLab, papermill without ``RUN_DIR``)."""
+
 LATEST = "latest"
 LATEST_TXT = "latest.txt"
 
@@ -125,9 +132,16 @@ def latest_run(notebook: str, profile: str, base: str | Path | None = None) -> P
 
 
 def run_dir(notebook: str, profile: str, base: str | Path | None = None) -> Path:
-    """A fresh run folder for an interactive run (created, and made ``latest`` at once)."""
+    """A fresh run folder for a run outside the runner, marked with :data:`OUTSIDE_FILE`; ``latest`` stays put."""
+    import datetime as _dt
+    import socket
+
     folder = new_run_dir(notebook, profile, base)
-    update_latest(folder)
+    store.write_json(folder / OUTSIDE_FILE, {
+        "notebook": notebook, "profile": profile, "pid": os.getpid(), "host": socket.gethostname(),
+        "started_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "note": "run outside the monograph runner (JupyterLab, or papermill without RUN_DIR): latest was not moved",
+    }, what="outside-runner marker")
     return folder
 
 
@@ -136,7 +150,8 @@ def resolve_run_dir(RUN_DIR: str | Path | None, notebook: str, profile: str, bas
 
     Under the runner ``RUN_DIR`` is the folder it created (returned, created if
     missing). In JupyterLab ``RUN_DIR`` is ``""``/None: a fresh folder is made with
-    :func:`run_dir` under ``<runs>/<profile>/<notebook>/`` and becomes ``latest``.
+    :func:`run_dir` under ``<runs>/<profile>/<notebook>/``, marked as a run outside the runner (``latest``
+    is the runner's alone).
     """
     if RUN_DIR is not None and str(RUN_DIR).strip():
         return store.ensure_dir(Path(RUN_DIR).expanduser(), "run folder")
