@@ -201,6 +201,17 @@ def test_html_index_links_the_exported_notebooks(good_run):
         assert f'href="{rel}"' in page
         assert (index.parent / rel).read_text().lstrip().lower().startswith("<!doctype html")
     assert "INCONCLUSIVE" in page and "maybe" in page and "Bigger sets push y down." in page
+    alpha = (latest_run("01_alpha", "smoke", good_run.runs) / "01_alpha.html").read_text()
+    assert re.search(r"<title>01 · Alpha</title>", alpha)  # the notebook's title, not "Notebook"
+
+
+def test_html_defaults_to_the_profile_with_the_newest_runs(good_run, good_dir, tmp_path):
+    code, out, err = _run(["html", "--notebooks-dir", str(good_dir), "--runs-dir", str(good_run.runs), "--no-input"])
+    assert code == 0, err
+    assert out.startswith("profile smoke: the newest completed runs")
+    assert monograph.newest_profile(good_run.runs) == "smoke" and monograph.newest_profile(tmp_path) is None
+    code, _, err = _run(["html", "--notebooks-dir", str(good_dir), "--runs-dir", str(tmp_path)])
+    assert code == 2 and "no completed runs" in err
 
 
 @pytest.mark.notebook
@@ -487,3 +498,75 @@ def test_unparseable_parameter_lines_are_flagged(tmp_path, capsys):
     assert len(info.problems) == 1 and "line 3" in info.problems[0] and "SEED" in info.problems[0]
     assert monograph.main(["list", "--notebooks-dir", str(tmp_path)]) == 0
     assert "invisible to papermill" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------
+# publish: the results page to commit
+# --------------------------------------------------------------------------------------
+def test_publish_writes_the_results_page_with_figures_and_reader_pages(good_run, good_dir, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    from derain_utils.book import publish
+
+    runs = tmp_path / "runs"
+    shutil.copytree(good_run.runs, runs, symlinks=True)
+    alpha = latest_run("01_alpha", "smoke", runs)
+    for name in ("fig_frontier.png", "fig_backgrounds.png"):
+        Image.new("RGB", (2400, 600), "white").save(alpha / name)
+    dest = tmp_path / "docs" / "results" / "smoke"
+    code, out, err = _run(["publish", str(dest), "--notebooks-dir", str(good_dir), "--runs-dir", str(runs),
+                           "--profile", "smoke"])
+    assert code == 0, err
+    page = (dest / "index.md").read_text()
+    assert page.startswith("# Results of the `smoke` profile") and "## 01_alpha" in page and "## 02_beta" in page
+    assert "🟡 inconclusive: psnr_gain_db = +0.25 [-0.50, +1.00], one-sided p = 0.4" in page
+    assert (dest / "01_alpha" / "01_alpha.reader.html").is_file()  # no real data: the whole run is published
+    with Image.open(dest / "01_alpha" / "fig_backgrounds.png") as im:
+        assert im.width == publish.MAX_WIDTH and im.height == round(600 * publish.MAX_WIDTH / 2400)
+    # a run on the real sets: its pictures and reader page stay out, and the page says so
+    prov = json.loads((alpha / "provenance.json").read_text())
+    (alpha / "provenance.json").write_text(json.dumps({**prov, "background": "natural"}))
+    assert _run(["publish", str(dest), "--notebooks-dir", str(good_dir), "--runs-dir", str(runs),
+                 "--profile", "smoke"])[0] == 0
+    page = (dest / "index.md").read_text()
+    assert sorted(p.name for p in (dest / "01_alpha").iterdir()) == ["fig_frontier.png"]
+    assert "the reader page and fig_backgrounds" in page and "real development sets" in page
+    assert not list(dest.parent.glob(".smoke.*"))  # nothing staged is left behind
+
+
+def test_publish_bad_input_is_one_line(good_dir, tmp_path):
+    code, _, err = _run(["publish", str(tmp_path / "out"), "--notebooks-dir", str(good_dir), "--runs-dir",
+                         str(tmp_path / "empty"), "--profile", "quick"])
+    assert code == 2 and "no completed run of profile 'quick'" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "file").write_text("x")
+    code, _, err = _run(["publish", str(tmp_path / "file"), "--notebooks-dir", str(good_dir), "--profile", "quick"])
+    assert code == 2 and "is a file, not a folder" in err and (tmp_path / "file").read_text() == "x"
+
+
+def test_uses_real_data_reads_the_provenance():
+    from derain_utils.book import publish
+
+    assert publish.uses_real_data({"background": "natural"}) and publish.uses_real_data({"paired_sets": {"a": "b"}})
+    assert publish.uses_real_data({"design": {"groups": {"simple": ["faces"]}}})
+    assert publish.uses_real_data({"params": {"DATA_DIR": "/data"}})
+    assert not publish.uses_real_data({"background": "deadleaves", "categories": ["blobs", "noise"], "paired_sets": {}})
+
+
+def test_a_run_outside_the_runner_keeps_latest_and_is_listed_with_a_warning(good_run, good_dir, tmp_path):
+    """was: a notebook run in JupyterLab or with papermill moved `latest` to a folder with no executed notebook,
+    and `monograph html` dropped that notebook's page without a word"""
+    from derain_utils.book import runs as runs_mod
+
+    runs = tmp_path / "runs"
+    shutil.copytree(good_run.runs, runs, symlinks=True)
+    before = latest_run("01_alpha", "smoke", runs)
+    outside = runs_mod.resolve_run_dir("", "01_alpha", "smoke", runs)  # what a JupyterLab run does
+    assert latest_run("01_alpha", "smoke", runs) == before
+    code, out, err = _run(["html", "--notebooks-dir", str(good_dir), "--runs-dir", str(runs), "--profile", "smoke"])
+    assert code == 0 and "warning: 01_alpha: 1 newer run(s) outside the runner" in err and outside.name in err
+    page = (runs / "smoke" / "index.html").read_text()
+    assert "outside the runner (JupyterLab or papermill), not shown: " + outside.name in page
+    assert 'href="01_alpha/' in page  # the completed run's page is still linked

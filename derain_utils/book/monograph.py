@@ -94,6 +94,7 @@ from derain_utils.book.runner import (
     execute,
     load_params_file,
     notebook_info,
+    parse_header,
     parse_param,
     preflight,
     resolve_parameters,
@@ -173,7 +174,10 @@ def export_html(notebook: str | Path, *, no_input: bool = False) -> Path:
         extra_loaders=[jinja2.DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})],
         exclude_input=no_input, exclude_input_prompt=no_input, exclude_output_prompt=no_input,
     )
-    body, _ = exporter.from_notebook_node(offline_notebook(nbformat.read(src, as_version=4)))
+    nb = nbformat.read(src, as_version=4)
+    first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
+    title = parse_header(first)[0] or src.stem  # the page's <title>: the notebook's own title, not "Notebook"
+    body, _ = exporter.from_notebook_node(offline_notebook(nb), resources={"metadata": {"name": title}})
     dst = src.with_name(src.stem + (".reader.html" if no_input else ".html"))
     store.write_text(dst, body, what="page")
     return dst
@@ -286,13 +290,14 @@ def latest_records(infos: Sequence[NotebookInfo], profile: str, runs_dir: Path) 
         status = {f: run_status(f, mark=True) for f in every}  # a run killed outright is marked so in its folder
         newer = [f for f in every if folder is None or _stamp_key(f.name) > _stamp_key(folder.name)]
         incomplete = [(f, status[f]) for f in newer if status[f] in INCOMPLETE]
+        outside = [f for f in newer if (f / runs.OUTSIDE_FILE).is_file()]
         if folder is None:
             if incomplete:
                 last, status = incomplete[-1]
                 out.append(RunRecord(info=info, status=status, folder=last, output=last / f"{info.stem}.ipynb",
-                                     incomplete=incomplete))
+                                     incomplete=incomplete, outside=outside))
             else:
-                out.append(RunRecord(info=info, status="not run"))
+                out.append(RunRecord(info=info, status="not run", outside=outside))
             continue
         wall = math.nan
         runner = folder / RUNNER_FILE
@@ -303,7 +308,8 @@ def latest_records(infos: Sequence[NotebookInfo], profile: str, runs_dir: Path) 
                 pass
         nb_html = folder / f"{info.stem}.html"
         out.append(RunRecord(info=info, status="completed", folder=folder, output=folder / f"{info.stem}.ipynb",
-                             wall_s=wall, html=nb_html if nb_html.is_file() else None, incomplete=incomplete))
+                             wall_s=wall, html=nb_html if nb_html.is_file() else None, incomplete=incomplete,
+                             outside=outside))
     return out
 
 
@@ -325,6 +331,9 @@ def write_index(records: Sequence[RunRecord], profile: str, runs_dir: Path) -> P
         if rec.incomplete and rec.status == "completed":
             note = ('<br><span class="other">newer run(s) did not complete: '
                     + html.escape(", ".join(f"{f.name} ({st})" for f, st in rec.incomplete)) + "</span>")
+        if rec.outside:
+            note += ('<br><span class="other">newer run(s) outside the runner (JupyterLab or papermill), not shown: '
+                     + html.escape(", ".join(f.name for f in rec.outside)) + "</span>")
         bcls = VERDICT_CLASSES.get(r["beyond_fidelity"], "other")
         cells = [name, html.escape(str(r["finding"] or "")),
                  f'<span class="{cls}">{html.escape(r["verdict"])}</span>{note}',
@@ -403,10 +412,19 @@ def _parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("html", help="(re)export the latest completed runs to HTML and write index.html")
     common(ex)
-    ex.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE, help="profile (default quick)")
+    ex.add_argument("--profile", choices=PROFILES, default=None,
+                    help="profile (default: the one with the newest completed run)")
     ex.add_argument("--runs-dir", type=Path, default=None,
                     help="root of run folders (default: $DERAIN_RUNS or <repo>/runs)")
     ex.add_argument("--no-input", action="store_true", help="reader pages without code cells")
+
+    pub = sub.add_parser("publish", help="write the results page (Markdown, figures, reader pages) of the latest "
+                                         "completed runs into a folder to commit, e.g. docs/results/quick")
+    common(pub)
+    pub.add_argument("dest", type=Path, help="folder to (re)write, e.g. docs/results/quick")
+    pub.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE, help="profile (default quick)")
+    pub.add_argument("--runs-dir", type=Path, default=None,
+                     help="root of run folders (default: $DERAIN_RUNS or <repo>/runs)")
     return ap
 
 
@@ -599,6 +617,11 @@ def _write_state(infos: Sequence[NotebookInfo], profile: str, runs_dir: Path, *,
     state_table["run"] = [os.path.relpath(r, root) if r else "" for r in state_table["run"]]
     store.write_csv(root / "summary.csv", state_table, what="summary table")  # atomic; no temporary file left
     print(f"\nsummary of the latest run of every notebook: {root / 'summary.csv'}")
+    for rec in state:
+        if rec.outside:
+            print(f"warning: {rec.info.stem}: {len(rec.outside)} newer run(s) outside the runner (JupyterLab, or "
+                  f"papermill without RUN_DIR) are not shown: {', '.join(f.name for f in rec.outside)}; run it with "
+                  f"`monograph run --only {rec.info.number}` to make a run the latest", file=sys.stderr)
     if html:
         for rec in state:
             if rec.status != "completed" or rec.output is None or not rec.output.is_file():
@@ -615,8 +638,24 @@ def _write_state(infos: Sequence[NotebookInfo], profile: str, runs_dir: Path, *,
     return state
 
 
+def newest_profile(runs_dir: Path) -> str | None:
+    """The profile whose newest completed run is the most recent (None without any completed run)."""
+    best: tuple[str, str] | None = None
+    for name in PROFILES:
+        for folder in (runs_dir / name).glob("*/*") if (runs_dir / name).is_dir() else ():
+            if folder.is_dir() and not folder.is_symlink() and run_status(folder) == "completed":
+                key = (_stamp_key(folder.name), name)
+                best = key if best is None or key > best else best
+    return None if best is None else best[1]
+
+
 def _cmd_html(args: argparse.Namespace) -> int:
     runs_dir = store.runs_root(args.runs_dir)
+    if args.profile is None:
+        args.profile = newest_profile(runs_dir)
+        if args.profile is None:
+            raise FileNotFoundError(f"no completed runs in {runs_dir}: run the monograph first")
+        print(f"profile {args.profile}: the newest completed runs in {runs_dir}")
     if not (runs_dir / args.profile).is_dir():
         raise FileNotFoundError(f"no runs of profile {args.profile} in {runs_dir}")
     state = _write_state(_load_infos(args.notebooks_dir), args.profile, runs_dir, html=True, no_input=args.no_input)
@@ -633,6 +672,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list(args)
         if args.command == "html":
             return _cmd_html(args)
+        if args.command == "publish":
+            from derain_utils.book import publish
+
+            index = publish.publish(args.dest, args.profile, runs_dir=args.runs_dir,
+                                    notebooks=_load_infos(args.notebooks_dir))
+            print(f"results page: {index}")
+            return 0
         return _cmd_run(args)
     except (ValueError, OSError) as err:  # OSError: FileNotFoundError, unwritable or full disks
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
