@@ -77,7 +77,7 @@ def test_readme_is_a_front_page(repo_root):
 
 def _slug(heading: str) -> str:
     """GitHub's anchor of a markdown heading: lower case, punctuation dropped, spaces to hyphens."""
-    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    text = re.sub(r"[`*]", "", heading.strip().lower())  # underscores stay: `## 01_set_size` is #01_set_size
     return re.sub(r"[^\w\- ]", "", text, flags=re.U).replace(" ", "-")
 
 
