@@ -581,6 +581,31 @@ def test_sweep_returns_one_tidy_table_and_reuses_the_cache(root, count_train, mo
     pd.testing.assert_frame_equal(again, table)
 
 
+def test_a_sweep_keeps_its_progress_file_current(root, monkeypatch, tmp_path):
+    """The monograph runner's progress lines read this file (``$DERAIN_PROGRESS_FILE``)."""
+    import json
+
+    configs = four_configs()
+    seen = []
+    real_run = experiments.run
+    progress = tmp_path / "progress.json"
+
+    def spy(*a, **k):
+        seen.append(json.loads(progress.read_text()))  # the state before each model
+        return real_run(*a, **k)
+
+    monkeypatch.setenv(sweeps.PROGRESS_ENV, str(progress))
+    sweeps.sweep(configs[:1], cache_root=root, progress=False)  # one cached model before the sweep below
+    monkeypatch.setattr(experiments, "run", spy)
+    sweeps.sweep(configs, cache_root=root, progress=False)
+    assert [(s["done"], s["total"], s["cached"]) for s in seen] == [(1, 4, 1), (2, 4, 1), (3, 4, 1)]
+    assert seen[0]["eta_s"] is None and seen[1]["eta_s"] > 0  # an ETA once a model has been trained
+    final = json.loads(progress.read_text())
+    assert (final["done"], final["total"], final["what"], final["eta_s"]) == (4, 4, "trained", 0.0)
+    monkeypatch.setenv(sweeps.PROGRESS_ENV, str(tmp_path / "no" / "such" / "folder" / "p.json"))
+    sweeps.sweep(configs, cache_root=root, progress=False)  # an unwritable progress file never stops a sweep
+
+
 def test_an_interrupted_sweep_finishes_only_the_missing_runs(root, monkeypatch):
     configs = four_configs()
     real = training.train

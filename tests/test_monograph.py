@@ -570,3 +570,21 @@ def test_a_run_outside_the_runner_keeps_latest_and_is_listed_with_a_warning(good
     page = (runs / "smoke" / "index.html").read_text()
     assert "outside the runner (JupyterLab or papermill), not shown: " + outside.name in page
     assert 'href="01_alpha/' in page  # the completed run's page is still linked
+
+
+def test_progress_lines_say_models_done_and_the_eta(tmp_path):
+    import io
+
+    path = tmp_path / runner.PROGRESS_FILE
+    out = io.StringIO()
+    lines = runner._ProgressLines("01_set_size", path, stream=out)
+    assert lines.poll() is None  # no file yet: nothing to say
+    path.write_text(json.dumps({"what": "trained", "done": 37, "total": 72, "cached": 0, "eta_s": 240}))
+    assert lines.poll() == "01_set_size: trained 37/72 models, ETA 4 min"
+    assert lines.poll() is None  # nothing new
+    path.write_text(json.dumps({"what": "trained", "done": 72, "total": 72, "cached": 8, "eta_s": 0}))
+    assert lines.poll() == "01_set_size: trained 72/72 models (8 from the cache), all done"
+    path.write_text("{broken")
+    assert lines.poll() is None
+    assert out.getvalue().splitlines() == ["01_set_size: trained 37/72 models, ETA 4 min",
+                                           "01_set_size: trained 72/72 models (8 from the cache), all done"]

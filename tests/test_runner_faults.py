@@ -470,6 +470,9 @@ def test_html_command_exports_the_latest_runs(tmp_path: Path) -> None:
     index = (runs / "smoke" / "index.html").read_text()
     assert 'href="01_offline/20260101T000000Z/01_offline.reader.html"' in index
     code, _, err = _main(["html", "--notebooks-dir", str(nbdir), "--runs-dir", str(tmp_path / "none")])
+    assert code == 2 and "no completed runs in" in err  # no --profile: the newest profile with runs, and none has
+    code, _, err = _main(["html", "--notebooks-dir", str(nbdir), "--runs-dir", str(tmp_path / "none"),
+                          "--profile", "quick"])
     assert code == 2 and "no runs of profile quick" in err
 
 

@@ -52,6 +52,9 @@ What ``run`` does
   outputs as text; :func:`export_html`) and writes ``<runs>/<profile>/index.html``;
   ``--no-input`` writes reader pages without code cells (``<stem>.reader.html``).
   ``html`` (re)exports the latest runs without running anything.
+* Talks while it works: a line when each notebook starts and ends, and one per model its sweeps finish
+  (``01_set_size: trained 37/72 models, ETA 4 min``, from the run folder's ``progress.json``, which the
+  kernel's sweeps keep current); ``--no-progress`` silences them.
 * ``--log-output`` streams what the cells print, and their progress bars as text
   lines (the kernels get ``DERAIN_PROGRESS=text``), to the terminal.
 
@@ -403,7 +406,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="export executed notebooks to self-contained HTML and write index.html")
     run.add_argument("--no-input", action="store_true",
                      help="with --html: reader pages without code cells (<stem>.reader.html), linked from the index")
-    run.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no progress lines (by default: one line per model a notebook trains, with an ETA)")
     run.add_argument("--log-output", action="store_true",
                      help="stream the notebooks' printed output and progress lines to the terminal (stderr)")
 
@@ -529,6 +533,13 @@ def _stream_cell_output(enabled: bool) -> Iterator[None]:
         logger.setLevel(old_level)
 
 
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "unknown time"
+    m, sec = divmod(round(seconds), 60)
+    return f"{m} min {sec} s" if m else f"{sec} s"
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     runs_dir = _checked_runs_dir(store.runs_root(args.runs_dir))
     _checked_runs_dir(store.cache_root(), "the model cache ($DERAIN_RUNS/cache or <repo>/runs/cache)")  # the kernels'
@@ -566,10 +577,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if failed is not None or stopped is not None:
                 records.append(RunRecord(info=info, status="not run"))
                 continue
-            print(f"== {info.stem} [{args.profile}]", file=sys.stderr)
+            print(f"== {info.stem} [{args.profile}] ({selected.index(info) + 1} of {len(selected)} notebooks)",
+                  file=sys.stderr)
             try:
                 rec = execute(info, args.profile, runs_dir, per_notebook[info.stem],
                               progress=not args.no_progress, log_output=args.log_output)
+                print(f"== {info.stem}: {rec.status} in {_duration(rec.wall_s)}", file=sys.stderr)
             except (KeyboardInterrupt, _Terminated) as err:
                 stopped = err
                 records.append(getattr(err, "run_record", None) or RunRecord(info=info, status="interrupted"))

@@ -485,6 +485,63 @@ def ensure_python3_kernel(kernel_name: str = KERNEL_NAME) -> str:
     return f"kernel {kernel_name} was {why}; installed {where} for {sys.executable}"
 
 
+PROGRESS_FILE = "progress.json"
+"""The sweeps' progress in a run folder (``$DERAIN_PROGRESS_FILE`` of its kernel), read by :class:`_ProgressLines`."""
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+class _ProgressLines:
+    """Prints a line to stderr whenever a running notebook's sweep finishes a model.
+
+    ``01_set_size: trained 37/72 models, ETA 4 min`` (the ETA at the rate of the models trained so far; models
+    read from the cache count as done at once). A thread polls the run folder's :data:`PROGRESS_FILE` every
+    ``interval`` seconds; it stops with the notebook.
+    """
+
+    def __init__(self, stem: str, path: Path, interval: float = 2.0, stream: Any = None) -> None:
+        import threading
+
+        self.stem, self.path, self.interval = stem, path, interval
+        self.stream = stream if stream is not None else sys.stderr
+        self.last: tuple[Any, ...] | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=f"progress-{stem}", daemon=True)
+
+    def __enter__(self) -> _ProgressLines:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.poll()  # the last state, if the final update came between two polls
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> str | None:
+        """Print (and return) the progress line when the file says something new."""
+        try:
+            rec = json.loads(self.path.read_text(encoding="utf-8"))
+            key = (rec["what"], int(rec["done"]), int(rec["total"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if key == self.last:
+            return None
+        self.last = key
+        eta = rec.get("eta_s")
+        tail = (", all done" if key[1] >= key[2] else
+                f", ETA {_minutes(float(eta))}" if isinstance(eta, (int, float)) else "")
+        cached = f" ({rec['cached']} from the cache)" if rec.get("cached") else ""
+        line = f"{self.stem}: {key[0]} {key[1]}/{key[2]} models{cached}{tail}"
+        print(line, file=self.stream, flush=True)
+        return line
+
+
 @contextlib.contextmanager
 def _kernel_environment() -> Iterator[None]:
     """The environment the runner's kernels start in, restored afterwards.
@@ -514,6 +571,22 @@ def _kernel_environment() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _progress_env(path: Path) -> Iterator[None]:
+    """``$DERAIN_PROGRESS_FILE`` = ``path`` for the kernel started inside (restored afterwards)."""
+    from derain_utils.lab.sweeps import PROGRESS_ENV
+
+    saved = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = str(path)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = saved
 
 
 KERNEL_LOG = "kernel.log"
@@ -744,11 +817,12 @@ def execute(
     _write_runner_json(rec, profile, started)  # marks the folder before anything else is written into it
     rec.status = "failed"
     t0 = time.perf_counter()
+    lines = _ProgressLines(info.stem, folder / PROGRESS_FILE) if progress and not log_output else None
     try:
-        with _kernel_environment():
+        with _kernel_environment(), _progress_env(folder / PROGRESS_FILE), lines or contextlib.nullcontext():
             papermill.execute_notebook(
                 str(info.path), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
-                cwd=str(info.path.parent), progress_bar=progress, log_output=log_output,
+                cwd=str(info.path.parent), progress_bar=False, log_output=log_output,
                 config=_client_config(), coalesce_streams=True,
                 kernel_manager_class=_kernel_manager_class(folder / KERNEL_LOG),
             )
