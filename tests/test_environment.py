@@ -1,4 +1,5 @@
-"""The conda environment file and pyproject.toml must name the same packages."""
+"""The conda environment file and pyproject.toml must name the same packages (the runtime ones, the notebook
+tools of the `notebooks` extra and the dev tools), each once; environment.yml is read as YAML."""
 from __future__ import annotations
 
 import re
@@ -16,7 +17,9 @@ def _name(requirement: str) -> str:
 
 def _pyproject_lists(repo_root):
     project = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
-    return [_name(r) for r in project["dependencies"]], [_name(r) for r in project["optional-dependencies"]["dev"]]
+    extras = project["optional-dependencies"]
+    return ([_name(r) for r in project["dependencies"]] + [_name(r) for r in extras["notebooks"]],
+            [_name(r) for r in extras["dev"]])
 
 
 def _pyproject(repo_root):
@@ -25,18 +28,11 @@ def _pyproject(repo_root):
 
 
 def _environment_list(repo_root):
-    names = []
-    in_deps = False
-    for line in (repo_root / "environment.yml").read_text().splitlines():
-        stripped = line.split("#", 1)[0].rstrip()
-        if stripped.startswith("dependencies:"):
-            in_deps = True
-            continue
-        if not in_deps or not stripped.strip():
-            continue
-        m = re.match(r"^  - ([A-Za-z0-9_.\-]+)", stripped)
-        if m:
-            names.append(CONDA_TO_PYPI.get(m.group(1).lower(), m.group(1).lower()))
+    """The conda packages of environment.yml, read as YAML (its `pip:` entry, the project itself, left out)."""
+    import yaml
+
+    env = yaml.safe_load((repo_root / "environment.yml").read_text())
+    names = [CONDA_TO_PYPI.get(_name(d), _name(d)) for d in env["dependencies"] if isinstance(d, str)]
     return [n for n in names if n not in NOT_PACKAGES]
 
 
@@ -71,7 +67,32 @@ def test_every_environment_line_says_what_needs_it(repo_root):
 def test_parser_sees_the_packages(repo_root):
     # guards the test above against a parser that silently finds nothing
     env = _environment(repo_root)
-    assert {"torch", "numpy", "papermill"} <= env
+    assert {"torch", "numpy", "papermill", "ruff"} <= env and "python" not in env
+
+
+def test_the_library_imports_without_the_notebook_tools(repo_root):
+    """The notebook tools are an extra: every module but the widgets imports without them."""
+    import subprocess
+    import sys
+
+    code = """
+import importlib, pkgutil, sys
+TOOLS = {"papermill", "nbformat", "nbconvert", "nbclient", "jupytext", "ipywidgets", "jupyterlab", "ipykernel",
+         "IPython", "jupyter_client"}
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in TOOLS:
+            raise ImportError(f"blocked: {name}")
+sys.meta_path.insert(0, Block())
+import derain_utils
+done = [importlib.import_module(m.name).__name__ for m in pkgutil.walk_packages(derain_utils.__path__, "derain_utils.")
+        if m.name != "derain_utils.book.widgets"]
+assert not [t for t in TOOLS if t in sys.modules], [t for t in TOOLS if t in sys.modules]
+print(len(done))
+"""
+    res = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert int(res.stdout.strip()) > 40
 
 
 def test_makefile_installs_torch_from_the_cpu_index_only_when_asked(repo_root):

@@ -588,3 +588,12 @@ def test_progress_lines_say_models_done_and_the_eta(tmp_path):
     assert lines.poll() is None
     assert out.getvalue().splitlines() == ["01_set_size: trained 37/72 models, ETA 4 min",
                                            "01_set_size: trained 72/72 models (8 from the cache), all done"]
+
+
+def test_without_the_notebook_tools_the_command_line_names_the_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "papermill" else real(name, *a))
+    code, _, err = _run(["list"])
+    assert code == 2 and "papermill missing" in err and "pip install -e '.[notebooks]'" in err

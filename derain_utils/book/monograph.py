@@ -100,6 +100,7 @@ from derain_utils.book.runner import (
     parse_header,
     parse_param,
     preflight,
+    require_notebook_tools,
     resolve_parameters,
     run_folders,
     run_status,
@@ -681,6 +682,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        require_notebook_tools()
         if args.command == "list":
             return _cmd_list(args)
         if args.command == "html":
@@ -693,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"results page: {index}")
             return 0
         return _cmd_run(args)
-    except (ValueError, OSError) as err:  # OSError: FileNotFoundError, unwritable or full disks
+    except (ValueError, OSError, ImportError) as err:  # OSError: FileNotFoundError, unwritable or full disks
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, _Terminated):

@@ -485,6 +485,20 @@ def ensure_python3_kernel(kernel_name: str = KERNEL_NAME) -> str:
     return f"kernel {kernel_name} was {why}; installed {where} for {sys.executable}"
 
 
+NOTEBOOK_TOOLS: tuple[str, ...] = ("papermill", "nbformat", "nbconvert", "jupytext", "ipykernel")
+"""The modules the runner and the HTML pages need (the ``notebooks`` extra)."""
+
+
+def require_notebook_tools() -> None:
+    """Raise ImportError, naming the extra to install, when a notebook tool is missing."""
+    import importlib.util
+
+    missing = [m for m in NOTEBOOK_TOOLS if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"the notebook tools are not installed ({', '.join(missing)} missing): "
+                          "pip install -e '.[notebooks]' (make install installs them)")
+
+
 PROGRESS_FILE = "progress.json"
 """The sweeps' progress in a run folder (``$DERAIN_PROGRESS_FILE`` of its kernel), read by :class:`_ProgressLines`."""
 
