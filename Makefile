@@ -51,9 +51,10 @@ test: install
 lint: install
 	$(PY) -m ruff check derain_utils tests notebooks
 
-# HTML pages of the latest runs of PROFILE (with code; ARGS=--no-input for reader pages)
+# HTML pages of the latest runs (with code; ARGS=--no-input for reader pages): of PROFILE when it is given
+# (make html PROFILE=smoke), else of the profile with the newest completed runs
 html: install
-	$(PY) -m derain_utils.book.monograph html --profile $(PROFILE) $(ARGS)
+	$(PY) -m derain_utils.book.monograph html $(if $(filter command line environment,$(origin PROFILE)),--profile $(PROFILE),) $(ARGS)
 
 test-all: install
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
