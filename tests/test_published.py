@@ -190,6 +190,7 @@ def test_the_card_takes_a_published_network_by_name(shared_data, tmp_path):
     assert rec["model"]["train_rain"] is None and rec["model"]["n_params"] == 168_963
     page = (out / "report.md").read_text()
     assert re.search(r"sha256 `127c0098", page) and "raw.githubusercontent.com/csdwren/PReNet" in page
+    assert "Its training rain is unknown to the card (none of the presets); on the synthetic presets it removes" in page
     paired = rec["summary"]
     assert any(s["set"] == "rain100H_dev" and s["removal"] > 0.5 for s in paired)
 

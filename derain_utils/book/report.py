@@ -643,7 +643,8 @@ def headline(summary: pd.DataFrame) -> dict[str, float]:
     it when the training rain was not tested); ``ood_removal`` the mean over the OOD presets;
     ``retained`` = OOD / in-distribution removal: the share of what the model does on its own
     rain that it still does on unseen rain (NaN when it removes nothing in-distribution).
-    Also ``perspective_removal``, ``paired_removal`` (mean over paired sets) and ``clean_psnr_y``.
+    Also ``preset_removal`` (mean over every preset: what a model whose training rain is unknown is described
+    by), ``perspective_removal``, ``paired_removal`` (mean over paired sets) and ``clean_psnr_y``.
     """
     pre = summary[summary["kind"] == "preset"]
     idr = pre.loc[pre["relation"] == "training", "removal"]
@@ -658,6 +659,7 @@ def headline(summary: pd.DataFrame) -> dict[str, float]:
         "id_removal": id_m,
         "ood_removal": ood_m,
         "retained": ood_m / id_m if id_m > 0.02 else math.nan,
+        "preset_removal": float(pre["removal"].mean()) if len(pre) else math.nan,
         "perspective_removal": get("perspective", "removal"),
         "paired_removal": get("paired", "removal"),
         "clean_psnr_y": get("clean", "psnr_y"),
@@ -713,8 +715,12 @@ def _sentence(h: Mapping[str, float], loaded: LoadedModel) -> str:
     def f(v: float) -> str:
         return "n/a" if not math.isfinite(v) else f"{v:.2f}"
 
-    parts = [f"On its training rain ({loaded.train_rain}) the model removes {f(h['id_removal'])} of the rain's "
-             f"error; on the unseen presets {f(h['ood_removal'])} (mean)"]
+    if loaded.train_rain is None:  # a published network: its training rain is none of the presets
+        parts = [f"Its training rain is unknown to the card (none of the presets); on the synthetic presets it removes "
+                 f"{f(h['preset_removal'])} of the rain's error (mean)"]
+    else:
+        parts = [f"On its training rain ({loaded.train_rain}) the model removes {f(h['id_removal'])} of the rain's "
+                 f"error; on the unseen presets {f(h['ood_removal'])} (mean)"]
     if math.isfinite(h["retained"]):
         parts.append(f", i.e. it keeps {100 * h['retained']:.0f}% of its in-distribution removal")
     text = "".join(parts) + "."
