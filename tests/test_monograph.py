@@ -597,3 +597,15 @@ def test_without_the_notebook_tools_the_command_line_names_the_extra(monkeypatch
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "papermill" else real(name, *a))
     code, _, err = _run(["list"])
     assert code == 2 and "papermill missing" in err and "pip install -e '.[notebooks]'" in err
+
+
+def test_a_verdict_without_an_effect_reads_as_such_in_the_summary(tmp_path):
+    folder = tmp_path / "smoke" / "01_x" / "20260101T000000Z"
+    folder.mkdir(parents=True)
+    verdict.Verdict.from_dict(dict(
+        notebook="01_x", finding="F.", reproduced=False, verdict="inconclusive", p_value=float("nan"),
+        primary_outcome="removal", primary_preset="small", n_models=0, statistic="rho", effect=float("nan"),
+        ci95=[float("nan"), float("nan")], n_seeds=0, profile="smoke", summary="S.", wall_s=1.0)).write(folder)
+    info = runner.NotebookInfo(path=tmp_path / "01_x.ipynb", stem="01_x", number="01", title="X", finding="F.")
+    row = monograph._row(runner.RunRecord(info=info, status="completed", folder=folder))
+    assert row["result"] == "no effect computed (smoke run: plumbing only)" and "nan" not in row["result"]

@@ -209,6 +209,8 @@ def _row(rec: RunRecord) -> dict[str, Any]:
         else:
             finding = v.finding or finding
             result, n_seeds, n_models = v.result, v.n_seeds, v.n_models
+            if not math.isfinite(v.effect):  # no "nan [nan, nan]" in a table a reader reads
+                result = "no effect computed" + (" (smoke run: plumbing only)" if v.profile == "smoke" else "")
             p_value = None if not math.isfinite(v.p_value) else float(f"{v.p_value:.3g}")
             if rec.status == "completed":
                 label = v.label
