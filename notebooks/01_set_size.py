@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from derain_utils.book import notebook, pictures, plotting, widgets
+from derain_utils.book import layout, notebook, pictures, plotting, widgets
 from derain_utils.lab import designs, experiments, ladder, profiles, sweeps
 from derain_utils.measure import baselines, outcome
 from derain_utils.stats import inference, questions, sensitivity
@@ -150,7 +150,7 @@ k = min(16, N_HI)
 fig = pictures.image_grid(first.train[:k], ncols=8, titles=[f"#{i + 1}" for i in range(k)],
                           suptitle=f"The first {k} training tiles of seed {TRAIN_SEEDS[0]}: the N = {N_LO} set is "
                                    f"#1-#{N_LO}")
-fig.savefig(RUN / "fig_backgrounds.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_backgrounds.png")
 
 # %% [markdown]
 # **Rain.** Every model is trained on one rain preset and tested on it (in-distribution) and on presets whose
@@ -162,7 +162,7 @@ EXPLORER = widgets.DerainExplorer.from_configs([c for c in CONFIGS if ARM[c.key(
 cols = ["density", "length", "width", "angle", "intensity", "in_distribution", "ood_fields"]
 display(rain.presets_table(TRAIN_RAIN).set_index("name").loc[PRESETS, cols])
 fig = pictures.rain_examples(EXPLORER.eval_set, index=0, train_preset=TRAIN_RAIN)
-fig.savefig(RUN / "fig_rain.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_rain.png")
 
 # %% [markdown]
 # ## Training, and the fixed filters on the same test images
@@ -202,11 +202,11 @@ display(Markdown("Stalled (left out of every test): " + ("; ".join(
 # %%
 SHOWN = FIT if len(FIT) else OUT  # (a smoke run's models may all stall: show them rather than nothing)
 fig = plotting.outcome_vs_n(SHOWN, suptitle="Unseen rain, pooled: model-level outcomes against N")
-fig.savefig(RUN / "fig_outcome_vs_n.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_outcome_vs_n.png")
 MT = outcome.model_table(DF[DF["arm"] == PRIMARY], FRONT, model_cols=("key", "n_train", "seed"))
 fig = plotting.frontier_panels(MT, FRONT, OOD, hue="n_train", hue_label="N",
                                suptitle=f"{PRIMARY}: removal against background PSNR, per unseen rain")
-fig.savefig(RUN / "fig_frontier.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_frontier.png")
 BY_N = SHOWN.groupby(["arm", "n_train"])[["excess_removal", "removal", "bg_psnr", "removal_train"]].mean()
 display(BY_N.unstack("n_train").round(3))
 
@@ -286,7 +286,7 @@ if len(LADDER_OUT):
                           questions={"paper": "raw removal, N small minus large", "beyond_fidelity":
                                      "excess removal, N small minus large"},
                           suptitle=f"{PRIMARY}: the effect of N (N = {N_LO} minus {N_HI}) at each training budget")
-    fig.savefig(RUN / "fig_ladder.png", dpi=120, bbox_inches="tight")
+    layout.save(fig, RUN / "fig_ladder.png")
     display(LADDER_TESTS.pivot_table(index=["test_set", "rung"], columns="question", values=["difference", "p"],
                                      sort=False).round(3))
     display(LADDER_READING.set_index(["question", "test_set"]))
@@ -353,7 +353,7 @@ IMG = widgets.representative_image(DF[DF["arm"] == PRIMARY], P_EX, N_LO, N_HI)
 EXAMPLES = [EXPLORER.example(n, TRAIN_SEEDS[0], P_EX, IMG) for n in (N_LO, N_HI)]
 fig = pictures.derain_grid(EXAMPLES, [EXPLORER.label(ex) for ex in EXAMPLES],
                            suptitle=f"{IMG} under {P_EX} rain (unseen)")
-fig.savefig(RUN / "fig_examples.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_examples.png")
 if INTERACTIVE:
     display(EXPLORER.widget())
 

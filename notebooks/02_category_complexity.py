@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from derain_utils.book import category_plots, notebook, pictures, plotting, widgets
+from derain_utils.book import category_plots, layout, notebook, pictures, plotting, widgets
 from derain_utils.lab import designs, sweeps
 from derain_utils.measure import complexity, metric_table, outcome
 from derain_utils.stats import inference, power, questions, sensitivity
@@ -144,11 +144,11 @@ print(f"complexity of {len(TILE_TABLE)} tiles and {len(CX)} autoencoders in {tim
 fig = pictures.image_grid([list(TILES[c][1][:8]) for c in ALL_ORDER] + [list(TEST.eval_set[TRAIN_RAIN].background[:8])],
                           row_labels=[*ALL_ORDER, f"common test\n({COMMON})"],
                           suptitle="Training tiles of each category (simple to complex) and the common test set")
-fig.savefig(RUN / "fig_backgrounds.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_backgrounds.png")
 fig = category_plots.measures_by_category(
     CX_SUMMARY, order=ALL_ORDER, palette=PALETTE,
     suptitle=f"Complexity of the training tiles (each group simple to complex by {PRIMARY})")
-fig.savefig(RUN / "fig_measures.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_measures.png")
 display(CX.loc[ALL_ORDER].round(3))
 
 # %% [markdown]
@@ -199,13 +199,13 @@ PER_PRESET = outcome.model_table(COMMON_ROWS[COMMON_ROWS["train_rain"] == TRAIN_
 for g, cats in ORDER.items():
     fig = plotting.frontier_panels(PER_PRESET[PER_PRESET["background"].isin(cats)], FRONT, OOD, order=cats,
                                    palette=PALETTE, suptitle=f"{g.capitalize()} categories on the common test set")
-    fig.savefig(RUN / f"fig_frontier_{g}.png", dpi=120, bbox_inches="tight")
+    layout.save(fig, RUN / f"fig_frontier_{g}.png")
 fig, axes = plt.subplots(1, len(ORDER), figsize=(5.2 * len(ORDER), 4), layout="constrained", squeeze=False)
 for ax, (g, cats) in zip(axes[0], ORDER.items()):
     category_plots.category_scatter(OUT[(OUT["kind"] == g) & (OUT["role"] == "main")], PRIMARY,
                                     outcome.PRIMARY_OUTCOME, order=cats, palette=PALETTE, ax=ax,
                                     ylabel="excess removal of unseen rain", title=f"{g} categories")
-fig.savefig(RUN / "fig_excess_vs_complexity.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_excess_vs_complexity.png")
 
 # %% [markdown]
 # ## The tests, and which complexity measure predicts best
@@ -280,7 +280,7 @@ if DOSE_ON:
                                outcome.PRIMARY_OUTCOME: "beyond fidelity (over the filters)"},
         complexity=DOSE_CX, complexity_label=PRIMARY,
         suptitle=f"Dose-response on the common test set ({COMMON}), {len(PROF.seeds)} seeds")
-    fig.savefig(RUN / "fig_dose_response.png", dpi=120, bbox_inches="tight")
+    layout.save(fig, RUN / "fig_dose_response.png")
     display(PER_MIX.set_index(["mix", "question"]).round(3))
     display(Markdown(f"**Dose-response ({', '.join(m for m in DOSE_ROWS['mix'].unique())}; pooled over the mixes):** "
                      f"{DOSE_HEADLINE}"))
@@ -332,7 +332,7 @@ fig = pictures.derain_grid(EXAMPLES, ["\n".join([f"{c}, {r} rain", *(metric_tabl
                                                                      ("removal", "bg_psnr"))])
                                       for (c, r), ex in zip(shown, EXAMPLES)],
                            suptitle=f"{IMG} under {P_EX} rain (unseen by the {TRAIN_RAIN} models), seed {PROF.seeds[0]}")
-fig.savefig(RUN / "fig_examples.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_examples.png")
 if INTERACTIVE:
     import ipywidgets
 

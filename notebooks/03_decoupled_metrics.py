@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from derain_utils.book import category_plots, notebook, pictures, plotting
+from derain_utils.book import category_plots, layout, notebook, pictures, plotting
 from derain_utils.lab import designs, experiments, profiles, sweeps
 from derain_utils.measure import dynamics, metrics, outcome, probes
 from derain_utils.stats import inference, questions, sensitivity
@@ -148,13 +148,13 @@ EQUAL = pd.DataFrame([{"output": k, "psnr": metrics.psnr(PAIR["background"], d),
 display(EQUAL.round(3))
 fig = category_plots.decoupled_regions(PAIR["background"], PAIR["rainy"], MASK,
                                        suptitle=f"{TEST.names[IDX]} under {TRAIN_RAIN} rain (the training rain)")
-fig.savefig(RUN / "fig_regions.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_regions.png")
 err = [np.abs(d - PAIR["background"]).mean(-1) * 4 for d in OUTS.values()]  # error maps, x4 for visibility
 fig = pictures.image_grid([PAIR["rainy"], *OUTS.values(), PAIR["background"], *err], ncols=3,
                           titles=["rainy input O", "D1: leaves half\nthe rain", "D2: removes the rain,\nblurs the "
                                   "background", "background B", "|D1 − B| x 4", "|D2 − B| x 4"],
                           suptitle=f"Both outputs: whole-image PSNR {PAIR['psnr']:.2f} dB")
-fig.savefig(RUN / "fig_equal_psnr.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_equal_psnr.png")
 
 # %% [markdown]
 # ## The models, and what whole-image PSNR is made of
@@ -179,7 +179,7 @@ print(f"{DESIGN.n_models} models of the contrast ready in {time.perf_counter() -
       f"models in the decomposition (backgrounds {sorted(MODELS['background'].unique())})")
 fig = category_plots.psnr_vs_metrics(MODELS, ("removal", "bg_psnr", "rain_psnr"), reference=IN_DIST,
                                      suptitle="Whole-image PSNR against each decoupled metric (one point per model)")
-fig.savefig(RUN / "fig_psnr_vs_decoupled.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_psnr_vs_decoupled.png")
 display(R2.round(3))
 LEADS = "rain removal" if R2.loc[OOD, "share_removal"].mean() > R2.loc[OOD, "share_bg_psnr"].mean() \
     else "background fidelity"
@@ -217,11 +217,11 @@ for name, groups in (("dynamics", DESIGN.groups), ("dynamics_procedural", DESIGN
             LIVE[LIVE["background"].isin(order)], list(TITLES), hue_order=order, style=None, titles=TITLES,
             ylabels=LABELS, suptitle=f"During training ({len(ALIVE)} of {len(OUT)} models: those that did not stall, "
                                      "unless a background would be left empty; mean over seeds, 95% band)")
-        fig.savefig(RUN / f"fig_{name}.png", dpi=120, bbox_inches="tight")
+        layout.save(fig, RUN / f"fig_{name}.png")
 fig = plotting.frontier_panels(outcome.model_table(TRAINED.eval, FRONT, model_cols=("key", "seed")), FRONT, OOD,
                                order=list(GROUP), suptitle="Final networks on their own test images, over the "
                                                            "fixed-filter frontier of those images")
-fig.savefig(RUN / "fig_frontier.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_frontier.png")
 MC = dynamics.model_curves(CURVE[CURVE["key"].isin(ALIVE)], by=["key", "background", "seed"])
 LEARN = dynamics.learning_summary(MC, ("removal_id", "removal_ood", "bg_psnr"), by=("background",))
 LEARN.insert(1, "group", LEARN["background"].map(GROUP))
@@ -263,7 +263,7 @@ fig = pictures.image_grid([[first[k][0] for k in keys]] + [
                                       for r in SHOWN)],
     titles=[*(f"grey + {p}\n({'training rain' if p in IN_DIST else 'unseen'})" for p in PRESETS), f"unseen: {UNSEEN}"],
     row_labels=["input", *(f"{r.config.background} ({GROUP[r.config.background]})" for r in SHOWN)])
-fig.savefig(RUN / "fig_probes.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_probes.png")
 if INTERACTIVE:
     import ipywidgets
 

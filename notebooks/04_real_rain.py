@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from derain_utils.book import notebook, pictures, plotting, report, zoo
+from derain_utils.book import layout, notebook, pictures, plotting, report, zoo
 from derain_utils.lab import designs, experiments, sweeps
 from derain_utils.measure import baselines, outcome, rainmeter, realscores
 from derain_utils.nets import published, training
@@ -218,7 +218,7 @@ k = min(4, len(PERSP))
 fig = pictures.image_grid([list(SYN.background[:k]), list(SYN.rainy[:k]), list(SYN.rain[:k])],
                           row_labels=["background", "perspective rain", "rain layer R"],
                           suptitle=f"Held-out {BG} images ({PERSPECTIVE_SIZE} px) with perspective rain (NOT real rain)")
-fig.savefig(RUN / "fig_perspective.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_perspective.png")
 
 # %% [markdown]
 # ## Every network and every fixed filter on the same pairs
@@ -362,7 +362,7 @@ display(SENS.set_index(["question", "variant"]).drop(columns=["outcome"]).round(
 sc = PRIMARY_SCALE
 fig = plotting.frontier_panels(MT[MT["scale"] == sc], baselines.frontier(BROWS[BROWS["scale"] == sc]), ALL_SETS,
                                hue="n_train", hue_label="N", suptitle=f"Removal against background PSNR ({sc} scale)")
-fig.savefig(RUN / "fig_frontier.png", dpi=120, bbox_inches="tight")
+layout.save(fig, RUN / "fig_frontier.png")
 EX_SET = DECL.presets[0]
 per_img = ROWS[(ROWS["scale"] == sc) & (ROWS["set"] == EX_SET)].groupby(["group", "image"])["removal"].mean().unstack(0)
 EX_IMG = (per_img["few"] - per_img["many"]).sort_values().index[len(per_img) // 2]
@@ -370,7 +370,7 @@ ex = next(p for p in (PERSP if EX_SET == "perspective" else PAIRS[sc]) if p.set 
 outs = {LABELS[GROUP[c.key()]]: derain(c.key(), [ex.rainy])[0] for c in CONFIGS if c.seed == TRAIN_SEEDS[0]}
 fig = pictures.removed_layer_grid([{"name": f"{EX_SET} / {EX_IMG}", "rainy": ex.rainy, "target": ex.target,
                                     "outputs": outs}], list(outs), size=2.6)
-fig.savefig(RUN / "fig_paired_example.png", dpi=110, bbox_inches="tight")
+layout.save(fig, RUN / "fig_paired_example.png", dpi=110)
 
 # %% [markdown]
 # ## Real photographs: no ground truth (exploratory)
@@ -397,7 +397,7 @@ for name, photos in PHOTOS.items():
         [{"name": photos[j][0], "rainy": photos[j][1], "rainfree": free[j],
           "outputs": {LABELS[GROUP[c.key()]]: outs[c.key()][j] for c in first}} for j in shown],
         [LABELS[GROUP[c.key()]] for c in first], size=2.3, suptitle=f"Real rainy photos ({name})")
-    fig.savefig(RUN / f"fig_real_{name}.png", dpi=110, bbox_inches="tight")
+    layout.save(fig, RUN / f"fig_real_{name}.png", dpi=110)
 REAL_ROWS = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 REAL_SUMMARY = (report.group_summary(REAL_ROWS, PROXIES, by=("set", "group"), seed=SEED) if len(REAL_ROWS)
                 else pd.DataFrame())
@@ -442,7 +442,7 @@ if NETS:
     fig = plotting.frontier_panels(LENS_TABLE, LENS_FRONT, [g for g in LENS_SETS if g in set(LENS_TABLE["preset"])],
                                    hue="network", order=list(NETS), ncols=4, suptitle="Published networks: removal "
                                    "against background PSNR, over each set's fixed-filter frontier")
-    fig.savefig(RUN / "fig_published.png", dpi=120, bbox_inches="tight")
+    layout.save(fig, RUN / "fig_published.png")
     PHOTO_OUT = {(spec, name): zoo.derain(m, [p[1] for p in photos]) for spec, m in NETS.items()
                  for name, photos in PHOTOS.items()}
     PUB_REAL = pd.concat([report.real_rows(PHOTOS[name], out, rainfree=[realscores.rain_free_mask(p[1]) for p in

@@ -176,6 +176,7 @@ def test_smoke_run(path: Path, tmp_path: Path):
     assert v.summary
     for key in spec.get("extra", []):
         assert key in v.extra, f"verdict.json lacks {key}"
+    assert v.extra["figure_overlaps"] == {}, v.extra["figure_overlaps"]  # layout.save found no overlapping text
     # both declared questions, both decided (a smoke run is always inconclusive)
     assert v.verdict == v.verdict_beyond_fidelity == "inconclusive"
     assert v.primary_outcome == "removal" and v.extra["beyond_fidelity"]["primary_outcome"] == "excess_removal"

@@ -31,6 +31,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from derain_utils.book import layout
 from derain_utils.book.pictures import image_grid, to_image
 from derain_utils.book.plotting import (
     _MARKERS,
@@ -159,7 +160,7 @@ def psnr_vs_metrics(
                 xs = np.linspace(xv[ok].min(), xv[ok].max(), 2)
                 ax.plot(xs, slope * xs + icpt, color=colours[p], linewidth=1.0, alpha=0.7, zorder=2)
         ax.set_xlabel(metric_table.label(m))
-        ax.set_ylabel(metric_table.label(y))
+        ax.set_ylabel(layout.wrap(metric_table.label(y), 30))
         ax.set_title(metric_table.title(m))
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small",
@@ -223,7 +224,7 @@ def curves_vs_step(
                            linestyle=_LINESTYLES[j % len(_LINESTYLES)], linewidth=1.8,
                            marker=_MARKERS[j % len(_MARKERS)], markersize=4, label=label)
         ax.set_xlabel("training step" if x == "step" else x)
-        ax.set_ylabel((ylabels or {}).get(m, metric_table.label(m)))
+        ax.set_ylabel(layout.wrap((ylabels or {}).get(m, metric_table.label(m)), 30))  # no taller than its panel
         ax.set_title(titles.get(m, metric_table.title(m)))
     removal_axes = [ax for ax, m in zip(axes[0], metrics) if m.startswith("removal")]
     if len(removal_axes) > 1:  # removal panels share one scale, so their levels compare at a glance
@@ -359,8 +360,10 @@ def category_scatter(
         if annotate:
             ax.annotate(cat, (float(r[x]), float(r[y])), xytext=(6, 4), textcoords="offset points",
                         fontsize="small", color="0.2")
+    if annotate:
+        layout.separate(ax.texts[-len(cats):])  # two categories with close means: labels one above the other
     ax.set_xlabel(xlabel if xlabel is not None else metric_table.label(x))
-    ax.set_ylabel(ylabel if ylabel is not None else metric_table.label(y))
+    ax.set_ylabel(layout.wrap(ylabel if ylabel is not None else metric_table.label(y), 34))
     if title:
         ax.set_title(title)
     if legend:

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from derain_utils import store
-from derain_utils.book import runs
+from derain_utils.book import layout, runs
 from derain_utils.lab import designs, profiles
 from derain_utils.stats import inference, questions, verdict
 from derain_utils.synth import rain
@@ -93,6 +93,7 @@ def start(
                      provenance=dict(provenance))
     nb.write_provenance()
     nb.box = _show(PENDING_BOX, update=None)
+    layout.FOUND.clear()  # the overlaps layout.save finds in this run's figures
     return nb
 
 
@@ -238,7 +239,7 @@ def finish(
     runs.write_results(nb.dir, results, required_columns=required_columns)
     for name, table in (tables or {}).items():
         store.write_csv(nb.dir / name, table)
-    record = verdict_record(nb, **fields)
+    record = verdict_record(nb, **{"figure_overlaps": dict(layout.FOUND), **fields})
     record.write(nb.dir)
     nb.write_provenance(wall_s=record.wall_s, outputs=sorted(p.name for p in nb.dir.iterdir() if p.is_file()))
     effect = record.result if math.isfinite(record.effect) else f"{record.statistic} = nan"

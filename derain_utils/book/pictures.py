@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from derain_utils.book import layout
 from derain_utils.measure import realscores
 from derain_utils.synth import rain
 
@@ -148,8 +149,8 @@ def image_grid(
                 t = titles[i * ncol + j] if flat_input else (titles[j] if i == 0 else None)
                 if t:
                     ax.set_title(t, fontsize="small")
-            if row_labels is not None and j == 0:
-                ax.set_ylabel(row_labels[i], fontsize="small")
+            if row_labels is not None and j == 0:  # horizontal, left of the row: a long label cannot reach the next row
+                ax.set_ylabel(row_labels[i], fontsize="small", rotation=0, ha="right", va="center")
     if suptitle:
         fig.suptitle(suptitle)
     return fig
@@ -184,7 +185,8 @@ def rain_examples(
     for name in names:
         spec = getattr(eval_set[name], "spec", name)
         ood = rain.ood_fields(train_preset, spec)
-        titles.append(f"{name}\n(in-distribution)" if not ood else f"{name}\n(OOD: {', '.join(ood)})")
+        why = "(in-distribution)" if not ood else layout.wrap(f"(OOD: {', '.join(ood)})", 20)  # fits its column
+        titles.append(f"{name}\n{why}")
     rows = [[eval_set[p].rainy[index] for p in names], [eval_set[p].rain[index] for p in names]]
     return image_grid(rows, titles=titles, row_labels=["rainy O = B + R", "rain layer R"], size=size)
 

@@ -47,6 +47,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from derain_utils.book import layout
 from derain_utils.book.pictures import to_image
 from derain_utils.measure import metric_table
 
@@ -304,7 +305,7 @@ def metric_vs_n(
     if log_x:
         _log2_axis(ax, summary[x].tolist())
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(metric_table.label(metric))
+    ax.set_ylabel(layout.wrap(metric_table.label(metric), 30))
     if title:
         ax.set_title(title)
     if legend:
@@ -474,7 +475,7 @@ def report_card(
             ax.errorbar(i, v, yerr=err, fmt="o", color=_CARD_COLOURS[c], capsize=3, markersize=4)
         ax.set_xticks(range(len(s)))
         ax.set_xticklabels(s["set"].tolist(), rotation=30, ha="right", fontsize="small")
-        ax.set_ylabel(metric_table.label(m))
+        ax.set_ylabel(layout.wrap(metric_table.label(m), 30))
         ax.set_title(metric_table.title(m))
         if m == "removal":
             ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
@@ -644,7 +645,7 @@ def frontier_panels(
             ax.set_xlim(lo - 2 * pad, hi + pad)
         ax.set_title((titles or {}).get(g, g))
         ax.set_xlabel(metric_table.label("bg_psnr"))
-        ax.set_ylabel(metric_table.label("removal") if i % cols == 0 else "")
+        ax.set_ylabel(layout.wrap(metric_table.label("removal"), 30) if i % cols == 0 else "")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(max(len(labels), 1), 5), fontsize="small",
                frameon=False)
@@ -703,7 +704,7 @@ def outcome_vs_n(
             ax.axhline(0.0, color="0.4", linestyle=":", linewidth=1.0, zorder=0)
         _log2_axis(ax, d[x].tolist())
         ax.set_xlabel("training background tiles N")
-        ax.set_ylabel(labels.get(m, metric_table.label(m)))
+        ax.set_ylabel(layout.wrap(labels.get(m, metric_table.label(m)), 28))  # no taller than its panel
     handles, names = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=min(max(len(names), 1), 4), fontsize="small",
                frameon=False)
