@@ -91,9 +91,10 @@ def text_overlaps(fig: Figure, *, min_area: float = 4.0) -> list[str]:
     return found
 
 
-def save(fig: Figure, path: str | os.PathLike, *, dpi: int = 120, **kw: Any) -> Path:
+def save(fig: Figure, path: str | os.PathLike, *, dpi: int = 120, **kw: Any) -> None:
     """``fig.savefig(path, dpi=dpi, bbox_inches="tight", **kw)``, then :func:`text_overlaps`: each overlap is a
-    warning naming the file, and is kept in :data:`FOUND`. Returns the path."""
+    warning naming the file, and is kept in :data:`FOUND`. Returns None, as ``savefig`` does (a notebook cell that
+    ends with it shows no path)."""
     path = Path(path)
     found = text_overlaps(fig)
     fig.savefig(path, dpi=dpi, bbox_inches=kw.pop("bbox_inches", "tight"), **kw)
@@ -103,7 +104,6 @@ def save(fig: Figure, path: str | os.PathLike, *, dpi: int = 120, **kw: Any) -> 
                       + (" …" if len(found) > 4 else ""), stacklevel=2)
     else:
         FOUND.pop(path.name, None)
-    return path
 
 
 def separate(texts: Any, *, step: float = 11.0, tries: int = 8) -> None:
