@@ -161,6 +161,9 @@ def test_smoke_run(path: Path, tmp_path: Path):
     assert len(shown) >= len(spec.get("figures", [])), f"{len(shown)} figures shown in the notebook"
     assert not [o for c in executed.cells for o in c.get("outputs", [])
                 if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]  # text progress, no widgets
+    paths = [o for c in executed.cells for o in c.get("outputs", [])
+             if str(o.get("data", {}).get("text/plain", "")).startswith(("PosixPath(", "WindowsPath("))]
+    assert not paths, paths  # no cell shows a path of this machine as its result (was: layout.save's return value)
     # the verdict box near the top is filled in by the last cell (a display updated in place), and repeated at the end
     boxes = [(i, o["data"]["text/markdown"]) for i, c in enumerate(executed.cells) if c.cell_type == "code"
              for o in c.get("outputs", []) if "**Verdict" in o.get("data", {}).get("text/markdown", "")]
