@@ -87,7 +87,7 @@ print(f"backgrounds: {BG!r}" + ("" if BACKGROUND != "auto" else " (natural photo
                                                       "images with natural-image statistics)"))
 print(f"{len(CONFIGS)} models: " + "; ".join(f"{a}: {n}" for a, n in pd.Series(ARM).value_counts(sort=False).items())
       + f"; budget ladder: {len(RUNGS)} rungs ({', '.join(RUNGS) or 'none'}), "
-      f"{len({c.key() for c in LADDER_CONFIGS} - set(ARM))} more models; run folder: {RUN}")
+      f"{len({c.key() for c in LADDER_CONFIGS} - set(ARM))} more models; run folder: {NB.shown_dir}")
 
 # %% [markdown]
 # ## What is tested, declared before training

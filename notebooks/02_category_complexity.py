@@ -82,7 +82,7 @@ NB = notebook.start(
 RUN = NB.dir
 print(f"profile {PROFILE}: {PROF.arch} ({PROF.model_size}), {PROF.steps} steps, N = {PROF.category_n} tiles, "
       f"seeds {list(PROF.seeds)}; real categories {list(DESIGN.real) or '(none: set DATA_DIR or DERAIN_DATA)'}, "
-      f"ladder {list(DESIGN.ladder)}; common test set {COMMON!r}; run folder {RUN}")
+      f"ladder {list(DESIGN.ladder)}; common test set {COMMON!r}; run folder {NB.shown_dir}")
 
 # %% [markdown]
 # ## What is tested, declared before training

@@ -67,7 +67,8 @@ NB = notebook.start(
 RUN = NB.dir
 print(f"profile {PROFILE}: {PROF.arch} ({PROF.model_size}), {PROF.steps} steps, N = {PROF.category_n} tiles, "
       f"seeds {list(PROF.seeds)}; verdict ({DESIGN.source}): {DESIGN.groups}; illustration: {DESIGN.illustration}; "
-      f"{DESIGN.n_models} models scored at {DESIGN.curve_points} points during training; run folder {RUN}")
+      f"{DESIGN.n_models} models scored at {DESIGN.curve_points} points during training; "
+      f"run folder {NB.shown_dir}")
 
 # %% [markdown]
 # ## What is tested, declared before training

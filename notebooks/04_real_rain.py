@@ -96,7 +96,7 @@ RUN = NB.dir
 print(f"networks: {CONFIGS[0].arch} ({PROF.model_size}, {PROF.steps} steps) on {BG!r} backgrounds, N = {N_LO} and "
       f"N = {N_HI}, seeds {TRAIN_SEEDS}: {len(CONFIGS)} models of notebook 01")
 print(f"paired sets: {[p.name for p in PAIRED] or 'none found'} ({N_PAIRED or 'all'} pairs each); real photo "
-      f"folders: {[r.name for r in REAL] or 'none found'}; run folder: {RUN}")
+      f"folders: {[r.name for r in REAL] or 'none found'}; run folder: {NB.shown_dir}")
 
 # %% [markdown]
 # ## The rain of the paired sets, against the training and test presets

@@ -152,3 +152,15 @@ def test_the_verdict_box_says_both_verdicts_in_plain_words_and_smoke_is_plumbing
                                                                      t0=time.perf_counter()),
                                                          record=_record("smoke", 0.05), summary="S."))
     assert smoke.startswith("**Verdict: none (smoke run, plumbing only).**") and "nan" not in smoke
+
+
+def test_pages_show_the_run_folder_relative_to_the_runs_root(tmp_path, monkeypatch, capsys):
+    """was: every page carried the absolute path of the machine that ran it"""
+    monkeypatch.setenv("DERAIN_RUNS", str(tmp_path / "runs"))
+    nb = notebook.start("01_set_size", "A finding.", "quick", "", params={"PROFILE": "quick"})
+    assert nb.shown_dir == f"<runs>/quick/01_set_size/{nb.dir.name}" and str(tmp_path) not in nb.shown_dir
+    notebook.finish(nb, pd.DataFrame({"seed": [0]}), ["seed"], record=_record("quick", 0.05), summary="S.")
+    out = capsys.readouterr().out
+    assert nb.shown_dir in out and str(tmp_path) not in out
+    elsewhere = notebook.NotebookRun("01_x", "F.", "quick", tmp_path / "mine" / "run7", t0=time.perf_counter())
+    assert elsewhere.shown_dir == ".../run7"

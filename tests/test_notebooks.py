@@ -164,6 +164,8 @@ def test_smoke_run(path: Path, tmp_path: Path):
     paths = [o for c in executed.cells for o in c.get("outputs", [])
              if str(o.get("data", {}).get("text/plain", "")).startswith(("PosixPath(", "WindowsPath("))]
     assert not paths, paths  # no cell shows a path of this machine as its result (was: layout.save's return value)
+    shown = [str(o.get("text", "")) + str(o.get("data", {})) for c in executed.cells for o in c.get("outputs", [])]
+    assert not [t for t in shown if str(runs_root) in t], "a page shows the run folder's absolute path"
     # the verdict box near the top is filled in by the last cell (a display updated in place), and repeated at the end
     boxes = [(i, o["data"]["text/markdown"]) for i, c in enumerate(executed.cells) if c.cell_type == "code"
              for o in c.get("outputs", []) if "**Verdict" in o.get("data", {}).get("text/markdown", "")]

@@ -62,6 +62,15 @@ class NotebookRun:
     provenance: dict[str, Any] = field(default_factory=dict)
     box: Any = None  # the verdict box shown by start (an IPython DisplayHandle), filled in by finish
 
+    @property
+    def shown_dir(self) -> str:
+        """The run folder as pages show it: relative to the runs root (``<runs>/quick/01_set_size/<stamp>``), so
+        that no page carries a path of the machine that ran it; a folder elsewhere shows its name only."""
+        try:
+            return f"<runs>/{self.dir.resolve().relative_to(store.runs_root().resolve()).as_posix()}"
+        except ValueError:
+            return f".../{self.dir.name}"
+
     def write_provenance(self, **more: Any) -> Path:
         """(Re)write ``provenance.json``: the parameters, the device, :attr:`provenance` and ``more``."""
         return runs.write_provenance(self.dir, self.params, **self.provenance, **more)
@@ -248,7 +257,7 @@ def finish(
               f"; beyond fidelity: {record.verdict_beyond_fidelity.upper()}")
     print(f"{nb.notebook} [{nb.profile}]: {record.label} as the paper measured it: {effect}{p} ({record.n_models} "
           f"models, {record.n_seeds} seeds){beyond}; wrote {verdict.VERDICT_FILE}, {runs.RESULTS_FILE} and "
-          f"{runs.PROVENANCE_FILE} in {nb.dir}")
+          f"{runs.PROVENANCE_FILE} in {nb.shown_dir}")
     box = verdict_box(record)
     if nb.box is not None:
         _show(box, update=nb.box)  # the box at the top of the notebook
