@@ -153,10 +153,11 @@ def _state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
+def load_weights(model: nn.Module, path: str | os.PathLike, *, sha256: str | None = None) -> dict[str, Any]:
     """Load a weights file into ``model`` with ``strict=True``; return where they came from.
 
-    The file is read with ``torch.load(weights_only=True)`` on the CPU (no code in it runs).
+    The file is read with ``torch.load(weights_only=True)`` on the CPU (no code in it runs). ``sha256``: the
+    file's checksum when the caller has already computed it (it is not hashed again).
 
     Returns:
         ``{"file", "bytes", "sha256"}`` of the file.
@@ -184,7 +185,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
                  (("missing keys", missing), ("unexpected keys", extra), ("shapes differ:", shapes)) if keys]
         raise ValueError(f"weights file {str(path)!r} does not fit {type(model).__name__}: {'; '.join(parts)}")
     model.load_state_dict(sd, strict=True)
-    return {"file": str(path), "bytes": path.stat().st_size, "sha256": data.sha256_file(path)}
+    return {"file": str(path), "bytes": path.stat().st_size, "sha256": sha256 or data.sha256_file(path)}
 
 
 def load(name: str, data_dir: str | os.PathLike | None = None) -> tuple[nn.Module, dict[str, Any]]:
@@ -207,12 +208,13 @@ def load(name: str, data_dir: str | os.PathLike | None = None) -> tuple[nn.Modul
     if row.empty:  # pragma: no cover - a test keeps PUBLISHED and the registry in step
         raise ValueError(f"{name}: {net.set}/{net.file} is not in the registry {data.REGISTRY_PATH}")
     expected = str(row["sha256"].iloc[0])
-    if data.sha256_file(path) != expected:
+    actual = data.sha256_file(path)  # hashed once: load_weights is told it
+    if actual != expected:
         raise ValueError(f"{name}: weights file {str(path)!r} does not match the registry's sha256 {expected[:12]}…; "
                          f"it is not the published file (fetch it again: python -m derain_utils.synth.data fetch "
                          f"{net.set})")
     model = models.build_model(net.arch)
-    record = load_weights(model, path)
+    record = load_weights(model, path, sha256=actual)
     record.update(name=name, url=str(row["url"].iloc[0]), registry_sha256=expected, trained_on=net.trained_on,
                   citation=net.citation)
     return model.eval(), record
