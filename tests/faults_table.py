@@ -19,7 +19,7 @@ DOC = REPO / "docs" / "faults.md"
 FILES: tuple[str, ...] = ("tests/test_bad_input.py", "tests/test_runner_faults.py")
 """Files whose every test is about bad input or a fault."""
 KEYWORDS: tuple[str, ...] = ("bad_", "refuse", "one_line", "is_an_error", "diverged", "killed", "named_error",
-                             "too_small", "twice", "ctrl_c", "without_cuda", "relative_")
+                             "too_small", "twice", "ctrl_c", "without_cuda", "relative_", "stale_")
 """Words in a test's name that make it a bad-input or fault test in the other files."""
 SURFACES: tuple[tuple[str, str], ...] = (
     ("report", "report card"), ("cli", "complexity meter (command line)"), ("complexity", "complexity meter"),

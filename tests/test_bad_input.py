@@ -1000,7 +1000,9 @@ def test_report_writes_all_files_or_none(tmp_path: Path, capsys: pytest.CaptureF
     monkeypatch.setattr(pd.DataFrame, "to_csv", fail_on_summary)
     out = tmp_path / "card"
     status = report.main([f"{identity}:Identity", "--out", str(out), *_REPORT_ARGS])
-    assert status == 2 and "No space left on device" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert status == 2 and "No space left on device" in err and err.count("\n") == 1
+    assert f"cannot write the report card into {out}" in err and "is the disk full?" in err  # was: no path
     assert list(tmp_path.iterdir()) == []  # neither report.png nor report.csv, nor a staging folder
     # into an existing folder: its old card stays as it was
     out.mkdir()
@@ -1043,3 +1045,60 @@ def test_console_scripts_carry_their_own_name(script: str) -> None:
         pytest.skip(f"{script} is not installed beside {sys.executable} (pip install -e . installs it)")
     res = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.startswith(f"usage: {script} "), res.stdout[:200]
+
+
+_TORCH_FULL_DISK = ("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0; PytorchStreamWriter failed "
+                    "writing file data/0: file write failed")
+
+
+@pytest.mark.parametrize("fault", ["OSError errno 28", "torch enforce fail"])
+def test_full_disk_at_a_training_checkpoint_names_the_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 fault: str) -> None:
+    """Issue 23: a full disk during a checkpoint gave ``OSError [Errno 28]`` with no path, or torch's
+    ``enforce fail at inline_container.cc``. Now one StoreError names the checkpoint; no temporary file is left, and
+    the checkpoint written before stays, so the run resumes from it once there is room."""
+    from derain_utils import store
+    from derain_utils.nets import training
+
+    calls = {"n": 0}
+    real_save = torch.save
+
+    def save_then_fill_the_disk(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] >= 2:  # the first checkpoint fits; the disk is full at the second
+            if fault.startswith("OSError"):
+                raise OSError(28, "No space left on device")
+            raise RuntimeError(_TORCH_FULL_DISK)
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_then_fill_the_disk)
+    images = torch.rand(4, 3, 24, 24)
+    model = models.build_model("resnet", size="tiny")
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(store.StoreError) as info:
+        training.train(model, images, rain.PRESETS["small"], steps=6, batch_size=2, patch=16, ckpt_dir=ckpt,
+                       ckpt_every=3, progress=False)
+    message = str(info.value)
+    assert f"cannot write the training checkpoint {ckpt}" in message and "is the disk full?" in message
+    assert [p.name for p in ckpt.iterdir()] == [training.CHECKPOINT_NAME]  # the first checkpoint, and no .tmp
+    assert torch.load(ckpt / training.CHECKPOINT_NAME, weights_only=False)["step"] == 3
+
+
+def test_full_disk_under_bench_json_names_the_file_and_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23: ``bench --json`` on a full disk named no path and left a zero-byte temporary file."""
+    from derain_utils.lab import bench
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "bench.json"
+    with pytest.raises(SystemExit) as info:
+        bench.main(["--arch", "resnet", "--size", "tiny", "--batch", "2", "--patch", "16", "--steps", "1",
+                    "--warmup", "0", "--threads", "1", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert info.value.code == 2 and captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert f"cannot write bench JSON {out}: No space left on device" in captured.err
+    assert captured.out.strip()  # the numbers measured were printed before the write failed: nothing is lost
+    assert list(tmp_path.iterdir()) == []  # no zero-byte temporary file

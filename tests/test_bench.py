@@ -88,7 +88,7 @@ def test_paper_workload_known_answers():
     assert w["background"] == "natural" and w["archs"] == list(p.archs)
     smoke = workload.paper_workload("smoke", real_categories=0)  # offline: the ladder only, nothing cached
     assert smoke["background"] == "deadleaves"
-    # notebook 01: 2 architectures x 2 N x 2 seeds, the ablation, and the ladder's rung 60x32 (30x24 is its own budget)
+    # notebook 01: 2 architectures x 2 N x 2 seeds, the ablation, and the ladder's rung 300x32 (150x24 is its own budget)
     assert smoke["new_models"] == {"01_set_size": 2 * 2 * 2 + 2 * 2 + 2 * 2, "02_category_complexity": 4 * 2 + 2 + 3 * 2,
                                    "03_decoupled_metrics": 0, "04_real_rain": 0}
     assert smoke["curve_models"] == {"02_category_complexity": 2 * 2}  # blobs and noise

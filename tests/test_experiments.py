@@ -894,3 +894,49 @@ def test_a_script_without_a_main_guard_is_told_why_its_workers_died(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
     assert "if __name__ == '__main__':" in out.stderr.splitlines()[-1]
+
+
+def _write_folder(folder: Path, seed: int, n: int = 12) -> None:
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(folder / f"img{i:02d}.png")
+
+
+def test_stale_folder_background_is_retrained_not_served(tmp_path, root):
+    """Issue 23: a folder background whose images were replaced served the stale model (the stored fingerprint was
+    never checked). The entry is now compared with the images it names, and retrained when they changed."""
+    folder = tmp_path / "bgs"
+    _write_folder(folder, 0)
+    c = tiny(background=str(folder))
+    first = experiments.run(c, cache_root=root, progress=False)
+    assert not first.cached and experiments.data_changed(first) is None
+    assert experiments.run(c, cache_root=root, progress=False).cached  # unchanged images: served from the cache
+    _write_folder(folder, 1)  # same names, other pixels
+    hit = experiments.load(c, cache_root=root)
+    reason = experiments.data_changed(hit)
+    assert reason is not None and "training images" in reason and str(folder) in reason
+    with pytest.warns(experiments.CacheWarning, match="is stale: the training images"):
+        again = experiments.run(c, cache_root=root, progress=False)
+    assert not again.cached
+    assert again.provenance["data"]["train_pixels_sha256"] != first.provenance["data"]["train_pixels_sha256"]
+    assert experiments.data_changed(again) is None
+    with pytest.warns(experiments.CacheWarning, match="is stale"):  # a sweep retrains it too
+        _write_folder(folder, 2)
+        table = sweeps.sweep([c], cache_root=root, progress=False)
+    assert len(table) == ROWS_PER_RUN
+    assert experiments.data_changed(experiments.load(c, cache_root=root)) is None
+
+
+def test_cached_folder_model_loads_without_its_images(tmp_path, root):
+    """The key never covers the images, so that a cached result loads where the data are absent: the staleness
+    check judges only images it can read."""
+    folder = tmp_path / "bgs"
+    _write_folder(folder, 0)
+    c = tiny(background=str(folder))
+    experiments.run(c, cache_root=root, progress=False)
+    shutil.rmtree(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert experiments.run(c, cache_root=root, progress=False).cached

@@ -285,6 +285,10 @@ def test_a_model_cache_that_is_a_file_is_one_line_before_any_kernel(good_dir, tm
     ("01", "STEPS=-5", r"01_set_size: STEPS=-5: steps must be an integer >= 1, got -5"),
     ("01", "N_LIST=[8, 2]", r"01_set_size: N_LIST=\[8, 2\]: n_list must be ascending"),
     ("01", "N_LIST=[0, 2]", r"01_set_size: N_LIST=\[0, 2\]: n_list entries must be >= 1"),
+    # was: minutes and 1.2 GB in one cell with no word (issue 23)
+    ("01", "N_LIST=[2, 100000]", r"01_set_size: N_LIST=\[2, 100000\]: n_list: N = 100000 training tiles of 32 px "
+                                 r"would hold 1.14 GiB .* the largest N at this tile is 87381"),
+    ("02", "N_TRAIN=200000", r"02_category_complexity: N_TRAIN=200000: category_n: N = 200000 .* GiB"),
     ("04", "SEEDS=[0, 0]", r"04_real_rain: SEEDS=\[0, 0\]: seeds has repeated values"),
     ("02", "N_TRAIN=-1", r"02_category_complexity: N_TRAIN=-1: category_n must be"),
     ("01", "BACKGROUND=x", r"01_set_size: source='x' is not a category"),

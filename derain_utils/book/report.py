@@ -61,6 +61,7 @@ Its intervals come from :mod:`derain_utils.stats.bootstrap` and its figure from
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -758,14 +759,21 @@ def write_report(
     final = Path(out_dir)
     if final.exists() and not final.is_dir():
         raise ValueError(f"output folder {str(final)!r} is a file")
-    final.parent.mkdir(parents=True, exist_ok=True)
+    store.ensure_dir(final.parent, "output folder's parent")
     out = final.parent / f".{final.name}.partial-{os.getpid()}"  # staged, then published whole
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir()
     try:
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir()
         _write_card(_text_columns(df), loaded, out, settings=settings, examples=examples, seed=seed)
         _publish(out, final)
+    except store.StoreError:
+        raise
+    except OSError as e:  # a full disk (errno 28) or a folder that turned read-only: name where, not only why
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        hint = " (is the disk full?)" if e.errno == errno.ENOSPC else ""
+        raise store.StoreError(f"cannot write the report card into {final}{where}: {e.strerror or e}{hint}; "
+                               f"nothing was written there") from e
     finally:
         if out.exists():
             shutil.rmtree(out, ignore_errors=True)

@@ -869,7 +869,8 @@ def main(argv: Sequence[str] | None = None) -> Any:
     args = p.parse_args(argv)
     try:
         return _dispatch(args)
-    except ValueError as err:  # bad values found by the checks below or by the code they reach: one line
+    except (ValueError, OSError) as err:  # bad values found by the checks below or by the code they reach, or a
+        # JSON file that cannot be written (store.StoreError names it; the numbers were printed first): one line
         print(f"{p.prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -52,7 +52,8 @@ preset, a model size, or any field gives a new key and a new run; bump
 invalidates old results. The key does NOT cover the content of an image folder (it is
 computed before any data is read, so cached results load without the data);
 ``provenance.json`` records a fingerprint of the images used (ids and a sha256 of the
-pixels) so a changed folder is detectable.
+pixels), and :func:`run` and the sweeps compare it with the images a category or folder holds
+now (:func:`data_changed`): an entry whose images changed is retrained, with a CacheWarning.
 
 An entry is reused only when its manifest exists, every listed file is present with
 a matching checksum, ``config.json`` equals the config, and ``model.pt`` loads into
@@ -123,6 +124,7 @@ __all__ = [
     "config_columns",
     "run",
     "load",
+    "data_changed",
     "entry_config",
     "load_entry",
 ]
@@ -736,25 +738,32 @@ def run(
     if curve_points is not None:
         curve_steps(config.steps, curve_points)  # validates points against the steps
     entry = entry_dir(config, cache_root=cache_root, curve_points=curve_points)
+    stale = None
     if not force:
         hit = _try_cached(entry, config, warn=False, curve_points=curve_points)
         if hit is not None:
-            return hit
+            stale = data_changed(hit, data_dir=data_dir)
+            if stale is None:
+                return hit
     store.ensure_dir(entry.parent, "cache root" if curve_points is None else "curve cache")
     store.ensure_dir(entry, "cache entry")
     lock = store.EntryLock(entry, what="cache entry")
     waited = lock.acquire(
         timeout=lock_timeout,
-        done=None if force else (lambda: _try_cached(entry, config, warn=False, curve_points=curve_points)))
+        done=None if force or stale else (lambda: _try_cached(entry, config, warn=False, curve_points=curve_points)))
     if waited is not None:  # another process finished it meanwhile
         return waited
     try:
-        if force:
+        if not force and stale is None:
+            hit = _try_cached(entry, config, warn=True, curve_points=curve_points)
+            stale = None if hit is None else data_changed(hit, data_dir=data_dir)
+            if hit is not None and stale is None:
+                return hit
+        if stale is not None:
+            warnings.warn(f"cache entry {entry} is stale: {stale}; retraining it", CacheWarning, stacklevel=2)
+        if force or stale is not None:
             _clear_entry(entry, keep_ckpt=False)
         else:
-            hit = _try_cached(entry, config, warn=True, curve_points=curve_points)
-            if hit is not None:
-                return hit
             # Not usable. An entry that never completed keeps its checkpoints (resume);
             # one that completed and then got damaged is retrained from scratch.
             _clear_entry(entry, keep_ckpt=not (entry / store.MANIFEST).exists())
@@ -819,24 +828,34 @@ def load_entry(folder: str | Path) -> ExperimentResult:
         raise CacheError(f"cache entry {entry}: a file does not parse ({e})") from e
 
 
-def _fingerprint(split: backgrounds.BackgroundSplit, test: backgrounds.BackgroundSplit) -> dict[str, Any]:
-    """sha256 of the training/test image ids + sources, and of their pixels."""
-    ids = {
-        "train_source": split.source,
-        "train_ids": list(split.train_ids),
-        "test_source": test.source,
-        "test_ids": list(test.test_ids),
-    }
-    text = json.dumps(ids, sort_keys=True)
-    return {
-        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        "train_pixels_sha256": hashlib.sha256(np.ascontiguousarray(split.train).tobytes()).hexdigest(),
-        "test_pixels_sha256": hashlib.sha256(np.ascontiguousarray(test.test).tobytes()).hexdigest(),
-        "train_source": split.source,
-        "test_source": test.source,
-        "n_train": len(split.train_ids),
-        "test_ids": list(test.test_ids),
-    }
+def data_changed(result: ExperimentResult, *, data_dir: str | Path | None = None) -> str | None:
+    """Why a cached result no longer matches the images its backgrounds name, or None.
+
+    The key of an entry does not cover the content of an image folder (it is computed before any
+    data is read). For a model trained or scored on image files (a category or a folder), the
+    images are drawn again and their pixels' sha256 compared with the fingerprint stored in its
+    ``provenance.json``; a folder whose images were replaced, added or edited gives a reason that
+    names the source. Procedural and embedded backgrounds are code (a change bumps
+    :data:`CACHE_VERSION`), and a result whose images cannot be read here is not judged (a cached
+    result loads without the data): both give None.
+    """
+    cfg = result.config
+    if not (backgrounds.reads_files(cfg.background) or backgrounds.reads_files(cfg.eval_background)):
+        return None
+    stored = result.provenance.get("data") if isinstance(result.provenance, dict) else None
+    if not isinstance(stored, dict):
+        return None
+    try:
+        now = backgrounds.fingerprint(*_draw_data(cfg, data_dir))
+    except Exception:  # noqa: BLE001 - the images are not here (or unreadable): nothing to compare
+        return None
+    changed = [f"the {label} images of {source!r}" for label, field, source in (
+        ("training", "train_pixels_sha256", cfg.background),
+        ("test", "test_pixels_sha256", cfg.eval_background or cfg.background))
+        if stored.get(field) is not None and stored[field] != now[field]]
+    if not changed:
+        return None
+    return f"{' and '.join(changed)} changed since it was computed (their pixels' sha256 differ from its provenance)"
 
 
 def _compute(
@@ -956,7 +975,7 @@ def _compute(
             cpu_bf16=training.cpu_bf16_support()[1],
             resumed_from=res.resumed_from,
             torch_threads=int(threads) if threads is not None and dev.type == "cpu" else torch.get_num_threads(),
-            data=_fingerprint(split, test),
+            data=backgrounds.fingerprint(split, test),
             eval_background=inputs.source,
         ),
     )

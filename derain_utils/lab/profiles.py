@@ -25,7 +25,7 @@ What each profile sets (:func:`sizes_markdown`; a test keeps this table current)
 
 | profile | network | steps (warm-up) | batch x crop | tiles | test images | seeds | N (notebook 01) | architectures (01) | ablation (01) | budget ladder (01) | N per category (02) | curve points (03) | workers |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
-| smoke | resnet tiny (6 conv x 16) | 30 (5) | 4 x 24 px | 32 px | 4 x 48 px | 0, 1 | 2, 8 | resnet, unet | yes | 30x24, 60x32 | 8 | 3 | 1 |
+| smoke | resnet tiny (6 conv x 16) | 150 (15) | 4 x 24 px | 32 px | 4 x 48 px | 0, 1 | 2, 8 | resnet, unet | yes | 150x24, 300x32 | 8 | 3 | 1 |
 | quick | resnet quick (8 conv x 32) | 500 (100) | 16 x 32 px | 64 px | 8 x 64 px | 0, 1, 2, 3, 4, 5, 6, 7 | 4, 16, 64, 256 | resnet | no | 500x32, 500x64 | 64 | 10 | 2 |
 | long | resnet quick (8 conv x 32) | 500 (100) | 16 x 32 px | 64 px | 8 x 64 px | 0, 1, 2, 3, 4, 5, 6, 7 | 4, 16, 64, 256 | resnet, unet | yes | 500x32, 2000x32, 8000x32, 500x64, 2000x64 | 64 | 10 | 2 |
 | paper | resnet paper (18 conv x 64, residual) | 4000 (400) | 32 x 64 px | 64 px | 16 x 128 px | 0, 1, 2, 3, 4 | 4, 16, 64, 256, 1024 | resnet, unet | yes | 4000x64 | 256 | 20 | 8 |
@@ -207,6 +207,14 @@ class Profile:
         for fname in ("category_n", "dynamics_points", "workers"):
             if getattr(self, fname) < 1:
                 raise ValueError(f"{fname} must be >= 1, got {getattr(self, fname)}")
+        for fname, n in (("n_list", self.n_list[-1]), ("category_n", self.category_n)):
+            held = n * self.tile * self.tile * (1 if self.gray else 3) * 4  # float32 tiles, held by every model
+            if held > MAX_TRAIN_BYTES:
+                raise ValueError(
+                    f"{fname}: N = {n} training tiles of {self.tile} px would hold {held / 2**30:.2f} GiB in memory "
+                    f"for every model that trains on them (and be drawn again for each), past the "
+                    f"{MAX_TRAIN_BYTES / 2**30:g} GiB limit (profiles.MAX_TRAIN_BYTES); the largest N at this tile is "
+                    f"{MAX_TRAIN_BYTES // (self.tile * self.tile * (1 if self.gray else 3) * 4)}")
         experiment(self)  # validates every field shared with ExperimentConfig (errors name the field)
         if self.dynamics_points > self.steps:
             raise ValueError(f"dynamics_points ({self.dynamics_points}) must be <= steps ({self.steps})")
@@ -231,6 +239,11 @@ class Profile:
 
 
 # --------------------------------------------------------------------------- rungs of the budget ladder
+
+MAX_TRAIN_BYTES: int = 2**30
+"""The most memory one model's training tiles may hold (float32): 1 GiB, i.e. N <= 87,381 RGB tiles of 32 px or
+21,845 of 64 px. Issue 23: ``N_LIST='[2, 100000]'`` in the smoke profile spent minutes and 1.2 GB in one cell with no
+word; a larger N is refused before any kernel starts, naming the field and the largest N that fits."""
 
 _RUNG = re.compile(r"^(\d+)x(\d+)(?:b(\d+))?(?::([A-Za-z_]\w*))?$")
 
@@ -516,24 +529,28 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         arch="resnet",
-        model_size="tiny",  # 6 conv layers x 16 channels: 30 steps take well under a second
-        steps=30,
+        # 6 conv layers x 16 channels (ResNet), 2 levels from 16 channels (UNet): 150 steps take about half a
+        # second. Sized so that most smoke models learn their training rain (issue 23: at 30 steps and lr 1e-3,
+        # 11 of notebook 01's 12 stalled and every statistic was NaN): at 150 steps, lr 3e-3, warm-up 15, 23 of
+        # 24 of its models learn (dead leaves and natural photos, 2026-12-06); numbers, still meaningless
+        model_size="tiny",
+        steps=150,
         batch_size=4,
         patch=24,
         tile=32,
-        lr=1e-3,
+        lr=3e-3,
         n_test=4,
         test_size=48,
         seeds=(0, 1),
         n_list=(2, 8),
         archs=("resnet", "unet"),  # two, so that the smoke run exercises the per-architecture verdicts
         ablation=True,
-        ladder=("30x24", "60x32"),  # two rungs, so that the smoke run exercises the ladder
+        ladder=("150x24", "300x32"),  # two rungs, so that the smoke run exercises the ladder
         category_n=8,
         dynamics_points=3,
         workers=1,
-        ckpt_every=10,
-        warmup_steps=5,
+        ckpt_every=50,
+        warmup_steps=15,
     ),
     "quick": _QUICK,
     # the quick profile's sizes, with notebook 01's secondary arms (UNet, predict-background ablation) and the CPU

@@ -282,7 +282,7 @@ def _run_all(
     todo: list[ExperimentConfig] = []
     for key, c in unique.items():
         hit = cached(c, warn=False)
-        if hit is not None:
+        if hit is not None and experiments.data_changed(hit, data_dir=data_dir) is None:
             results[key] = hit
         else:
             todo.append(c)

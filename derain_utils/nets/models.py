@@ -110,7 +110,7 @@ MODEL_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     # levels = number of 2x down-samplings; base_width = channels at full resolution
     # (doubling per level); down = "maxpool" | "stride"; up = "bilinear" | "transpose".
     "unet": {
-        "tiny": {"levels": 2, "base_width": 8, "down": "maxpool", "up": "bilinear"},
+        "tiny": {"levels": 2, "base_width": 16, "down": "maxpool", "up": "bilinear"},
         "quick": {"levels": 2, "base_width": 16, "down": "maxpool", "up": "bilinear"},
         "paper": {"levels": 4, "base_width": 32, "down": "maxpool", "up": "bilinear"},
     },

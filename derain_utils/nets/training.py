@@ -74,6 +74,7 @@ which applies it with :func:`predict`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -92,6 +93,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from derain_utils import store
 from derain_utils.synth import backgrounds, rain
 
 __all__ = [
@@ -517,8 +519,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, ``os.replace``.
+
+    A write that fails (a full disk: ``OSError`` errno 28, or torch's ``enforce fail at inline_container.cc ...
+    file write failed``) raises :class:`derain_utils.store.StoreError` naming the checkpoint, with no temporary
+    file left behind; the previous checkpoint, if any, is kept, so the run resumes from it once there is room.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise store.StoreError(f"cannot create the checkpoint folder {path.parent}: {e.strerror or e}") from e
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -526,9 +536,20 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and "write" not in str(e).lower():
+            raise  # not a failed write: torch's own error, unchanged
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "the file write failed"
+        full = isinstance(e, OSError) and e.errno == errno.ENOSPC or "file write failed" in str(e)
+        raise store.StoreError(
+            f"cannot write the training checkpoint {path}: {reason}"
+            + (" (is the disk full? free some space, then rerun: training resumes from the last checkpoint that "
+               "was written)" if full else "")) from e
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _check_fingerprint(path: Path, stored: Any, current: dict[str, Any]) -> None:

@@ -41,12 +41,13 @@ from __future__ import annotations
 import abc
 import functools
 import hashlib
+import json
 import os
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -55,6 +56,8 @@ from derain_utils.synth.data import data_root
 from derain_utils.synth.procedural import LADDER, PROCEDURAL_KINDS, _as_hw, _check_int, _procedural_stream, procedural
 
 __all__ = [
+    "reads_files",
+    "fingerprint",
     "CATEGORIES",
     "IMAGE_EXTENSIONS",
     "TEST_FRACTION",
@@ -940,3 +943,35 @@ def random_crops(images: torch.Tensor, batch: int, patch: int, generator: torch.
     cols = x0[:, None] + torch.where(flip[:, 1:], patch - 1 - ar, ar)  # horizontal flip
     ch = torch.arange(c, device=dev)
     return images[idx[:, None, None, None], ch[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def reads_files(source: str | None) -> bool:
+    """Whether a background source is read from image files (a category or a folder), whose content can change
+    under the same name; the procedural kinds and the embedded photographs are code."""
+    if source is None:
+        return False
+    mix = parse_mix(source)
+    if mix is not None:
+        return reads_files(mix[0]) or reads_files(mix[1])
+    return source != "skimage" and source not in PROCEDURAL_KINDS
+
+
+def fingerprint(split: BackgroundSplit, test: BackgroundSplit) -> dict[str, Any]:
+    """sha256 of the training/test image ids + sources, and of their pixels (stored in each cache entry's
+    ``provenance.json``; :func:`derain_utils.lab.experiments.data_changed` compares it with the images now)."""
+    ids = {
+        "train_source": split.source,
+        "train_ids": list(split.train_ids),
+        "test_source": test.source,
+        "test_ids": list(test.test_ids),
+    }
+    text = json.dumps(ids, sort_keys=True)
+    return {
+        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "train_pixels_sha256": hashlib.sha256(np.ascontiguousarray(split.train).tobytes()).hexdigest(),
+        "test_pixels_sha256": hashlib.sha256(np.ascontiguousarray(test.test).tobytes()).hexdigest(),
+        "train_source": split.source,
+        "test_source": test.source,
+        "n_train": len(split.train_ids),
+        "test_ids": list(test.test_ids),
+    }
