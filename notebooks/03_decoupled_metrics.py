@@ -211,14 +211,14 @@ TITLES = {"excess_removal": "Excess removal of unseen rain", "removal_train": "R
           "bg_psnr": "Background PSNR, unseen rain"}
 LABELS = {"excess_removal": "excess removal (0 = fixed-filter frontier)", "removal_train": "rain removal (ratio)",
           "bg_psnr": "background PSNR (dB)"}
-for name, groups in (("dynamics", DESIGN.groups), ("dynamics_procedural", DESIGN.illustration)):
+for suffix, groups in (("", DESIGN.groups), ("_procedural", DESIGN.illustration)):
     if groups:
         order = [*groups["simple"], *groups["complex"]]
         fig = category_plots.curves_vs_step(
             LIVE[LIVE["background"].isin(order)], list(TITLES), hue_order=order, style=None, titles=TITLES,
             ylabels=LABELS, suptitle=f"During training ({len(ALIVE)} of {len(OUT)} models: those that did not stall, "
                                      "unless a background would be left empty; mean over seeds, 95% band)")
-        layout.save(fig, RUN / f"fig_{name}.png")
+        layout.save(fig, RUN / f"fig_dynamics{suffix}.png")
 fig = plotting.frontier_panels(outcome.model_table(TRAINED.eval, FRONT, model_cols=("key", "seed")), FRONT, OOD,
                                order=list(GROUP), suptitle="Final networks on their own test images, over the "
                                                            "fixed-filter frontier of those images")

@@ -529,15 +529,54 @@ def test_publish_writes_the_results_page_with_figures_and_reader_pages(good_run,
     assert (dest / "01_alpha" / "01_alpha.reader.html").is_file()  # no real data: the whole run is published
     with Image.open(dest / "01_alpha" / "fig_backgrounds.png") as im:
         assert im.width == publish.MAX_WIDTH and im.height == round(600 * publish.MAX_WIDTH / 2400)
-    # a run on the real sets: its pictures and reader page stay out, and the page says so
+    # a run on the real sets: its pictures stay out (the figure files, and the images of its reader page), and the
+    # page says so
     prov = json.loads((alpha / "provenance.json").read_text())
     (alpha / "provenance.json").write_text(json.dumps({**prov, "background": "natural"}))
     assert _run(["publish", str(dest), "--notebooks-dir", str(good_dir), "--runs-dir", str(runs),
                  "--profile", "smoke"])[0] == 0
     page = (dest / "index.md").read_text()
-    assert sorted(p.name for p in (dest / "01_alpha").iterdir()) == ["fig_frontier.png"]
-    assert "the reader page and fig_backgrounds" in page and "real development sets" in page
+    assert sorted(p.name for p in (dest / "01_alpha").iterdir()) == ["01_alpha.reader.html", "fig_frontier.png"]
+    assert "Left out of the page and of this folder" in page and ": fig_backgrounds." in page
+    assert "real development sets" in page
     assert not list(dest.parent.glob(".smoke.*"))  # nothing staged is left behind
+
+
+def test_publish_strips_every_picture_of_a_real_data_reader_page():
+    """Issue 22: the reader page of a run on the real sets is published, with each picture replaced by a line: a
+    cell keeps its images only when the figures it saves are known data plots."""
+    import nbformat
+
+    from derain_utils.book import publish
+
+    png = {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}
+    cells = {
+        "plot": 'layout.save(fig, RUN / "fig_frontier.png")',
+        "picture": 'layout.save(fig, RUN / "fig_backgrounds.png")',
+        "f-string picture": 'layout.save(fig, RUN / f"fig_real_{name}.png")',
+        "f-string plots": 'layout.save(fig, RUN / f"fig_dynamics{suffix}.png")',
+        "plot and picture": 'layout.save(a, RUN / "fig_frontier.png")\nlayout.save(b, RUN / "fig_examples.png")',
+        "unnamed image": "plt.imshow(photo)",
+        "unknown name": 'layout.save(fig, RUN / "fig_not_saved.png")',
+    }
+    nb = nbformat.v4.new_notebook()
+    for source in cells.values():
+        cell = nbformat.v4.new_code_cell(source)
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="a number: 0.42\n"),
+                        nbformat.v4.new_output("display_data", data=png)]
+        nb.cells.append(cell)
+    html = nbformat.v4.new_code_cell("display(HTML(gallery))")
+    html.outputs = [nbformat.v4.new_output("display_data", data={"text/html": '<img src="data:image/png;base64,AA">'})]
+    nb.cells.append(html)
+    saved = ["fig_frontier.png", "fig_backgrounds.png", "fig_real_spa.png", "fig_dynamics.png",
+             "fig_dynamics_procedural.png", "fig_examples.png"]
+    assert publish.strip_pictures(nb, saved) == 6
+    kept = {name: any("image/png" in o.get("data", {}) for o in c.outputs) for name, c in zip(cells, nb.cells)}
+    assert kept == {"plot": True, "picture": False, "f-string picture": False, "f-string plots": True,
+                    "plot and picture": False, "unnamed image": False, "unknown name": False}
+    assert all(c.outputs[0].text == "a number: 0.42\n" for c in nb.cells[:-1])  # text outputs stay
+    assert [o.text for o in nb.cells[1].outputs] == ["a number: 0.42\n", publish.LEFT_OUT]
+    assert [o.get("text") for o in nb.cells[-1].outputs] == [publish.LEFT_OUT]
 
 
 def test_publish_bad_input_is_one_line(good_dir, tmp_path):

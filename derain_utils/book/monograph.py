@@ -157,14 +157,16 @@ def offline_notebook(nb: Any) -> Any:
     return nb
 
 
-def export_html(notebook: str | Path, *, no_input: bool = False) -> Path:
+def export_html(notebook: str | Path, *, no_input: bool = False, dest: str | Path | None = None,
+                transform: Any = None) -> Path:
     """Export an executed notebook to a self-contained HTML page beside it; returns the path.
 
     nbconvert's ``lab`` template without the scripts it loads from CDNs (:data:`OFFLINE_TEMPLATE`):
     the page, its styles and its figures (embedded PNGs) work offline. Widget outputs become text
     (:func:`offline_notebook`). ``no_input=True`` is the reader's page: no code cells, no prompts,
     only the text, the figures and the printed results; it is written to ``<stem>.reader.html``
-    (the full page goes to ``<stem>.html``).
+    (the full page goes to ``<stem>.html``). ``dest``: write the page there instead; ``transform``:
+    a function applied to the notebook before export (``publish`` leaves pictures of real images out).
     """
     import jinja2
     import nbformat
@@ -181,8 +183,11 @@ def export_html(notebook: str | Path, *, no_input: bool = False) -> Path:
     nb = nbformat.read(src, as_version=4)
     first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
     title = parse_header(first)[0] or src.stem  # the page's <title>: the notebook's own title, not "Notebook"
-    body, _ = exporter.from_notebook_node(offline_notebook(nb), resources={"metadata": {"name": title}})
-    dst = src.with_name(src.stem + (".reader.html" if no_input else ".html"))
+    nb = offline_notebook(nb)
+    if transform is not None:
+        nb = transform(nb)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    dst = Path(dest) if dest is not None else src.with_name(src.stem + (".reader.html" if no_input else ".html"))
     store.write_text(dst, body, what="page")
     return dst
 

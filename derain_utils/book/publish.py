@@ -13,9 +13,10 @@ into ``DEST``:
 **Pictures of real images are never published.** The real development sets (``DERAIN_DATA``) keep their own
 terms (several are research-only, with no redistribution), and a figure that shows their images, or a page that
 embeds such figures, would redistribute them. For a run that used real data (:func:`uses_real_data`, read from its
-provenance), the figures named in :data:`PICTURES` and the reader page are left out, and the page says so; the
-data plots (curves, frontiers, intervals), which show numbers only, are published. A run on the embedded default
-(procedural images, dead leaves, scikit-image's sample photographs) is published whole.
+provenance), the figures named in :data:`PICTURES` are left out, and the page says so; the data plots (curves,
+frontiers, intervals), which show numbers only, are published, and its reader page is published with every
+picture replaced by a line saying why (:func:`strip_pictures`). A run on the embedded default (procedural images,
+dead leaves, scikit-image's sample photographs) is published whole.
 
 The folder is written whole: staged beside ``DEST`` and then swapped in, so a failure leaves the old one. Run
 it after ``make monograph`` and commit ``DEST`` (``docs/results/quick`` holds the committed quick-profile
@@ -27,6 +28,7 @@ import fnmatch
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,7 +37,7 @@ from typing import Any
 from derain_utils import store
 from derain_utils.stats import verdict as _verdict
 
-__all__ = ["MAX_WIDTH", "PICTURES", "uses_real_data", "publish", "verdict_cell"]
+__all__ = ["LEFT_OUT", "MAX_WIDTH", "PICTURES", "strip_pictures", "uses_real_data", "publish", "verdict_cell"]
 
 PICTURES: tuple[str, ...] = ("fig_backgrounds", "fig_examples", "fig_rain", "fig_regions", "fig_probes",
                              "fig_equal_psnr", "fig_perspective", "fig_paired_example", "fig_real_*")
@@ -98,6 +100,51 @@ def _is_picture(name: str) -> bool:
     return any(fnmatch.fnmatch(Path(name).stem, pat) for pat in PICTURES)
 
 
+_FIGURE_NAME = re.compile(r"(fig_[\w{}]*)\.png")
+LEFT_OUT = ("[A figure was left out of this published page: it shows images of the real development sets, whose "
+            "terms do not allow redistribution. Run the notebook to see it.]\n")
+"""What the published reader page of a real-data run shows in place of a picture."""
+
+
+def strip_pictures(nb: Any, saved: Sequence[str]) -> int:
+    """Leave every picture of real images out of an executed notebook, in place; returns how many outputs went.
+
+    A code cell's images are kept only when its source names the figures it saves (``fig_<name>.png``, an
+    f-string field read as a wildcard), those names match figures of the run (``saved``, file names) and none of
+    them is a picture (:data:`PICTURES`). Every other image output (PNG, JPEG, SVG, or HTML embedding an image) is
+    replaced by :data:`LEFT_OUT`: a cell that shows an image without saving a data plot loses it, so nothing
+    unknown is published.
+    """
+    import nbformat
+
+    gone = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        globs = [re.sub(r"\{[^}]*\}", "*", t) for t in _FIGURE_NAME.findall(cell.source)]
+        matched = [f for f in saved if any(fnmatch.fnmatch(f, g + ".png") for g in globs)]
+        safe = bool(matched) and not any(_is_picture(f) for f in matched)
+        outputs = []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            image = any(k.startswith("image/") for k in data) or "data:image" in str(data.get("text/html", ""))
+            if image and not safe:
+                gone += 1
+                if not outputs or outputs[-1].get("text") != LEFT_OUT:
+                    outputs.append(nbformat.v4.new_output("stream", name="stdout", text=LEFT_OUT))
+                continue
+            outputs.append(out)
+        cell.outputs = outputs
+    return gone
+
+
+def _without_pictures(saved: Sequence[str]) -> Any:
+    def transform(nb: Any) -> Any:
+        strip_pictures(nb, saved)
+        return nb
+    return transform
+
+
 def _section(stem: str, folder: Path, out: Path, wall_s: float) -> list[str]:
     """The notebook's section of index.md; copies its figures and reader page into ``out / stem``."""
     from derain_utils.book import monograph
@@ -112,9 +159,9 @@ def _section(stem: str, folder: Path, out: Path, wall_s: float) -> list[str]:
     figures = [f for f in every if not (real and _is_picture(f.name))]
     for f in figures:
         _figure(f, target / f.name)
-    if not real:
-        page = monograph.export_html(folder / f"{stem}.ipynb", no_input=True)
-        shutil.copy2(page, target / page.name)
+    names = [f.name for f in every]
+    page = monograph.export_html(folder / f"{stem}.ipynb", no_input=True, dest=target / f"{stem}.reader.html",
+                                 transform=_without_pictures(names) if real else None)
     git = prov.get("git") or {}
     commit = (git.get("commit") or "unknown")[:7] + (" (uncommitted changes)" if git.get("dirty") else "")
     packages = prov.get("packages") or {}
@@ -128,10 +175,11 @@ def _section(stem: str, folder: Path, out: Path, wall_s: float) -> list[str]:
                             bf.get("statistic", v.statistic), bf.get("p_opposite"))
         lines.append(f"| beyond fidelity ({bf.get('primary_outcome', 'excess_removal')}) | {cell} |")
     left_out = [f.stem for f in every if f not in figures]
-    page_txt = (f"Reader page (no code): [{stem}.reader.html]({stem}/{stem}.reader.html)." if not real else
-                "Not published, because they show images of the real sets, whose terms do not allow "
-                f"redistribution: the reader page and {', '.join(left_out) or 'no figure'}. Run the notebook to "
-                "see them.")
+    page_txt = f"Reader page (no code): [{page.name}]({stem}/{page.name})."
+    if real:
+        page_txt += (" Left out of the page and of this folder, because they show images of the real sets, whose "
+                     f"terms do not allow redistribution: {', '.join(left_out) or 'no figure'}. Run the notebook to "
+                     "see them.")
     lines += ["", f"{v.n_models} models, {v.n_seeds} seeds; {v.primary_preset}. {page_txt}", ""]
     lines += [f"![{f.stem}]({stem}/{f.name})" for f in figures]
     lines += ["", f"Run `{folder.name}`, commit `{commit}`, {prov.get('platform', 'unknown platform')}, "
