@@ -145,6 +145,8 @@ fig = pictures.image_grid([list(TILES[c][1][:8]) for c in ALL_ORDER] + [list(TES
                           row_labels=[*ALL_ORDER, f"common test\n({COMMON})"],
                           suptitle="Training tiles of each category (simple to complex) and the common test set")
 layout.save(fig, RUN / "fig_backgrounds.png")
+
+# %%
 fig = category_plots.measures_by_category(
     CX_SUMMARY, order=ALL_ORDER, palette=PALETTE,
     suptitle=f"Complexity of the training tiles (each group simple to complex by {PRIMARY})")

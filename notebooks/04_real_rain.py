@@ -363,6 +363,8 @@ sc = PRIMARY_SCALE
 fig = plotting.frontier_panels(MT[MT["scale"] == sc], baselines.frontier(BROWS[BROWS["scale"] == sc]), ALL_SETS,
                                hue="n_train", hue_label="N", suptitle=f"Removal against background PSNR ({sc} scale)")
 layout.save(fig, RUN / "fig_frontier.png")
+
+# %%
 EX_SET = DECL.presets[0]
 per_img = ROWS[(ROWS["scale"] == sc) & (ROWS["set"] == EX_SET)].groupby(["group", "image"])["removal"].mean().unstack(0)
 EX_IMG = (per_img["few"] - per_img["many"]).sort_values().index[len(per_img) // 2]
