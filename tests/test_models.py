@@ -368,7 +368,7 @@ def test_count_params_and_flops_grow_with_width():
         assert 0 < count_flops(small, 32) < count_flops(big, 32), arch
     for arch in ARCHS:
         tiny, quick, paper = (count_params(build_model(arch, size=s)) for s in ("tiny", "quick", "paper"))
-        assert tiny < quick <= paper, arch
+        assert tiny < quick <= paper or (arch == "unet" and tiny == quick), arch  # UNet: tiny is quick (models.py)
         assert quick < paper or arch == "prenet"  # PReNet is published in one size: quick is paper
 
 

@@ -529,7 +529,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         arch="resnet",
-        # 6 conv layers x 16 channels (ResNet), 2 levels from 16 channels (UNet): 150 steps take about half a
+        # 6 conv layers x 16 channels (ResNet), 2 levels from 16 channels (UNet, its quick size): 150 steps take about a
         # second. Sized so that most smoke models learn their training rain (issue 23: at 30 steps and lr 1e-3,
         # 11 of notebook 01's 12 stalled and every statistic was NaN): at 150 steps, lr 3e-3, warm-up 15, 23 of
         # 24 of its models learn (dead leaves and natural photos, 2026-12-06); numbers, still meaningless
