@@ -239,7 +239,7 @@ def test_matches_profile_and_cached_results(tmp_path):
     smoke = profiles.resolve("smoke")
     good = profiles.experiment(smoke, background="gradient", n_train=2, eval_presets=("small", "dense"))
     other_n = good.replace(n_train=3, seed=1)
-    off = good.replace(steps=12)  # another training length: not this profile's model
+    off = good.replace(steps=40)  # another training length: not this profile's model
     assert profiles.matches_profile(good, smoke) and profiles.matches_profile(other_n, "smoke")
     assert not profiles.matches_profile(off, smoke)
     assert not profiles.matches_profile(good, "quick")

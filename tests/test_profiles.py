@@ -78,7 +78,7 @@ def test_overrides_from_papermill_or_the_command_line_are_coerced():
     assert profiles.resolve("smoke", seeds=7).seeds == (7,)  # a scalar is a 1-tuple
     assert profiles.resolve("smoke", gray="0").gray is False
     # the base profile is untouched (frozen)
-    assert PROFILES["smoke"].steps == 30 and PROFILES["smoke"].model_kwargs == ()
+    assert PROFILES["smoke"].steps == 150 and PROFILES["smoke"].model_kwargs == ()
 
 
 @pytest.mark.parametrize(
