@@ -111,7 +111,7 @@ MODEL_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     # (doubling per level); down = "maxpool" | "stride"; up = "bilinear" | "transpose".
     "unet": {
         # tiny is quick's size: smaller UNets mostly stay at the identity in the smoke profile's 150 steps (training
-        # removal 0.00 for 2-3 of 4 models at base width 8, 12 or 14, or one level at 16 or 24; 0 of 8 at this size,
+        # removal 0.00 for 1-4 of 4 models at base width 8, 12 or 14, or one level at 16 or 24; 0 of 8 at this size,
         # dead leaves and natural photos, 2026-12-06), and the smoke run must compute numbers (issue 23)
         "tiny": {"levels": 2, "base_width": 16, "down": "maxpool", "up": "bilinear"},
         "quick": {"levels": 2, "base_width": 16, "down": "maxpool", "up": "bilinear"},
