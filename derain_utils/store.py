@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import errno
 import importlib.metadata
 import json
 import logging
@@ -160,9 +161,12 @@ def ensure_dir(path: str | os.PathLike, what: str = "folder") -> Path:
     return p
 
 
-def _check_writable(path: Path, what: str, err: OSError) -> StoreError:
+def write_error(path: str | os.PathLike, what: str, err: OSError) -> StoreError:
+    """The :class:`StoreError` for ``err`` raised while writing ``what`` at ``path``: it names the path and, for
+    a read-only location or a full disk, says so."""
     reason = err.strerror or str(err)
-    hint = " (read-only location?)" if isinstance(err, PermissionError) or err.errno == 30 else ""
+    hint = (" (read-only location?)" if isinstance(err, PermissionError) or err.errno == errno.EROFS else
+            " (is the disk full?)" if err.errno == errno.ENOSPC else "")
     return StoreError(f"cannot write {what} {path}: {reason}{hint}")
 
 
@@ -188,7 +192,7 @@ def write_bytes(path: str | os.PathLike, data: bytes, *, what: str = "file") -> 
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise _check_writable(path, what, e) from e
+        raise write_error(path, what, e) from e
     return path
 
 

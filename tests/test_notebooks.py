@@ -139,13 +139,11 @@ def test_header_and_parameters_cell(path: Path):
 def test_no_cell_saves_both_a_picture_and_a_data_plot(path: Path):
     """The published reader page of a real-data run drops the images of any cell that saves a picture
     (publish.strip_pictures): a data plot saved in the same cell would be lost with it."""
-    import re
-
     from derain_utils.book import publish
 
     for i, cell in enumerate(jupytext.read(path).cells):
-        names = publish._FIGURE_NAME.findall(cell.source) if cell.cell_type == "code" else []
-        kinds = {n: publish._is_picture(re.sub(r"\{[^}]*\}", "x", n) + ".png") for n in names}
+        globs = publish.figure_globs(cell.source) if cell.cell_type == "code" else []
+        kinds = {g: publish._is_picture(g.replace("*", "x")) for g in globs}
         assert len(set(kinds.values())) <= 1, f"{path.name} cell {i} saves pictures and data plots: {kinds}"
 
 

@@ -73,7 +73,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ def offline_notebook(nb: Any) -> Any:
 
 
 def export_html(notebook: str | Path, *, no_input: bool = False, dest: str | Path | None = None,
-                transform: Any = None) -> Path:
+                transform: Callable[[Any], Any] | None = None) -> Path:
     """Export an executed notebook to a self-contained HTML page beside it; returns the path.
 
     nbconvert's ``lab`` template without the scripts it loads from CDNs (:data:`OFFLINE_TEMPLATE`):

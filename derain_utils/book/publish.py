@@ -37,7 +37,7 @@ from typing import Any
 from derain_utils import store
 from derain_utils.stats import verdict as _verdict
 
-__all__ = ["LEFT_OUT", "MAX_WIDTH", "PICTURES", "strip_pictures", "uses_real_data", "publish", "verdict_cell"]
+__all__ = ["LEFT_OUT", "MAX_WIDTH", "PICTURES", "figure_globs", "strip_pictures", "uses_real_data", "publish", "verdict_cell"]
 
 PICTURES: tuple[str, ...] = ("fig_backgrounds", "fig_examples", "fig_rain", "fig_regions", "fig_probes",
                              "fig_equal_psnr", "fig_perspective", "fig_paired_example", "fig_real_*")
@@ -106,6 +106,11 @@ LEFT_OUT = ("[A figure was left out of this published page: it shows images of t
 """What the published reader page of a real-data run shows in place of a picture."""
 
 
+def figure_globs(source: str) -> list[str]:
+    """The figure files a cell's source saves, as globs: ``fig_<name>.png``, an f-string field read as ``*``."""
+    return [re.sub(r"\{[^}]*\}", "*", name) + ".png" for name in _FIGURE_NAME.findall(source)]
+
+
 def strip_pictures(nb: Any, saved: Sequence[str]) -> int:
     """Leave every picture of real images out of an executed notebook, in place; returns how many outputs went.
 
@@ -121,8 +126,8 @@ def strip_pictures(nb: Any, saved: Sequence[str]) -> int:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        globs = [re.sub(r"\{[^}]*\}", "*", t) for t in _FIGURE_NAME.findall(cell.source)]
-        matched = [f for f in saved if any(fnmatch.fnmatch(f, g + ".png") for g in globs)]
+        globs = figure_globs(cell.source)
+        matched = [f for f in saved if any(fnmatch.fnmatch(f, g) for g in globs)]
         safe = bool(matched) and not any(_is_picture(f) for f in matched)
         outputs = []
         for out in cell.get("outputs", []):

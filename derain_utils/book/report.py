@@ -61,7 +61,6 @@ Its intervals come from :mod:`derain_utils.stats.bootstrap` and its figure from
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import math
 import os
@@ -769,11 +768,8 @@ def write_report(
         _publish(out, final)
     except store.StoreError:
         raise
-    except OSError as e:  # a full disk (errno 28) or a folder that turned read-only: name where, not only why
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        hint = " (is the disk full?)" if e.errno == errno.ENOSPC else ""
-        raise store.StoreError(f"cannot write the report card into {final}{where}: {e.strerror or e}{hint}; "
-                               f"nothing was written there") from e
+    except OSError as e:  # a full disk or a folder that turned read-only: name where, not only why
+        raise store.write_error(final, "the report card into", e) from e
     finally:
         if out.exists():
             shutil.rmtree(out, ignore_errors=True)

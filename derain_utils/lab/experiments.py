@@ -738,32 +738,29 @@ def run(
     if curve_points is not None:
         curve_steps(config.steps, curve_points)  # validates points against the steps
     entry = entry_dir(config, cache_root=cache_root, curve_points=curve_points)
-    stale = None
     if not force:
         hit = _try_cached(entry, config, warn=False, curve_points=curve_points)
         if hit is not None:
             stale = data_changed(hit, data_dir=data_dir)
             if stale is None:
                 return hit
+            warnings.warn(f"cache entry {entry} is stale: {stale}; retraining it", CacheWarning, stacklevel=2)
+            force = True  # its images changed: retrained from scratch, like a forced run
     store.ensure_dir(entry.parent, "cache root" if curve_points is None else "curve cache")
     store.ensure_dir(entry, "cache entry")
     lock = store.EntryLock(entry, what="cache entry")
     waited = lock.acquire(
         timeout=lock_timeout,
-        done=None if force or stale else (lambda: _try_cached(entry, config, warn=False, curve_points=curve_points)))
+        done=None if force else (lambda: _try_cached(entry, config, warn=False, curve_points=curve_points)))
     if waited is not None:  # another process finished it meanwhile
         return waited
     try:
-        if not force and stale is None:
-            hit = _try_cached(entry, config, warn=True, curve_points=curve_points)
-            stale = None if hit is None else data_changed(hit, data_dir=data_dir)
-            if hit is not None and stale is None:
-                return hit
-        if stale is not None:
-            warnings.warn(f"cache entry {entry} is stale: {stale}; retraining it", CacheWarning, stacklevel=2)
-        if force or stale is not None:
+        if force:
             _clear_entry(entry, keep_ckpt=False)
         else:
+            hit = _try_cached(entry, config, warn=True, curve_points=curve_points)
+            if hit is not None:
+                return hit
             # Not usable. An entry that never completed keeps its checkpoints (resume);
             # one that completed and then got damaged is retrained from scratch.
             _clear_entry(entry, keep_ckpt=not (entry / store.MANIFEST).exists())

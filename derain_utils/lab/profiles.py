@@ -207,14 +207,14 @@ class Profile:
         for fname in ("category_n", "dynamics_points", "workers"):
             if getattr(self, fname) < 1:
                 raise ValueError(f"{fname} must be >= 1, got {getattr(self, fname)}")
+        tile_bytes = self.tile * self.tile * (1 if self.gray else 3) * 4  # float32, held by every model
         for fname, n in (("n_list", self.n_list[-1]), ("category_n", self.category_n)):
-            held = n * self.tile * self.tile * (1 if self.gray else 3) * 4  # float32 tiles, held by every model
-            if held > MAX_TRAIN_BYTES:
+            if n * tile_bytes > MAX_TRAIN_BYTES:
                 raise ValueError(
-                    f"{fname}: N = {n} training tiles of {self.tile} px would hold {held / 2**30:.2f} GiB in memory "
-                    f"for every model that trains on them (and be drawn again for each), past the "
+                    f"{fname}: N = {n} training tiles of {self.tile} px would hold {n * tile_bytes / 2**30:.2f} GiB in "
+                    f"memory for every model that trains on them (and be drawn again for each), past the "
                     f"{MAX_TRAIN_BYTES / 2**30:g} GiB limit (profiles.MAX_TRAIN_BYTES); the largest N at this tile is "
-                    f"{MAX_TRAIN_BYTES // (self.tile * self.tile * (1 if self.gray else 3) * 4)}")
+                    f"{MAX_TRAIN_BYTES // tile_bytes}")
         experiment(self)  # validates every field shared with ExperimentConfig (errors name the field)
         if self.dynamics_points > self.steps:
             raise ValueError(f"dynamics_points ({self.dynamics_points}) must be <= steps ({self.steps})")

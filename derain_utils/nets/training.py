@@ -74,8 +74,8 @@ which applies it with :func:`predict`.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
+import io
 import json
 import math
 import os
@@ -519,37 +519,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, ``os.replace``.
-
-    A write that fails (a full disk: ``OSError`` errno 28, or torch's ``enforce fail at inline_container.cc ...
-    file write failed``) raises :class:`derain_utils.store.StoreError` naming the checkpoint, with no temporary
-    file left behind; the previous checkpoint, if any, is kept, so the run resumes from it once there is room.
-    """
+    """Write ``state`` to ``path`` atomically (:func:`derain_utils.store.write_bytes`: a temporary file, fsync,
+    ``os.replace``). A write that fails (a full disk) raises :class:`derain_utils.store.StoreError` naming the
+    checkpoint, with no temporary file left; the previous checkpoint stays, so the run resumes from it."""
+    buf = io.BytesIO()
+    torch.save(state, buf)  # serialised in memory: a failing disk write is the store's error, with the path
+    store.ensure_dir(path.parent, "checkpoint folder")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise store.StoreError(f"cannot create the checkpoint folder {path.parent}: {e.strerror or e}") from e
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:
-        if isinstance(e, RuntimeError) and "write" not in str(e).lower():
-            raise  # not a failed write: torch's own error, unchanged
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else "the file write failed"
-        full = isinstance(e, OSError) and e.errno == errno.ENOSPC or "file write failed" in str(e)
-        raise store.StoreError(
-            f"cannot write the training checkpoint {path}: {reason}"
-            + (" (is the disk full? free some space, then rerun: training resumes from the last checkpoint that "
-               "was written)" if full else "")) from e
-    finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        store.write_bytes(path, buf.getvalue(), what="the training checkpoint")
+    except store.StoreError as e:
+        raise store.StoreError(f"{e}; a rerun resumes from the last checkpoint that was written") from e
 
 
 def _check_fingerprint(path: Path, stored: Any, current: dict[str, Any]) -> None:
